@@ -1,0 +1,42 @@
+//! The core of OpenLoom: domain types, the pluggable traits, the event bus and the
+//! registry. Everything else in the workspace builds on this crate, and this crate
+//! depends on no HTTP, SQL or web library.
+//!
+//! # Main types
+//! - [`TaskSpec`] is what a user asks for; [`Task`] is the record the [`Store`] keeps,
+//!   with its [`TaskStatus`] and a check log of [`CheckLogEntry`].
+//! - [`AgentServer`] is the coding agent the harness drives (OpenCode in
+//!   `openloom-opencode`). The harness only ever talks to this trait.
+//! - [`Checker`] decides how far a task is, [`Sink`] receives [`Event`]s, [`Source`]
+//!   produces specs; a [`Registry`] names implementations of each.
+//!
+//! # Design: store first, then event
+//! Every state change is written to the store before it is announced, and the
+//! [`Event`] carries the [`StoreVersion`] of that write. The store is the truth; the
+//! [`EventBus`] only notifies, so a client that misses events resynchronises from the
+//! store instead of trusting a stream.
+
+pub mod agent;
+pub mod check;
+pub mod error;
+pub mod event;
+pub mod registry;
+pub mod source;
+pub mod spec;
+pub mod store;
+pub mod task;
+
+pub use agent::{
+    AgentEvent, AgentMessage, AgentServer, Health, MessageError, MessagePart, Role, Session,
+    SessionActivity, SessionRef, TokenUsage, ToolState,
+};
+pub use check::{CheckContext, CheckResult, Checker};
+pub use error::{BoxError, Error, Result};
+pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
+pub use registry::{Options, Registry};
+pub use source::Source;
+pub use spec::{Step, TaskSpec};
+pub use store::{
+    LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Store, StoredLogEntry, TaskQuery,
+};
+pub use task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};

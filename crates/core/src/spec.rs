@@ -1,0 +1,150 @@
+//! What a user asks for: the task specification.
+//!
+//! Parsing from YAML and Markdown lives in `openloom-prompts`; this module only holds
+//! the typed result so every layer can share it without depending on a parser.
+
+use serde::{Deserialize, Serialize};
+
+/// The default check interval, in seconds (the reference's five minutes).
+pub const DEFAULT_CHECK_INTERVAL_SECONDS: u64 = 300;
+/// The agent name that means "OpenCode's default agent".
+pub const DEFAULT_AGENT: &str = "opencode";
+/// The default mode.
+pub const DEFAULT_MODE: &str = "normal";
+/// The name of a task whose spec gives none.
+pub const UNTITLED_TASK: &str = "Untitled task";
+
+/// One step of a task, with its own acceptance criteria.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// What the agent should do in this step.
+    pub title: String,
+    /// Textual criteria the agent reads; executable checks come separately.
+    #[serde(default)]
+    pub acceptance: Vec<String>,
+}
+
+impl Step {
+    /// A step with a title and no acceptance criteria.
+    pub fn new(title: impl Into<String>) -> Self {
+        Step { title: title.into(), acceptance: Vec::new() }
+    }
+}
+
+/// A task as the user specified it: goal, steps, acceptance and how to drive it.
+///
+/// `check_interval_seconds == 0` with no steps and no acceptance makes a one-shot
+/// task: the prompt is sent once and never checked again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Human name of the task.
+    pub name: String,
+    /// Directory the agent works in, as written by the user.
+    pub workspace: String,
+    /// What the agent should accomplish.
+    pub goal: String,
+    /// Ordered steps.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Acceptance criteria for the whole task.
+    #[serde(default)]
+    pub acceptance: Vec<String>,
+    /// Free-form mode (the reference passes it through).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Agent to prompt; [`DEFAULT_AGENT`] means OpenCode's default.
+    #[serde(default = "default_agent")]
+    pub agent: String,
+    /// Seconds between fallback checks; 0 means "never check again" (one-shot).
+    #[serde(default = "default_interval")]
+    pub check_interval_seconds: u64,
+    /// A prompt sent verbatim instead of the bootstrap prompt (prompt-only tasks).
+    #[serde(default)]
+    pub initial_prompt: Option<String>,
+}
+
+fn default_mode() -> String {
+    DEFAULT_MODE.to_owned()
+}
+fn default_agent() -> String {
+    DEFAULT_AGENT.to_owned()
+}
+fn default_interval() -> u64 {
+    DEFAULT_CHECK_INTERVAL_SECONDS
+}
+
+impl TaskSpec {
+    /// A spec with a name, workspace and goal and the reference's defaults elsewhere.
+    pub fn new(
+        name: impl Into<String>,
+        workspace: impl Into<String>,
+        goal: impl Into<String>,
+    ) -> Self {
+        TaskSpec {
+            name: name.into(),
+            workspace: workspace.into(),
+            goal: goal.into(),
+            steps: Vec::new(),
+            acceptance: Vec::new(),
+            mode: default_mode(),
+            agent: default_agent(),
+            check_interval_seconds: DEFAULT_CHECK_INTERVAL_SECONDS,
+            initial_prompt: None,
+        }
+    }
+
+    /// True when the spec has steps or acceptance criteria to track.
+    pub fn is_structured(&self) -> bool {
+        !self.steps.is_empty()
+            || !self.acceptance.is_empty()
+            || self.steps.iter().any(|s| !s.acceptance.is_empty())
+    }
+
+    /// True for a task that is prompted once and never checked (interval 0, no plan).
+    pub fn is_one_shot(&self) -> bool {
+        self.check_interval_seconds == 0 && !self.is_structured()
+    }
+
+    /// The agent to pass to the agent server: `None` for the default agent.
+    pub fn agent_override(&self) -> Option<&str> {
+        let agent = self.agent.trim();
+        (!agent.is_empty() && agent != DEFAULT_AGENT).then_some(agent)
+    }
+
+    /// Title of the step at a zero-based index, if it exists.
+    pub fn step_title(&self, index: usize) -> Option<&str> {
+        self.steps.get(index).map(|s| s.title.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_needs_zero_interval_and_no_plan() {
+        let mut spec = TaskSpec::new("t", "/w", "do it");
+        assert!(!spec.is_one_shot());
+        spec.check_interval_seconds = 0;
+        assert!(spec.is_one_shot());
+        spec.steps.push(Step::new("first"));
+        assert!(!spec.is_one_shot());
+    }
+
+    #[test]
+    fn default_agent_is_not_passed_on() {
+        let mut spec = TaskSpec::new("t", "/w", "g");
+        assert_eq!(spec.agent_override(), None);
+        spec.agent = "build".into();
+        assert_eq!(spec.agent_override(), Some("build"));
+    }
+
+    #[test]
+    fn deserializes_with_defaults() {
+        let spec: TaskSpec = serde_json::from_str(r#"{"name":"n","workspace":"/w","goal":"g"}"#)
+            .expect("valid json");
+        assert_eq!(spec.check_interval_seconds, DEFAULT_CHECK_INTERVAL_SECONDS);
+        assert_eq!(spec.agent, DEFAULT_AGENT);
+        assert!(spec.steps.is_empty());
+    }
+}

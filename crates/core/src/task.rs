@@ -1,0 +1,371 @@
+//! The task record the store keeps, its status, and its check log.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::spec::TaskSpec;
+
+/// Monotonic counter bumped by every store write; events carry the version of the
+/// write they announce so clients can order what they see and detect gaps.
+pub type StoreVersion = u64;
+
+/// Identifier of a task, e.g. `task_3f2a9c81d0e4`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(String);
+
+impl TaskId {
+    /// A fresh random id in the reference's format (`task_` and 12 hex digits).
+    pub fn generate() -> Self {
+        let hex = uuid::Uuid::new_v4().simple().to_string();
+        TaskId(format!("task_{}", &hex[..12]))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for TaskId {
+    fn from(value: String) -> Self {
+        TaskId(value)
+    }
+}
+
+impl From<&str> for TaskId {
+    fn from(value: &str) -> Self {
+        TaskId(value.to_owned())
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Created, not yet started.
+    Pending,
+    /// A session exists and the harness checks it.
+    Running,
+    /// Waiting on something outside the agent: a permission, a retry, an unreachable
+    /// server. Still checked.
+    Waiting,
+    /// Paused by the user; not checked.
+    Paused,
+    /// Done (verified, when the spec has checks).
+    Completed,
+    /// Stopped for good with an error.
+    Failed,
+    /// Hidden from the active list; may be deleted.
+    Archived,
+}
+
+impl TaskStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [TaskStatus; 7] = [
+        TaskStatus::Pending,
+        TaskStatus::Running,
+        TaskStatus::Waiting,
+        TaskStatus::Paused,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Archived,
+    ];
+
+    /// The lowercase name used in the store, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Waiting => "waiting",
+            TaskStatus::Paused => "paused",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Archived => "archived",
+        }
+    }
+
+    /// True for statuses the harness never leaves on its own.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Archived)
+    }
+
+    /// True for statuses the harness checks on schedule.
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskStatus::Pending | TaskStatus::Running | TaskStatus::Waiting)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskStatus::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown task status {s:?}; expected one of: {}",
+                TaskStatus::ALL.map(TaskStatus::as_str).join(", ")
+            ))
+        })
+    }
+}
+
+/// The record the store keeps for each task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique id.
+    pub id: TaskId,
+    /// Copy of the spec's name, for listing without decoding the spec.
+    pub name: String,
+    /// The spec the task was created from (workspace resolved at start).
+    pub spec: TaskSpec,
+    /// The workspace directory the agent works in.
+    pub workspace: String,
+    /// Lifecycle status.
+    pub status: TaskStatus,
+    /// Zero-based index of the step the agent is focused on.
+    pub current_step: usize,
+    /// One-based numbers of the steps reported done (verified, when checks exist).
+    pub completed_steps: Vec<u32>,
+    /// Consecutive checks that found the session idle.
+    pub idle_checks: u32,
+    /// Progress between 0.0 and 1.0.
+    pub progress: f64,
+    /// Seconds between fallback checks; 0 for a one-shot task.
+    pub check_interval_seconds: u64,
+    /// Every session the task has used, oldest first.
+    pub session_ids: Vec<String>,
+    /// The session the harness drives now.
+    pub active_session_id: Option<String>,
+    /// When the harness last checked the task.
+    pub last_check_at: Option<DateTime<Utc>>,
+    /// When the harness should check next; `None` means never.
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// One line on the last check.
+    pub last_summary: Option<String>,
+    /// Why the task failed, or the last transient error while it is waiting.
+    pub error: Option<String>,
+    /// Transient errors in a row; drives the backoff and is reset by a good check.
+    pub consecutive_errors: u32,
+    /// When the task was created.
+    pub created_at: DateTime<Utc>,
+    /// When the record last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Task {
+    /// A new pending task for a spec, due now.
+    pub fn new(id: TaskId, spec: TaskSpec, now: DateTime<Utc>) -> Self {
+        Task {
+            id,
+            name: spec.name.clone(),
+            workspace: spec.workspace.clone(),
+            check_interval_seconds: spec.check_interval_seconds,
+            spec,
+            status: TaskStatus::Pending,
+            current_step: 0,
+            completed_steps: Vec::new(),
+            idle_checks: 0,
+            progress: 0.0,
+            session_ids: Vec::new(),
+            active_session_id: None,
+            last_check_at: None,
+            next_check_at: Some(now),
+            last_summary: None,
+            error: None,
+            consecutive_errors: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies an update in memory, as a store does on write.
+    pub fn apply(&mut self, update: &TaskUpdate, now: DateTime<Utc>) {
+        let TaskUpdate {
+            spec,
+            workspace,
+            status,
+            current_step,
+            completed_steps,
+            idle_checks,
+            progress,
+            check_interval_seconds,
+            session_ids,
+            active_session_id,
+            last_check_at,
+            next_check_at,
+            last_summary,
+            error,
+            consecutive_errors,
+        } = update;
+        if let Some(spec) = spec {
+            self.spec = spec.clone();
+            self.name = spec.name.clone();
+        }
+        set(&mut self.workspace, workspace);
+        set(&mut self.status, status);
+        set(&mut self.current_step, current_step);
+        set(&mut self.completed_steps, completed_steps);
+        set(&mut self.idle_checks, idle_checks);
+        set(&mut self.progress, progress);
+        set(&mut self.check_interval_seconds, check_interval_seconds);
+        set(&mut self.session_ids, session_ids);
+        set(&mut self.active_session_id, active_session_id);
+        set(&mut self.last_check_at, last_check_at);
+        set(&mut self.next_check_at, next_check_at);
+        set(&mut self.last_summary, last_summary);
+        set(&mut self.error, error);
+        set(&mut self.consecutive_errors, consecutive_errors);
+        self.updated_at = now;
+    }
+}
+
+fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+    if let Some(value) = value {
+        *field = value.clone();
+    }
+}
+
+/// A partial update of a task: `None` leaves a field alone. Nullable fields are
+/// `Option<Option<T>>` so that "clear it" (`Some(None)`) differs from "leave it".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)] // Each field mirrors the field of `Task` with the same name.
+pub struct TaskUpdate {
+    pub spec: Option<TaskSpec>,
+    pub workspace: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub current_step: Option<usize>,
+    pub completed_steps: Option<Vec<u32>>,
+    pub idle_checks: Option<u32>,
+    pub progress: Option<f64>,
+    pub check_interval_seconds: Option<u64>,
+    pub session_ids: Option<Vec<String>>,
+    pub active_session_id: Option<Option<String>>,
+    pub last_check_at: Option<Option<DateTime<Utc>>>,
+    pub next_check_at: Option<Option<DateTime<Utc>>>,
+    pub last_summary: Option<Option<String>>,
+    pub error: Option<Option<String>>,
+    pub consecutive_errors: Option<u32>,
+}
+
+impl TaskUpdate {
+    /// True when the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &TaskUpdate::default()
+    }
+}
+
+/// One entry of a task's check log: what a check saw and did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckLogEntry {
+    /// When the check happened.
+    pub at: DateTime<Utc>,
+    /// The task's status after the check.
+    pub status: TaskStatus,
+    /// One line on what happened.
+    pub summary: String,
+    /// More detail (session status, error text, check output tail); bounded in size.
+    #[serde(default)]
+    pub detail: String,
+    /// Structured evidence (e.g. verification results), kept as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<serde_json::Value>,
+}
+
+impl CheckLogEntry {
+    /// Most bytes of `detail` a store keeps; longer details keep their tail.
+    pub const MAX_DETAIL_BYTES: usize = 8 * 1024;
+
+    /// A log entry stamped `at`, with the detail bounded to [`Self::MAX_DETAIL_BYTES`].
+    pub fn new(
+        at: DateTime<Utc>,
+        status: TaskStatus,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        CheckLogEntry {
+            at,
+            status,
+            summary: summary.into(),
+            detail: truncate_tail(detail.into(), Self::MAX_DETAIL_BYTES),
+            evidence: None,
+        }
+    }
+}
+
+/// Keeps at most `max` bytes of `text`, dropping from the front on a char boundary.
+pub fn truncate_tail(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_through_its_name() {
+        for status in TaskStatus::ALL {
+            assert_eq!(status.as_str().parse::<TaskStatus>().expect("known"), status);
+            let json = serde_json::to_string(&status).expect("serializable");
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        let err = "done".parse::<TaskStatus>().expect_err("unknown");
+        assert!(err.to_string().contains("pending, running"), "{err}");
+    }
+
+    #[test]
+    fn generated_ids_look_like_the_reference() {
+        let id = TaskId::generate();
+        assert!(id.as_str().starts_with("task_"));
+        assert_eq!(id.as_str().len(), 17);
+        assert_ne!(id, TaskId::generate());
+    }
+
+    #[test]
+    fn apply_changes_only_given_fields_and_can_clear() {
+        let now = Utc::now();
+        let mut task = Task::new(TaskId::from("task_1"), TaskSpec::new("n", "/w", "g"), now);
+        task.error = Some("old".into());
+        let update = TaskUpdate {
+            status: Some(TaskStatus::Running),
+            error: Some(None),
+            ..TaskUpdate::default()
+        };
+        task.apply(&update, now);
+        assert_eq!(task.status, TaskStatus::Running);
+        assert_eq!(task.error, None);
+        assert_eq!(task.name, "n");
+        assert!(TaskUpdate::default().is_empty());
+        assert!(!update.is_empty());
+    }
+
+    #[test]
+    fn truncate_tail_keeps_the_end_on_a_char_boundary() {
+        assert_eq!(truncate_tail("abcdef".into(), 3), "def");
+        assert_eq!(truncate_tail("short".into(), 10), "short");
+        // 'é' is two bytes; cutting inside it moves forward.
+        assert_eq!(truncate_tail("aéb".into(), 2), "b");
+    }
+}
