@@ -35,7 +35,7 @@ pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
 pub use registry::{Options, Registry};
 pub use source::Source;
-pub use spec::{Step, TaskSpec};
+pub use spec::{CheckDefinition, Step, TaskSpec};
 pub use store::{
     LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Store, StoredLogEntry, TaskQuery,
 };

@@ -19,15 +19,18 @@ pub const UNTITLED_TASK: &str = "Untitled task";
 pub struct Step {
     /// What the agent should do in this step.
     pub title: String,
-    /// Textual criteria the agent reads; executable checks come separately.
+    /// Textual criteria the agent reads.
     #[serde(default)]
     pub acceptance: Vec<String>,
+    /// Executable checks that must pass before the step counts as done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDefinition>,
 }
 
 impl Step {
     /// A step with a title and no acceptance criteria.
     pub fn new(title: impl Into<String>) -> Self {
-        Step { title: title.into(), acceptance: Vec::new() }
+        Step { title: title.into(), acceptance: Vec::new(), checks: Vec::new() }
     }
 }
 
@@ -61,6 +64,80 @@ pub struct TaskSpec {
     /// A prompt sent verbatim instead of the bootstrap prompt (prompt-only tasks).
     #[serde(default)]
     pub initial_prompt: Option<String>,
+    /// Executable checks that gate `TASK COMPLETE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDefinition>,
+    /// Failed verification rounds after which the task fails; `None` for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_verification_rounds: Option<u32>,
+}
+
+/// Default timeout of a `run` check, in seconds.
+pub const DEFAULT_CHECK_TIMEOUT_SECONDS: u64 = 600;
+/// Default number of failed verification rounds before a task fails.
+pub const DEFAULT_MAX_VERIFICATION_ROUNDS: u32 = 5;
+
+/// An executable check written by the spec's author (never by the agent).
+///
+/// Paths are relative to the task's workspace. Stored and exchanged as JSON with a
+/// `kind` tag; the YAML and Markdown spec syntax is parsed by `openloom-prompts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckDefinition {
+    /// Runs a shell command in the workspace; passes on the expected exit status.
+    Run {
+        /// The command line, run with `sh -c`.
+        command: String,
+        /// Exit status that means success.
+        #[serde(default)]
+        expect_status: i32,
+        /// Seconds before the command (and its children) is killed.
+        #[serde(default = "default_check_timeout")]
+        timeout_seconds: u64,
+    },
+    /// Passes when the path exists.
+    FileExists {
+        /// Path relative to the workspace.
+        path: String,
+    },
+    /// Passes when the path does not exist.
+    FileMissing {
+        /// Path relative to the workspace.
+        path: String,
+    },
+    /// Passes when the file's content matches a regular expression.
+    FileContains {
+        /// Path relative to the workspace.
+        path: String,
+        /// A regular expression (Rust `regex` syntax).
+        pattern: String,
+    },
+    /// Passes when every change in the workspace (per git) is under one of the paths.
+    ChangesWithin {
+        /// Allowed paths (files or directories), relative to the workspace.
+        paths: Vec<String>,
+    },
+}
+
+fn default_check_timeout() -> u64 {
+    DEFAULT_CHECK_TIMEOUT_SECONDS
+}
+
+impl CheckDefinition {
+    /// A short human label, e.g. `run: cargo test` or `file_exists: src/lib.rs`.
+    pub fn label(&self) -> String {
+        match self {
+            CheckDefinition::Run { command, .. } => format!("run: {command}"),
+            CheckDefinition::FileExists { path } => format!("file_exists: {path}"),
+            CheckDefinition::FileMissing { path } => format!("file_missing: {path}"),
+            CheckDefinition::FileContains { path, pattern } => {
+                format!("file_contains: {path} ~ {pattern}")
+            }
+            CheckDefinition::ChangesWithin { paths } => {
+                format!("changes_within: {}", paths.join(", "))
+            }
+        }
+    }
 }
 
 fn default_mode() -> String {
@@ -90,6 +167,8 @@ impl TaskSpec {
             agent: default_agent(),
             check_interval_seconds: DEFAULT_CHECK_INTERVAL_SECONDS,
             initial_prompt: None,
+            checks: Vec::new(),
+            max_verification_rounds: None,
         }
     }
 
@@ -109,6 +188,11 @@ impl TaskSpec {
     pub fn agent_override(&self) -> Option<&str> {
         let agent = self.agent.trim();
         (!agent.is_empty() && agent != DEFAULT_AGENT).then_some(agent)
+    }
+
+    /// True when the spec has executable checks anywhere.
+    pub fn has_checks(&self) -> bool {
+        !self.checks.is_empty() || self.steps.iter().any(|s| !s.checks.is_empty())
     }
 
     /// Title of the step at a zero-based index, if it exists.
