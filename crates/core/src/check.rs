@@ -28,6 +28,64 @@ pub struct CheckResult {
     pub acceptance_total: usize,
     /// Fraction of acceptance met, 0.0–1.0.
     pub acceptance_progress: f64,
+    /// Executable checks run during this look, when a verifying checker ran any.
+    /// A failed verification lowers `step_done` / `task_complete` to what is proven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// What was verified, and the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Which claim the checks were run for.
+    pub scope: VerificationScope,
+    /// Every check run, in order.
+    pub outcomes: Vec<CheckOutcome>,
+}
+
+impl Verification {
+    /// True when every check passed.
+    pub fn passed(&self) -> bool {
+        self.outcomes.iter().all(|o| o.passed)
+    }
+
+    /// The checks that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &CheckOutcome> {
+        self.outcomes.iter().filter(|o| !o.passed)
+    }
+}
+
+/// The claim a verification answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "step", rename_all = "snake_case")]
+pub enum VerificationScope {
+    /// The agent reported `STEP DONE: n` (one-based).
+    Step(u32),
+    /// The agent reported `TASK COMPLETE` (or every step).
+    Task,
+}
+
+/// The result of one executable check: the evidence kept in the check log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// The check's label, e.g. `run: cargo test`.
+    pub label: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Exit status of a command check (`None` if killed or not a command).
+    #[serde(default)]
+    pub exit_status: Option<i32>,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// The tail of its output (bounded).
+    #[serde(default)]
+    pub output_tail: String,
+    /// True when a command was killed for exceeding its timeout.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Why the check could not run or failed, in words (e.g. "src/x.rs does not exist").
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// What a checker may look at.

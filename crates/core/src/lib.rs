@@ -30,7 +30,9 @@ pub use agent::{
     AgentEvent, AgentMessage, AgentServer, Health, MessageError, MessagePart, Role, Session,
     SessionActivity, SessionRef, TokenUsage, ToolState,
 };
-pub use check::{CheckContext, CheckResult, Checker};
+pub use check::{
+    CheckContext, CheckOutcome, CheckResult, Checker, Verification, VerificationScope,
+};
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
 pub use registry::{Options, Registry};
