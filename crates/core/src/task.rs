@@ -6,6 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::check::Verification;
 use crate::error::Error;
 use crate::spec::TaskSpec;
 
@@ -162,6 +163,15 @@ pub struct Task {
     pub error: Option<String>,
     /// Transient errors in a row; drives the backoff and is reset by a good check.
     pub consecutive_errors: u32,
+    /// Failed verification rounds so far (executable checks that did not pass).
+    #[serde(default)]
+    pub verification_rounds: u32,
+    /// The last verification run for this task: per-check state and evidence.
+    #[serde(default)]
+    pub last_verification: Option<Verification>,
+    /// Id of the newest message seen at the last check, to skip duplicate wake-ups.
+    #[serde(default)]
+    pub last_message_id: Option<String>,
     /// When the task was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
@@ -189,6 +199,9 @@ impl Task {
             last_summary: None,
             error: None,
             consecutive_errors: 0,
+            verification_rounds: 0,
+            last_verification: None,
+            last_message_id: None,
             created_at: now,
             updated_at: now,
         }
@@ -212,6 +225,9 @@ impl Task {
             last_summary,
             error,
             consecutive_errors,
+            verification_rounds,
+            last_verification,
+            last_message_id,
         } = update;
         if let Some(spec) = spec {
             self.spec = spec.clone();
@@ -231,6 +247,9 @@ impl Task {
         set(&mut self.last_summary, last_summary);
         set(&mut self.error, error);
         set(&mut self.consecutive_errors, consecutive_errors);
+        set(&mut self.verification_rounds, verification_rounds);
+        set(&mut self.last_verification, last_verification);
+        set(&mut self.last_message_id, last_message_id);
         self.updated_at = now;
     }
 }
@@ -261,6 +280,9 @@ pub struct TaskUpdate {
     pub last_summary: Option<Option<String>>,
     pub error: Option<Option<String>>,
     pub consecutive_errors: Option<u32>,
+    pub verification_rounds: Option<u32>,
+    pub last_verification: Option<Option<Verification>>,
+    pub last_message_id: Option<Option<String>>,
 }
 
 impl TaskUpdate {
