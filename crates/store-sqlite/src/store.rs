@@ -1,0 +1,394 @@
+//! [`SqliteStore`]: the [`Store`] trait on a SQLite file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use openloom_core::task::truncate_tail;
+use openloom_core::{
+    CheckLogEntry, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task, TaskId, TaskQuery,
+    TaskStatus, TaskUpdate,
+};
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::{Sqlite, Transaction};
+
+use crate::codec::{self, LOG_COLUMNS, TASK_COLUMNS, TaskRow};
+use crate::error::{Error, SqlxResultExt};
+use crate::open::{StoreOptions, open_pool};
+
+/// Tasks, check logs and recent workspaces in one SQLite file.
+///
+/// Cheap to share behind an `Arc`; every method takes `&self`. Several stores (in one
+/// process or many) may use the same file: writes take SQLite's write lock up front
+/// (`BEGIN IMMEDIATE`) and wait up to the busy timeout for it.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+    /// Serialises this store's own writers in-process, so they queue fairly on a
+    /// mutex instead of polling SQLite's lock with the busy handler's sleeps.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl SqliteStore {
+    /// Opens the database at `path` with default [`StoreOptions`], creating the file
+    /// and its directory if needed and applying pending migrations.
+    ///
+    /// Refuses (without changing it) a database whose schema is newer than this build.
+    pub async fn open(path: impl AsRef<Path>) -> crate::Result<SqliteStore> {
+        Self::open_with(path, &StoreOptions::default()).await
+    }
+
+    /// Like [`SqliteStore::open`], with explicit options.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: &StoreOptions,
+    ) -> crate::Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let pool = open_pool(&path, options).await?;
+        tracing::debug!(path = %path.display(), "opened the SQLite store");
+        Ok(SqliteStore { pool, path, write_lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool, for diagnostics and tests (e.g. `PRAGMA integrity_check`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when the file is sound.
+    pub async fn integrity_check(&self) -> crate::Result<()> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.pool).await.at(&self.path)?;
+        if rows.len() == 1 && rows[0] == "ok" {
+            Ok(())
+        } else {
+            Err(Error::Corrupt { path: self.path.clone(), message: rows.join("; ") })
+        }
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write: takes the in-process lock, then SQLite's write lock.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>> {
+        let guard = self.write_lock.lock().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.at(&self.path)?;
+        Ok(WriteTx { tx, _guard: guard, path: &self.path })
+    }
+
+    pub(crate) fn fail(&self, err: sqlx::Error) -> openloom_core::Error {
+        Error::classify(&self.path, err).into()
+    }
+
+    async fn require_seq(&self, conn: &mut SqliteConnection, id: &TaskId) -> Result<i64> {
+        sqlx::query_scalar("SELECT seq FROM tasks WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| not_found(id))
+    }
+
+    fn tasks(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Task>> {
+        rows.iter().map(|row| codec::task_from_row(&self.path, row).map_err(Into::into)).collect()
+    }
+}
+
+/// A write transaction holding both locks; dropping it uncommitted rolls back.
+pub(crate) struct WriteTx<'a> {
+    tx: Transaction<'static, Sqlite>,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+    path: &'a Path,
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+
+    /// Bumps the store version and commits; returns the new version.
+    pub(crate) async fn commit(mut self) -> Result<StoreVersion> {
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE meta SET value = value + 1 WHERE key = 'store_version' RETURNING value",
+        )
+        .fetch_one(&mut *self.tx)
+        .await
+        .at(self.path)?;
+        self.tx.commit().await.at(self.path)?;
+        StoreVersion::try_from(version)
+            .map_err(|_| Error::decode(self.path, "store_version", version).into())
+    }
+}
+
+fn not_found(id: &TaskId) -> openloom_core::Error {
+    openloom_core::Error::NotFound { what: "task", id: id.to_string() }
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The SQL list of statuses, e.g. `'pending','running'`. Safe to inline: the names
+/// come from the enum, never from input.
+fn status_list(statuses: &[TaskStatus]) -> String {
+    let mut names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",")
+}
+
+async fn insert_log(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    id: &TaskId,
+    entries: &[CheckLogEntry],
+) -> Result<()> {
+    for entry in entries {
+        let evidence = entry
+            .evidence
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| openloom_core::Error::Invalid(format!("evidence is not JSON: {e}")))?;
+        let detail = truncate_tail(entry.detail.clone(), CheckLogEntry::MAX_DETAIL_BYTES);
+        sqlx::query(
+            "INSERT INTO check_log (task_id, at, status, summary, detail, evidence_json) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(codec::timestamp(&entry.at)?)
+        .bind(entry.status.as_str())
+        .bind(&entry.summary)
+        .bind(detail)
+        .bind(evidence)
+        .execute(&mut *conn)
+        .await
+        .at(path)?;
+    }
+    Ok(())
+}
+
+async fn set_last_summary(
+    conn: &mut SqliteConnection,
+    path: &Path,
+    id: &TaskId,
+    summary: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE tasks SET last_summary = ? WHERE id = ?")
+        .bind(summary)
+        .bind(id.as_str())
+        .execute(conn)
+        .await
+        .at(path)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_task(&self, task: &Task) -> Result<StoreVersion> {
+        let row = TaskRow::encode(task)?;
+        let mut tx = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?")
+            .bind(task.id.as_str())
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(|e| self.fail(e))?;
+        if exists.is_some() {
+            return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
+        }
+        let sql = format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        row.bind(sqlx::query(&sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
+        tx.commit().await
+    }
+
+    async fn update_task(
+        &self,
+        id: &TaskId,
+        update: &TaskUpdate,
+        log: Option<&CheckLogEntry>,
+    ) -> Result<StoreVersion> {
+        let mut tx = self.begin_write().await?;
+        // Read-modify-write under the write lock, with core's own `Task::apply`, so
+        // partial updates mean exactly what they mean in the memory store.
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| not_found(id))?;
+        let mut task = codec::task_from_row(&self.path, &row)?;
+        task.apply(update, Utc::now());
+        if let Some(entry) = log {
+            task.last_summary = Some(entry.summary.clone());
+        }
+        let encoded = TaskRow::encode(&task)?;
+        let update_sql = "UPDATE tasks SET name = ?2, spec_json = ?3, workspace = ?4, status = ?5, \
+             current_step = ?6, completed_steps_json = ?7, idle_checks = ?8, progress = ?9, \
+             check_interval_seconds = ?10, session_ids_json = ?11, active_session_id = ?12, \
+             last_check_at = ?13, next_check_at = ?14, last_summary = ?15, error = ?16, \
+             consecutive_errors = ?17, verification_rounds = ?18, last_verification_json = ?19, \
+             last_message_id = ?20, created_at = ?21, updated_at = ?22 WHERE id = ?1";
+        encoded.bind(sqlx::query(update_sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
+        if let Some(entry) = log {
+            insert_log(tx.conn(), &self.path, id, std::slice::from_ref(entry)).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<Task>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        row.map(|r| codec::task_from_row(&self.path, &r).map_err(Into::into)).transpose()
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+        let before = match &query.before {
+            Some(cursor) => self.require_seq(&mut conn, cursor).await?,
+            None => i64::MAX,
+        };
+        let filter = if query.statuses.is_empty() {
+            String::new()
+        } else {
+            format!("AND status IN ({})", status_list(&query.statuses))
+        };
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < ? {filter} ORDER BY seq DESC LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before)
+            .bind(limit(query.limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.tasks(&rows)
+    }
+
+    async fn find_by_prefix(&self, prefix: &str, limit_n: usize) -> Result<Vec<Task>> {
+        // `substr` rather than LIKE: LIKE is case-insensitive and treats `_` (which
+        // every id contains) as a wildcard.
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE substr(id, 1, length(?1)) = ?1 \
+             ORDER BY seq DESC LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(prefix)
+            .bind(limit(limit_n))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.tasks(&rows)
+    }
+
+    async fn list_due_tasks(&self, now: DateTime<Utc>, limit_n: usize) -> Result<Vec<Task>> {
+        // The reference's rules: active statuses; never checked or due; one-shot tasks
+        // (interval 0) only while pending. NULL sorts first, like "due since forever";
+        // `seq` keeps creation order among equal times.
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks \
+             WHERE status IN ('pending', 'running', 'waiting') \
+               AND (next_check_at IS NULL OR next_check_at <= ?1) \
+               AND (status = 'pending' OR check_interval_seconds > 0) \
+             ORDER BY next_check_at ASC, seq ASC LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(codec::timestamp(&now)?)
+            .bind(limit(limit_n))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.tasks(&rows)
+    }
+
+    async fn delete_task(&self, id: &TaskId) -> Result<StoreVersion> {
+        let mut tx = self.begin_write().await?;
+        // The check log goes with it through ON DELETE CASCADE (foreign keys are on
+        // for every connection).
+        let deleted = sqlx::query("DELETE FROM tasks WHERE id = ?")
+            .bind(id.as_str())
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.fail(e))?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(not_found(id));
+        }
+        tx.commit().await
+    }
+
+    async fn append_check_log(
+        &self,
+        id: &TaskId,
+        entries: &[CheckLogEntry],
+    ) -> Result<StoreVersion> {
+        let mut tx = self.begin_write().await?;
+        self.require_seq(tx.conn(), id).await?;
+        insert_log(tx.conn(), &self.path, id, entries).await?;
+        if let Some(last) = entries.last() {
+            set_last_summary(tx.conn(), &self.path, id, &last.summary).await?;
+        }
+        tx.commit().await
+    }
+
+    async fn check_log(&self, id: &TaskId, query: &LogQuery) -> Result<Vec<StoredLogEntry>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+        self.require_seq(&mut conn, id).await?;
+        let sql = format!(
+            "SELECT {LOG_COLUMNS} FROM check_log WHERE task_id = ? AND seq > ? \
+             ORDER BY seq ASC LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(query.after.unwrap_or(i64::MIN))
+            .bind(limit(query.limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows.iter()
+            .map(|row| codec::log_entry_from_row(&self.path, row).map_err(Into::into))
+            .collect()
+    }
+
+    async fn count_by_status(&self) -> Result<HashMap<TaskStatus, u64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.fail(e))?;
+        let mut counts = HashMap::new();
+        for (status, count) in rows {
+            let status: TaskStatus =
+                status.parse().map_err(|e| Error::decode(&self.path, "status", e))?;
+            let count =
+                u64::try_from(count).map_err(|_| Error::decode(&self.path, "count", count))?;
+            counts.insert(status, count);
+        }
+        Ok(counts)
+    }
+
+    async fn store_version(&self) -> Result<StoreVersion> {
+        let version: i64 =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_version'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.fail(e))?;
+        StoreVersion::try_from(version)
+            .map_err(|_| Error::decode(&self.path, "store_version", version).into())
+    }
+}
