@@ -1,0 +1,3 @@
+//! Store benchmark (filled in below).
+
+fn main() {}
