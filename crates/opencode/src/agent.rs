@@ -1,0 +1,67 @@
+//! [`AgentServer`] for [`OpencodeClient`]: the trait methods delegate to the
+//! inherent ones and convert errors into the core's.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use openloom_core::{
+    AgentEvent, AgentMessage, AgentServer, Health, Session, SessionActivity, SessionRef,
+};
+
+use crate::client::OpencodeClient;
+use crate::error::Error;
+use crate::events::EventScope;
+
+#[async_trait]
+impl AgentServer for OpencodeClient {
+    async fn health(&self) -> Health {
+        OpencodeClient::health(self).await
+    }
+
+    async fn create_session(&self, directory: &str, title: &str) -> openloom_core::Result<Session> {
+        Ok(OpencodeClient::create_session(self, directory, title).await?)
+    }
+
+    async fn find_session(&self, session_id: &str) -> openloom_core::Result<Option<Session>> {
+        match self.session(session_id).await {
+            Ok(session) => Ok(Some(session)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn send_prompt(
+        &self,
+        session: &SessionRef,
+        prompt: &str,
+        agent: Option<&str>,
+    ) -> openloom_core::Result<()> {
+        Ok(OpencodeClient::send_prompt(self, session, prompt, agent).await?)
+    }
+
+    async fn session_activity(
+        &self,
+        directories: &[String],
+    ) -> openloom_core::Result<HashMap<String, SessionActivity>> {
+        Ok(self.session_status(directories).await?)
+    }
+
+    async fn messages(
+        &self,
+        session: &SessionRef,
+        limit: usize,
+    ) -> openloom_core::Result<Vec<AgentMessage>> {
+        Ok(OpencodeClient::messages(self, session, limit).await?)
+    }
+
+    async fn abort(&self, session: &SessionRef) -> openloom_core::Result<()> {
+        Ok(OpencodeClient::abort(self, session).await?)
+    }
+
+    /// Events of every directory instance (`/global/event`), so sessions in any
+    /// workspace are covered by one connection.
+    fn events(&self) -> Option<BoxStream<'static, AgentEvent>> {
+        Some(self.agent_events(EventScope::Global))
+    }
+}
