@@ -18,13 +18,17 @@
 
 pub mod agent;
 pub mod check;
+pub mod dialogue;
 pub mod error;
 pub mod event;
+pub mod harness;
+pub mod memory_agent;
 pub mod registry;
 pub mod source;
 pub mod spec;
 pub mod store;
 pub mod task;
+pub mod workspace;
 
 pub use agent::{
     AgentEvent, AgentMessage, AgentServer, Health, MessageError, MessagePart, Role, Session,
@@ -33,8 +37,11 @@ pub use agent::{
 pub use check::{
     CheckContext, CheckOutcome, CheckResult, Checker, Verification, VerificationScope,
 };
+pub use dialogue::Dialogue;
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
+pub use harness::{Harness, HarnessConfig, HarnessParts, Trigger};
+pub use memory_agent::MemoryAgent;
 pub use registry::{Options, Registry};
 pub use source::Source;
 pub use spec::{CheckDefinition, Step, TaskSpec};
@@ -42,3 +49,4 @@ pub use store::{
     LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Store, StoredLogEntry, TaskQuery,
 };
 pub use task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
+pub use workspace::WorkspacePolicy;

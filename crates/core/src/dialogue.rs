@@ -1,0 +1,48 @@
+//! The harness's language with the agent, injected as a trait.
+//!
+//! The harness decides *when* to speak; a [`Dialogue`] decides *what* to say and how
+//! to read the agent's messages. `openloom-prompts` implements it with the
+//! reference's wording and markers (`STEP DONE: n`, `TASK COMPLETE`); the reference
+//! injected its prompts module the same way. Keeping the words out of the core lets
+//! the core stay free of parsing and lets an embedder change the wording.
+
+use crate::agent::AgentMessage;
+use crate::check::{CheckOutcome, CheckResult};
+use crate::spec::TaskSpec;
+
+/// What the harness says to the agent, and how it reads the agent's state.
+pub trait Dialogue: Send + Sync {
+    /// The first prompt of a task, focused on the zero-based `current_step`.
+    fn bootstrap(&self, spec: &TaskSpec, current_step: usize) -> String;
+
+    /// The prompt sent when the agent is idle and nothing changed since the last check.
+    fn periodic_check(
+        &self,
+        spec: &TaskSpec,
+        current_step: usize,
+        progress: &CheckResult,
+        completed_steps: &[u32],
+    ) -> String;
+
+    /// Moves the agent on to the zero-based step `next_step` after a reported step.
+    fn next_step(&self, spec: &TaskSpec, next_step: usize) -> String;
+
+    /// Answers an agent that asked for a go-ahead, for the zero-based `current_step`.
+    fn auto_continue(&self, spec: &TaskSpec, current_step: usize) -> String;
+
+    /// Tells the agent which checks failed for a claim (`Some(step)` or the whole
+    /// task) and asks it to fix them and report again.
+    fn verification_failed(
+        &self,
+        spec: &TaskSpec,
+        step: Option<u32>,
+        failures: &[CheckOutcome],
+    ) -> String;
+
+    /// True when the newest assistant message asks for a go-ahead not yet given.
+    fn needs_continue_reply(&self, messages: &[AgentMessage]) -> bool;
+
+    /// True when the messages show the agent still working (an unfinished reply or
+    /// a running tool).
+    fn is_busy(&self, messages: &[AgentMessage]) -> bool;
+}

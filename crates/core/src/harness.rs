@@ -1,0 +1,931 @@
+//! The harness: drives each task's agent session from spec to completion.
+//!
+//! A port of the reference's `HarnessRunner`, generic over the traits, with its
+//! weaknesses fixed:
+//! - **Transient is not fatal.** An unreachable agent server, a timeout or a 5xx is
+//!   recorded in the check log, the task waits with the reason, and the next check
+//!   backs off. Only permanent conditions (session deleted, workspace not allowed,
+//!   credentials refused for long) fail a task, with a message saying what to do.
+//! - **One status fetch per tick.** Session activity is fetched once for all due tasks,
+//!   and tasks are checked concurrently with a bound; a slow session never delays
+//!   the others.
+//! - **React, don't just poll.** [`Harness::run`] follows the agent server's event
+//!   stream and checks a task as soon as its session goes idle. The check interval is
+//!   the fallback, and the pace of the "are you done?" prompt when nothing changed.
+//! - **Nothing started twice.** A created session is stored before the first prompt is
+//!   sent, so a retry (or a restarted process) attaches to it instead of creating
+//!   another.
+//!
+//! Every state change is written to the store first (with its check-log entry, in one
+//! transaction) and then announced on the bus with the store version of that write.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::agent::{AgentEvent, AgentMessage, AgentServer, SessionActivity, SessionRef};
+use crate::check::{CheckContext, Checker, VerificationScope};
+use crate::dialogue::Dialogue;
+use crate::error::{Error, Result};
+use crate::event::{Event, EventBus, EventPayload};
+use crate::spec::{DEFAULT_MAX_VERIFICATION_ROUNDS, TaskSpec};
+use crate::store::{Store, TaskQuery};
+use crate::task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
+use crate::workspace::WorkspacePolicy;
+
+/// Tunables of the harness. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    /// Most tasks checked at the same time.
+    pub max_concurrent_checks: usize,
+    /// Messages read per check.
+    pub message_limit: usize,
+    /// Most due tasks taken per tick.
+    pub due_batch: usize,
+    /// Wait after the first transient error; doubles per error in a row.
+    pub backoff_base: Duration,
+    /// Longest wait between retries after transient errors.
+    pub backoff_max: Duration,
+    /// Refused credentials in a row after which a task fails.
+    pub unauthorized_limit: u32,
+    /// How often [`Harness::run`] looks for due tasks.
+    pub poll_every: Duration,
+}
+
+impl Default for HarnessConfig {
+    fn default() -> Self {
+        HarnessConfig {
+            max_concurrent_checks: 8,
+            message_limit: 50,
+            due_batch: 100,
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            unauthorized_limit: 5,
+            poll_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The task's next check was due.
+    Scheduled,
+    /// The agent server said the session went idle (or the event stream reconnected).
+    Event,
+}
+
+/// The pieces a harness is built from.
+pub struct HarnessParts {
+    /// The agent server to drive.
+    pub agent: Arc<dyn AgentServer>,
+    /// Where tasks live.
+    pub store: Arc<dyn Store>,
+    /// Decides how far a task is (markers, verification, or an embedder's own).
+    pub checker: Arc<dyn Checker>,
+    /// What to say to the agent.
+    pub dialogue: Arc<dyn Dialogue>,
+    /// Where events go.
+    pub bus: EventBus,
+    /// Which workspaces are allowed.
+    pub workspaces: WorkspacePolicy,
+}
+
+/// Drives tasks. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Harness {
+    agent: Arc<dyn AgentServer>,
+    store: Arc<dyn Store>,
+    checker: Arc<dyn Checker>,
+    dialogue: Arc<dyn Dialogue>,
+    bus: EventBus,
+    workspaces: WorkspacePolicy,
+    config: HarnessConfig,
+    limit: Arc<Semaphore>,
+    /// Tasks being checked now: never check one task twice at once.
+    in_flight: Mutex<HashSet<TaskId>>,
+    /// Active session id → task, to route idle events.
+    sessions: Mutex<HashMap<String, TaskId>>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// What one outcome of a check decided, before it is written.
+struct Decision {
+    update: TaskUpdate,
+    log: CheckLogEntry,
+    events: Vec<EventPayload>,
+}
+
+/// Releases a task's in-flight mark when a check ends, however it ends.
+struct InFlight<'a> {
+    harness: &'a Harness,
+    id: TaskId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.harness.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+impl Harness {
+    /// A harness with the default configuration.
+    pub fn new(parts: HarnessParts) -> Self {
+        Self::with_config(parts, HarnessConfig::default())
+    }
+
+    /// A harness with an explicit configuration.
+    pub fn with_config(parts: HarnessParts, config: HarnessConfig) -> Self {
+        Harness {
+            agent: parts.agent,
+            store: parts.store,
+            checker: parts.checker,
+            dialogue: parts.dialogue,
+            bus: parts.bus,
+            workspaces: parts.workspaces,
+            limit: Arc::new(Semaphore::new(config.max_concurrent_checks.max(1))),
+            config,
+            in_flight: Mutex::new(HashSet::new()),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The event bus events are emitted on.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The store tasks live in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The agent server driven.
+    pub fn agent(&self) -> &Arc<dyn AgentServer> {
+        &self.agent
+    }
+
+    /// The workspace policy.
+    pub fn workspaces(&self) -> &WorkspacePolicy {
+        &self.workspaces
+    }
+
+    /// Adds a pending task for `spec`, due now. The workspace must be allowed.
+    pub async fn add_task(&self, spec: TaskSpec) -> Result<TaskId> {
+        self.workspaces.resolve(&spec.workspace)?;
+        self.insert(Task::new(TaskId::generate(), spec, Utc::now())).await
+    }
+
+    /// Adds a pending task that drives an existing session instead of creating one.
+    pub async fn add_task_for_session(&self, spec: TaskSpec, session_id: &str) -> Result<TaskId> {
+        let mut task = Task::new(TaskId::generate(), spec, Utc::now());
+        task.active_session_id = Some(session_id.to_owned());
+        task.session_ids = vec![session_id.to_owned()];
+        self.insert(task).await
+    }
+
+    async fn insert(&self, task: Task) -> Result<TaskId> {
+        let version = self.store.create_task(&task).await?;
+        let payload =
+            EventPayload::Created { name: task.name.clone(), workspace: task.workspace.clone() };
+        self.bus.emit(Event::new(task.id.clone(), version, payload));
+        Ok(task.id)
+    }
+
+    /// Checks every due task once and waits for those checks to finish.
+    /// Returns how many tasks were checked.
+    pub async fn tick(self: &Arc<Self>) -> Result<usize> {
+        let mut checks = self.dispatch_due().await?;
+        let mut count = 0;
+        while checks.join_next().await.is_some() {
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Starts checks of the due tasks that are not being checked already, without
+    /// waiting for them. Session activity is fetched once for all of them.
+    async fn dispatch_due(self: &Arc<Self>) -> Result<JoinSet<()>> {
+        let due = self.store.list_due_tasks(Utc::now(), self.config.due_batch).await?;
+        let due: Vec<Task> = due.into_iter().filter(|t| !self.is_in_flight(&t.id)).collect();
+        let activity = self.activity_for(&due).await;
+        let mut set = JoinSet::new();
+        for task in due {
+            let harness = Arc::clone(self);
+            let activity = activity.clone();
+            set.spawn(
+                async move { harness.check_guarded(task, activity, Trigger::Scheduled).await },
+            );
+        }
+        Ok(set)
+    }
+
+    /// Session activity for the tasks that have a session. A failure here is not an
+    /// error of any task: each check then reads its own messages to decide.
+    async fn activity_for(&self, tasks: &[Task]) -> Option<Arc<HashMap<String, SessionActivity>>> {
+        let mut directories: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.active_session_id.is_some() && t.status != TaskStatus::Pending)
+            .map(|t| t.workspace.clone())
+            .collect();
+        if directories.is_empty() {
+            return None;
+        }
+        directories.sort();
+        directories.dedup();
+        match self.agent.session_activity(&directories).await {
+            Ok(map) => Some(Arc::new(map)),
+            Err(error) => {
+                tracing::debug!(%error, "session activity unavailable this tick");
+                None
+            }
+        }
+    }
+
+    fn is_in_flight(&self, id: &TaskId) -> bool {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+    }
+
+    /// Checks one task now, whatever its schedule (an idle event, a user's request).
+    pub async fn check_now(self: &Arc<Self>, id: &TaskId, trigger: Trigger) -> Result<()> {
+        let task = self.require(id).await?;
+        self.check_guarded(task, None, trigger).await;
+        Ok(())
+    }
+
+    async fn check_guarded(
+        &self,
+        task: Task,
+        activity: Option<Arc<HashMap<String, SessionActivity>>>,
+        trigger: Trigger,
+    ) {
+        {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if !in_flight.insert(task.id.clone()) {
+                return;
+            }
+        }
+        let _guard = InFlight { harness: self, id: task.id.clone() };
+        let Ok(_permit) = self.limit.acquire().await else { return };
+        let span = tracing::info_span!("check", task_id = %task.id, status = %task.status);
+        let _entered = span.enter();
+        // The record may have changed since it was listed (paused, completed, ...).
+        let task = match self.store.get_task(&task.id).await {
+            Ok(Some(task)) => task,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "could not re-read task before checking");
+                return;
+            }
+        };
+        if let Err(error) = self.check_task(&task, activity.as_deref(), trigger).await {
+            self.record_error(&task, error).await;
+        }
+    }
+
+    async fn check_task(
+        &self,
+        task: &Task,
+        activity: Option<&HashMap<String, SessionActivity>>,
+        trigger: Trigger,
+    ) -> Result<()> {
+        match task.status {
+            TaskStatus::Pending => return self.start_task(task).await,
+            TaskStatus::Running | TaskStatus::Waiting => {}
+            _ => return Ok(()),
+        }
+        let Some(session_id) = task.active_session_id.clone() else {
+            return self.start_task(task).await;
+        };
+        self.remember_session(&session_id, &task.id);
+        let session = SessionRef { id: session_id, directory: task.workspace.clone() };
+        let messages = self.agent.messages(&session, self.config.message_limit).await?;
+        let newest = messages.last().map(|m| m.id.clone());
+        if trigger == Trigger::Event && newest.is_some() && newest == task.last_message_id {
+            // A duplicate wake-up (OpenCode can announce one idle period twice).
+            return Ok(());
+        }
+        let activity = match activity {
+            Some(map) => map.get(&session.id).cloned().unwrap_or(SessionActivity::Idle),
+            None => self.single_activity(&session).await,
+        };
+        let decision = self.decide(task, &session, &messages, activity, trigger).await?;
+        let Some(mut decision) = decision else { return Ok(()) };
+        decision.update.last_message_id = Some(newest);
+        decision.update.consecutive_errors = Some(0);
+        decision.update.error.get_or_insert(None);
+        self.commit(&task.id, decision).await
+    }
+
+    async fn single_activity(&self, session: &SessionRef) -> SessionActivity {
+        match self.agent.session_activity(std::slice::from_ref(&session.directory)).await {
+            Ok(map) => map.get(&session.id).cloned().unwrap_or(SessionActivity::Idle),
+            Err(_) => SessionActivity::Idle,
+        }
+    }
+
+    /// The heart of a check: what the session shows and what to do about it.
+    /// `None` means "nothing to record" (an event-triggered check that found nothing new).
+    async fn decide(
+        &self,
+        task: &Task,
+        session: &SessionRef,
+        messages: &[AgentMessage],
+        activity: SessionActivity,
+        trigger: Trigger,
+    ) -> Result<Option<Decision>> {
+        let now = Utc::now();
+        let spec = &task.spec;
+        let busy = activity == SessionActivity::Busy || self.dialogue.is_busy(messages);
+        if busy {
+            let summary = "Agent is busy";
+            return Ok(Some(self.progress_decision(
+                task,
+                TaskStatus::Running,
+                summary,
+                "busy",
+                0,
+                now,
+            )));
+        }
+        if let SessionActivity::Retry { attempt, message } = &activity {
+            let summary = format!("Provider is retrying (attempt {attempt}): {message}");
+            let idle = task.idle_checks;
+            return Ok(Some(self.progress_decision(
+                task,
+                TaskStatus::Waiting,
+                &summary,
+                "retry",
+                idle,
+                now,
+            )));
+        }
+
+        let result = self.checker.check(CheckContext { task, spec, messages }).await?;
+        let mut completed = task.completed_steps.clone();
+        let mut current_step = task.current_step;
+        let step_count = spec.steps.len();
+        let newly_reported = result.step_done > 0 && !completed.contains(&result.step_done);
+        if result.step_done > 0 {
+            current_step =
+                current_step.max((result.step_done as usize).min(step_count.saturating_sub(1)));
+        }
+        let all_steps_reported = step_count > 0 && result.step_done as usize >= step_count;
+        let acceptance_met =
+            !spec.acceptance.is_empty() && result.acceptance_checked >= spec.acceptance.len();
+        let finished = result.task_complete || acceptance_met || all_steps_reported;
+        let failed_verification = result.verification.as_ref().filter(|v| !v.passed());
+
+        let mut update = TaskUpdate::default();
+        let mut events = Vec::new();
+        let mut evidence = None;
+        let status;
+        let summary;
+        let mut nudge = None;
+
+        if let Some(verification) = failed_verification {
+            let rounds = task.verification_rounds + 1;
+            let max_rounds =
+                spec.max_verification_rounds.unwrap_or(DEFAULT_MAX_VERIFICATION_ROUNDS);
+            let failed: Vec<String> = verification.failures().map(|o| o.label.clone()).collect();
+            let claim = match verification.scope {
+                VerificationScope::Step(n) => format!("step {n}"),
+                VerificationScope::Task => "task completion".to_owned(),
+            };
+            update.verification_rounds = Some(rounds);
+            update.last_verification = Some(Some(verification.clone()));
+            evidence = serde_json::to_value(verification).ok();
+            if rounds >= max_rounds {
+                status = TaskStatus::Failed;
+                summary = format!(
+                    "Verification of {claim} failed {rounds} times (limit {max_rounds}): {}; \
+                     see `openloom log {}` for the evidence, fix the workspace and `resume`",
+                    failed.join(", "),
+                    task.id
+                );
+                update.error = Some(Some(summary.clone()));
+                events.push(EventPayload::Failed { error: summary.clone() });
+            } else {
+                status = TaskStatus::Running;
+                summary = format!(
+                    "Checks for {claim} failed ({}); asked the agent to fix them (round {rounds} of {max_rounds})",
+                    failed.join(", ")
+                );
+                let step = match verification.scope {
+                    VerificationScope::Step(n) => Some(n),
+                    VerificationScope::Task => None,
+                };
+                let failures: Vec<_> = verification.failures().cloned().collect();
+                nudge = Some(self.dialogue.verification_failed(spec, step, &failures));
+            }
+        } else if finished {
+            status = TaskStatus::Completed;
+            summary = if spec.has_checks() {
+                "Completion verified: every check passed".to_owned()
+            } else if result.task_complete {
+                "Agent reported TASK COMPLETE".to_owned()
+            } else {
+                "All steps appear complete".to_owned()
+            };
+            if let Some(verification) = &result.verification {
+                update.last_verification = Some(Some(verification.clone()));
+                evidence = serde_json::to_value(verification).ok();
+            }
+        } else {
+            status = TaskStatus::Running;
+            if let Some(verification) = &result.verification {
+                update.last_verification = Some(Some(verification.clone()));
+                evidence = serde_json::to_value(verification).ok();
+            }
+            if self.dialogue.needs_continue_reply(messages) {
+                nudge = Some(self.dialogue.auto_continue(spec, current_step));
+                summary = format!("Auto-continued to step {}", current_step + 1);
+            } else if newly_reported && (result.step_done as usize) < step_count {
+                // `step_done` is one-based, so it is also the index of the next step.
+                let next = result.step_done as usize;
+                nudge = Some(self.dialogue.next_step(spec, next));
+                current_step = next;
+                summary = format!("Nudged agent toward step {}", next + 1);
+            } else if newly_reported {
+                summary = format!("Step {} reported", result.step_done);
+            } else if trigger == Trigger::Scheduled {
+                nudge = Some(self.dialogue.periodic_check(spec, current_step, &result, &completed));
+                summary = "Periodic check — requested status confirmation".to_owned();
+            } else {
+                // Woken by an idle event with nothing new to say: the schedule decides
+                // when to ask "are you done?", so the agent is not prompted in a loop.
+                return Ok(None);
+            }
+        }
+
+        if let Some(prompt) = nudge {
+            self.agent.send_prompt(session, &prompt, spec.agent_override()).await?;
+        }
+        if result.step_done > 0
+            && !completed.contains(&result.step_done)
+            && failed_verification.is_none()
+        {
+            completed.push(result.step_done);
+        }
+        let progress = match (status, step_count) {
+            (TaskStatus::Completed, _) => 1.0,
+            (_, 0) => 0.0,
+            (_, n) => (completed.len() as f64 / n as f64).min(1.0),
+        };
+        let idle_checks = task.idle_checks + 1;
+        let next_check =
+            (!status.is_terminal()).then(|| now + interval(task.check_interval_seconds));
+        update.status = Some(status);
+        update.current_step = Some(current_step);
+        update.completed_steps = Some(completed);
+        update.idle_checks = Some(idle_checks);
+        update.progress = Some(progress);
+        update.last_check_at = Some(Some(now));
+        update.next_check_at = Some(next_check);
+        events.insert(
+            0,
+            EventPayload::Updated { status, current_step, progress, summary: summary.clone() },
+        );
+        if status == TaskStatus::Completed {
+            events.push(EventPayload::Completed { summary: summary.clone(), progress });
+        }
+        let mut log =
+            CheckLogEntry::new(now, status, summary, format!("session idle; trigger {trigger:?}"));
+        log.evidence = evidence;
+        Ok(Some(Decision { update, log, events }))
+    }
+
+    /// A check that only records status (busy or waiting), without asking the checker.
+    fn progress_decision(
+        &self,
+        task: &Task,
+        status: TaskStatus,
+        summary: &str,
+        detail: &str,
+        idle_checks: u32,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let update = TaskUpdate {
+            status: Some(status),
+            idle_checks: Some(idle_checks),
+            last_check_at: Some(Some(now)),
+            next_check_at: Some(Some(now + interval(task.check_interval_seconds))),
+            ..TaskUpdate::default()
+        };
+        Decision {
+            update,
+            log: CheckLogEntry::new(now, status, summary, detail),
+            events: vec![EventPayload::Updated {
+                status,
+                current_step: task.current_step,
+                progress: task.progress,
+                summary: summary.to_owned(),
+            }],
+        }
+    }
+
+    /// Creates (or attaches to) the session and sends the first prompt.
+    async fn start_task(&self, task: &Task) -> Result<()> {
+        let workspace = self.workspaces.resolve(&task.workspace)?;
+        let workspace = workspace.to_string_lossy().into_owned();
+        let mut spec = task.spec.clone();
+        let (session, attached) = match &task.active_session_id {
+            Some(id) => {
+                let found = self.agent.find_session(id).await?;
+                let session =
+                    found.ok_or_else(|| Error::NotFound { what: "session", id: id.clone() })?;
+                (session.as_ref(), true)
+            }
+            None => {
+                let created = self.agent.create_session(&workspace, &spec.name).await?;
+                // Store the session before prompting it: a retry after a failed prompt
+                // attaches to this session instead of creating a second one.
+                let mut session_ids = task.session_ids.clone();
+                session_ids.push(created.id.clone());
+                let update = TaskUpdate {
+                    active_session_id: Some(Some(created.id.clone())),
+                    session_ids: Some(session_ids),
+                    workspace: Some(created.directory.clone()),
+                    ..TaskUpdate::default()
+                };
+                self.store.update_task(&task.id, &update, None).await?;
+                (created.as_ref(), false)
+            }
+        };
+        // An attached session may live elsewhere; adopt its directory if allowed.
+        let directory = match self.workspaces.resolve(&session.directory) {
+            Ok(dir) => dir.to_string_lossy().into_owned(),
+            Err(_) => workspace,
+        };
+        spec.workspace = directory.clone();
+        let one_shot = task.check_interval_seconds == 0 && !spec.is_structured();
+        let prompt = if one_shot {
+            spec.initial_prompt.clone().unwrap_or_else(|| spec.goal.clone())
+        } else {
+            self.dialogue.bootstrap(&spec, task.current_step)
+        };
+        if prompt.trim().is_empty() {
+            return Err(Error::Invalid("the task has neither a prompt nor a goal to send".into()));
+        }
+        self.agent.send_prompt(&session, &prompt, spec.agent_override()).await?;
+        self.remember_session(&session.id, &task.id);
+
+        let mut session_ids = task.session_ids.clone();
+        if !session_ids.contains(&session.id) {
+            session_ids.push(session.id.clone());
+        }
+        let now = Utc::now();
+        let summary = match (one_shot, attached) {
+            (true, true) => format!("Prompt sent to session {}", session.id),
+            (true, false) => "Prompt sent".to_owned(),
+            (false, true) => format!("Harness attached to session {}", session.id),
+            (false, false) => "Harness started and bootstrap prompt sent".to_owned(),
+        };
+        let update = TaskUpdate {
+            status: Some(TaskStatus::Running),
+            active_session_id: Some(Some(session.id.clone())),
+            session_ids: Some(session_ids),
+            workspace: Some(directory),
+            spec: Some(spec),
+            last_check_at: Some(Some(now)),
+            next_check_at: Some((!one_shot).then(|| now + interval(task.check_interval_seconds))),
+            error: Some(None),
+            consecutive_errors: Some(0),
+            ..TaskUpdate::default()
+        };
+        let log = CheckLogEntry::new(
+            now,
+            TaskStatus::Running,
+            summary.clone(),
+            format!("session={}", session.id),
+        );
+        let started = EventPayload::Started { session_id: session.id.clone(), summary };
+        self.commit(&task.id, Decision { update, log, events: vec![started] }).await
+    }
+
+    /// Writes a decision (update and log in one transaction), then announces it.
+    async fn commit(&self, id: &TaskId, decision: Decision) -> Result<()> {
+        let version = self.store.update_task(id, &decision.update, Some(&decision.log)).await?;
+        for payload in decision.events {
+            self.bus.emit(Event::new(id.clone(), version, payload));
+        }
+        Ok(())
+    }
+
+    /// Records a failed check: transient errors make the task wait and retry with
+    /// backoff; permanent ones fail it with what to do.
+    async fn record_error(&self, task: &Task, error: Error) {
+        let now = Utc::now();
+        let errors = task.consecutive_errors + 1;
+        let permanent = match &error {
+            Error::AgentUnauthorized { .. } => errors >= self.config.unauthorized_limit,
+            e => !e.is_transient(),
+        };
+        let decision = if permanent {
+            let message = advice(&error);
+            tracing::warn!(task_id = %task.id, %error, "task failed");
+            Decision {
+                update: TaskUpdate {
+                    status: Some(TaskStatus::Failed),
+                    error: Some(Some(message.clone())),
+                    consecutive_errors: Some(errors),
+                    last_check_at: Some(Some(now)),
+                    next_check_at: Some(None),
+                    ..TaskUpdate::default()
+                },
+                log: CheckLogEntry::new(
+                    now,
+                    TaskStatus::Failed,
+                    "Harness check failed",
+                    message.clone(),
+                ),
+                events: vec![EventPayload::Failed { error: message }],
+            }
+        } else {
+            let wait = self.backoff(errors);
+            // A pending task stays pending, so the retry starts it (attaching to any
+            // session already created) rather than checking a session it lacks.
+            let status = if task.status == TaskStatus::Pending {
+                TaskStatus::Pending
+            } else {
+                TaskStatus::Waiting
+            };
+            let summary =
+                format!("{error}; retrying in {}s (attempt {errors})", wait.num_seconds());
+            tracing::info!(task_id = %task.id, %error, retry_in = wait.num_seconds(), "transient error");
+            Decision {
+                update: TaskUpdate {
+                    status: Some(status),
+                    error: Some(Some(error.to_string())),
+                    consecutive_errors: Some(errors),
+                    last_check_at: Some(Some(now)),
+                    next_check_at: Some(Some(now + wait)),
+                    ..TaskUpdate::default()
+                },
+                log: CheckLogEntry::new(now, status, summary.clone(), error.to_string()),
+                events: vec![EventPayload::Updated {
+                    status,
+                    current_step: task.current_step,
+                    progress: task.progress,
+                    summary,
+                }],
+            }
+        };
+        if let Err(store_error) = self.commit(&task.id, decision).await {
+            tracing::error!(task_id = %task.id, %store_error, %error, "could not record a check error");
+        }
+    }
+
+    fn backoff(&self, errors: u32) -> chrono::Duration {
+        let factor = 2u32.saturating_pow(errors.saturating_sub(1).min(16));
+        let wait = self.config.backoff_base.saturating_mul(factor).min(self.config.backoff_max);
+        chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
+    }
+
+    fn remember_session(&self, session_id: &str, task: &TaskId) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session_id.to_owned(), task.clone());
+    }
+
+    fn task_for_session(&self, session_id: &str) -> Option<TaskId> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(session_id).cloned()
+    }
+
+    async fn require(&self, id: &TaskId) -> Result<Task> {
+        self.store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: "task", id: id.to_string() })
+    }
+
+    /// Applies a user's change to a task and announces it.
+    async fn user_change(
+        &self,
+        task: &Task,
+        update: TaskUpdate,
+        summary: &str,
+        payload: EventPayload,
+    ) -> Result<StoreVersion> {
+        let status = update.status.unwrap_or(task.status);
+        let log = CheckLogEntry::new(Utc::now(), status, summary, "by user");
+        let version = self.store.update_task(&task.id, &update, Some(&log)).await?;
+        self.bus.emit(Event::new(task.id.clone(), version, payload));
+        Ok(version)
+    }
+
+    /// Stops checking a task until it is resumed. The agent is not interrupted.
+    pub async fn pause(&self, id: &TaskId) -> Result<StoreVersion> {
+        let task = self.require(id).await?;
+        if !task.status.is_active() {
+            return Err(Error::Conflict(format!(
+                "task {id} is {} and cannot be paused",
+                task.status
+            )));
+        }
+        let update = TaskUpdate {
+            status: Some(TaskStatus::Paused),
+            next_check_at: Some(None),
+            ..TaskUpdate::default()
+        };
+        let payload = updated(&task, TaskStatus::Paused, "Paused by user");
+        self.user_change(&task, update, "Paused by user", payload).await
+    }
+
+    /// Resumes a paused, waiting or failed task: it is checked again now, with errors
+    /// and verification rounds reset.
+    pub async fn resume(&self, id: &TaskId) -> Result<StoreVersion> {
+        let task = self.require(id).await?;
+        if !matches!(task.status, TaskStatus::Paused | TaskStatus::Waiting | TaskStatus::Failed) {
+            return Err(Error::Conflict(format!(
+                "task {id} is {} and cannot be resumed",
+                task.status
+            )));
+        }
+        let status = if task.active_session_id.is_some() {
+            TaskStatus::Running
+        } else {
+            TaskStatus::Pending
+        };
+        let update = TaskUpdate {
+            status: Some(status),
+            next_check_at: Some(Some(Utc::now())),
+            error: Some(None),
+            consecutive_errors: Some(0),
+            verification_rounds: Some(0),
+            ..TaskUpdate::default()
+        };
+        let payload = updated(&task, status, "Resumed by user");
+        self.user_change(&task, update, "Resumed by user", payload).await
+    }
+
+    /// Marks a task completed by hand.
+    pub async fn complete(&self, id: &TaskId) -> Result<StoreVersion> {
+        let task = self.require(id).await?;
+        if matches!(task.status, TaskStatus::Completed | TaskStatus::Archived) {
+            return Err(Error::Conflict(format!("task {id} is already {}", task.status)));
+        }
+        let update = TaskUpdate {
+            status: Some(TaskStatus::Completed),
+            progress: Some(1.0),
+            next_check_at: Some(None),
+            ..TaskUpdate::default()
+        };
+        let summary = "Marked complete by user";
+        let payload = EventPayload::Completed { summary: summary.to_owned(), progress: 1.0 };
+        self.user_change(&task, update, summary, payload).await
+    }
+
+    /// Archives a task: it is no longer checked and may be deleted.
+    pub async fn archive(&self, id: &TaskId) -> Result<StoreVersion> {
+        let task = self.require(id).await?;
+        if task.status == TaskStatus::Archived {
+            return Err(Error::Conflict(format!("task {id} is already archived")));
+        }
+        let update = TaskUpdate {
+            status: Some(TaskStatus::Archived),
+            next_check_at: Some(None),
+            ..TaskUpdate::default()
+        };
+        let payload = updated(&task, TaskStatus::Archived, "Archived by user");
+        self.user_change(&task, update, "Archived by user", payload).await
+    }
+
+    /// Deletes an archived task and its log. Other tasks must be archived first, so a
+    /// running task is never deleted by a slip.
+    pub async fn delete(&self, id: &TaskId) -> Result<StoreVersion> {
+        let task = self.require(id).await?;
+        if task.status != TaskStatus::Archived {
+            return Err(Error::Conflict(format!(
+                "task {id} is {}; archive it before deleting it",
+                task.status
+            )));
+        }
+        let version = self.store.delete_task(id).await?;
+        self.bus.emit(Event::new(id.clone(), version, EventPayload::Deleted));
+        Ok(version)
+    }
+
+    /// Runs until `stop` turns true: checks due tasks every `poll_every`, and checks a
+    /// task as soon as the agent server says its session went idle.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        self.load_sessions().await;
+        let mut events = self.agent.events();
+        let mut ticker = tokio::time::interval(self.config.poll_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut running = JoinSet::new();
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() { break; }
+                }
+                _ = ticker.tick() => {
+                    match self.dispatch_due().await {
+                        Ok(mut set) => {
+                            while let Some(result) = set.try_join_next() { drop(result); }
+                            running.spawn(async move { while set.join_next().await.is_some() {} });
+                        }
+                        Err(error) => tracing::warn!(%error, "could not list due tasks"),
+                    }
+                }
+                event = next_event(&mut events) => match event {
+                    Some(event) => self.on_agent_event(event, &mut running),
+                    None => events = None,
+                },
+            }
+            while running.try_join_next().is_some() {}
+        }
+        // Let checks in flight finish their store writes.
+        while running.join_next().await.is_some() {}
+    }
+
+    fn on_agent_event(self: &Arc<Self>, event: AgentEvent, running: &mut JoinSet<()>) {
+        let ids: Vec<TaskId> = match event {
+            AgentEvent::SessionIdle { session_id } => {
+                self.task_for_session(&session_id).into_iter().collect()
+            }
+            AgentEvent::Reconnected => {
+                self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        for id in ids {
+            let harness = Arc::clone(self);
+            running.spawn(async move {
+                if let Err(error) = harness.check_now(&id, Trigger::Event).await {
+                    tracing::debug!(%error, task_id = %id, "event-triggered check skipped");
+                }
+            });
+        }
+    }
+
+    /// Learns the sessions of active tasks, so idle events can be routed after a restart.
+    async fn load_sessions(&self) {
+        let query = TaskQuery {
+            limit: 10_000,
+            statuses: vec![TaskStatus::Running, TaskStatus::Waiting],
+            ..TaskQuery::default()
+        };
+        match self.store.list_tasks(&query).await {
+            Ok(tasks) => {
+                for task in tasks {
+                    if let Some(session) = &task.active_session_id {
+                        self.remember_session(session, &task.id);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not load active sessions"),
+        }
+    }
+}
+
+async fn next_event(
+    events: &mut Option<futures::stream::BoxStream<'static, AgentEvent>>,
+) -> Option<AgentEvent> {
+    match events {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn updated(task: &Task, status: TaskStatus, summary: &str) -> EventPayload {
+    EventPayload::Updated {
+        status,
+        current_step: task.current_step,
+        progress: task.progress,
+        summary: summary.to_owned(),
+    }
+}
+
+fn interval(seconds: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000))
+}
+
+/// The failure message for a permanent error: what happened and what to do.
+fn advice(error: &Error) -> String {
+    match error {
+        Error::NotFound { what: "session", id } => format!(
+            "session {id} no longer exists on the agent server (deleted?); \
+             start the task again to create a new session"
+        ),
+        Error::AgentUnauthorized { message } => format!(
+            "the agent server keeps refusing the credentials ({message}); \
+             set OPENLOOM_OPENCODE_USERNAME / OPENLOOM_OPENCODE_PASSWORD and resume the task"
+        ),
+        Error::Invalid(message) => message.clone(),
+        other => format!("{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

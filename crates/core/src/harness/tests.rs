@@ -1,0 +1,626 @@
+//! Unit tests of the harness state machine against the in-memory agent and store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use super::*;
+use crate::agent::{AgentMessage, Role};
+use crate::check::{CheckOutcome, CheckResult, Verification};
+use crate::memory_agent::MemoryAgent;
+use crate::spec::Step;
+use crate::store::{LogQuery, MemoryStore};
+
+/// Reads the reference's markers, without the prompts crate.
+struct Markers;
+
+#[async_trait]
+impl Checker for Markers {
+    async fn check(&self, context: CheckContext<'_>) -> Result<CheckResult> {
+        let text: String =
+            context.messages.iter().filter(|m| m.is_assistant()).map(|m| m.text() + "\n").collect();
+        let step_done = text
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("STEP DONE:"))
+            .filter_map(|n| n.trim().parse::<u32>().ok())
+            .max()
+            .unwrap_or(0);
+        Ok(CheckResult {
+            task_complete: text.contains("TASK COMPLETE"),
+            step_done,
+            acceptance_total: context.spec.acceptance.len(),
+            ..CheckResult::default()
+        })
+    }
+}
+
+/// Fails verification of any completion claim `fails` times, then passes.
+struct Verifying {
+    fails: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl Checker for Verifying {
+    async fn check(&self, context: CheckContext<'_>) -> Result<CheckResult> {
+        let mut result = Markers.check(context).await?;
+        if result.task_complete {
+            let failing = self
+                .fails
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+            let outcome = CheckOutcome {
+                label: "file_exists: done.txt".into(),
+                passed: !failing,
+                exit_status: None,
+                duration_ms: 1,
+                output_tail: String::new(),
+                timed_out: false,
+                error: failing.then(|| "done.txt does not exist".to_owned()),
+            };
+            result.task_complete = !failing;
+            result.verification =
+                Some(Verification { scope: VerificationScope::Task, outcomes: vec![outcome] });
+        }
+        Ok(result)
+    }
+}
+
+/// Plain prompts that name what they are, so tests can tell them apart.
+struct Words;
+
+impl Dialogue for Words {
+    fn bootstrap(&self, spec: &TaskSpec, step: usize) -> String {
+        format!("BOOTSTRAP {} step {}", spec.name, step + 1)
+    }
+    fn periodic_check(&self, _: &TaskSpec, step: usize, _: &CheckResult, _: &[u32]) -> String {
+        format!("PERIODIC step {}", step + 1)
+    }
+    fn next_step(&self, _: &TaskSpec, step: usize) -> String {
+        format!("NEXT step {}", step + 1)
+    }
+    fn auto_continue(&self, _: &TaskSpec, step: usize) -> String {
+        format!("CONTINUE step {}", step + 1)
+    }
+    fn verification_failed(
+        &self,
+        _: &TaskSpec,
+        _: Option<u32>,
+        failures: &[CheckOutcome],
+    ) -> String {
+        format!("FIX {}", failures.iter().map(|f| f.label.as_str()).collect::<Vec<_>>().join(", "))
+    }
+    fn needs_continue_reply(&self, messages: &[AgentMessage]) -> bool {
+        messages.last().is_some_and(|m| m.is_assistant() && m.text().contains("Should I proceed?"))
+    }
+    fn is_busy(&self, messages: &[AgentMessage]) -> bool {
+        messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::Assistant)
+            .is_some_and(|m| m.completed_at.is_none())
+    }
+}
+
+struct Fixture {
+    harness: Arc<Harness>,
+    agent: Arc<MemoryAgent>,
+    store: Arc<MemoryStore>,
+    events: tokio::sync::broadcast::Receiver<Event>,
+    workspace: tempfile_dir::Dir,
+}
+
+mod tempfile_dir {
+    /// A temporary directory removed on drop (core has no tempfile dependency).
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("openloom-harness-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Dir(path.canonicalize().expect("canonical"))
+        }
+        pub fn path(&self) -> String {
+            self.0.to_string_lossy().into_owned()
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn fixture_with(agent: MemoryAgent, checker: Arc<dyn Checker>) -> Fixture {
+    let agent = Arc::new(agent);
+    let store = Arc::new(MemoryStore::new());
+    let bus = EventBus::new();
+    let events = bus.receiver();
+    let parts = HarnessParts {
+        agent: agent.clone(),
+        store: store.clone(),
+        checker,
+        dialogue: Arc::new(Words),
+        bus,
+        workspaces: WorkspacePolicy::any(),
+    };
+    let config = HarnessConfig { backoff_base: Duration::from_secs(1), ..HarnessConfig::default() };
+    Fixture {
+        harness: Arc::new(Harness::with_config(parts, config)),
+        agent,
+        store,
+        events,
+        workspace: tempfile_dir::Dir::new(),
+    }
+}
+
+fn fixture(agent: MemoryAgent) -> Fixture {
+    fixture_with(agent, Arc::new(Markers))
+}
+
+fn three_steps(workspace: &str) -> TaskSpec {
+    let mut spec = TaskSpec::new("three", workspace, "do three things");
+    spec.steps = vec![Step::new("one"), Step::new("two"), Step::new("three")];
+    spec
+}
+
+impl Fixture {
+    async fn task(&self, id: &TaskId) -> Task {
+        self.store.get_task(id).await.expect("store").expect("task exists")
+    }
+
+    /// Makes the task due now and checks it.
+    async fn check_due(&self, id: &TaskId) {
+        let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
+        self.store.update_task(id, &update, None).await.expect("make due");
+        self.harness.tick().await.expect("tick");
+    }
+
+    fn prompts(&self) -> Vec<String> {
+        self.agent.prompts().into_iter().map(|(_, p)| p).collect()
+    }
+
+    fn drain_events(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            out.push(event);
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn a_task_is_started_with_a_session_and_the_bootstrap_prompt() {
+    let mut f = fixture(MemoryAgent::replying(&["working"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    assert_eq!(f.harness.tick().await.expect("tick"), 1);
+
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!(task.session_ids.len(), 1);
+    assert_eq!(task.active_session_id.as_deref(), Some(task.session_ids[0].as_str()));
+    assert_eq!(f.prompts(), vec!["BOOTSTRAP three step 1"]);
+    assert!(task.next_check_at.expect("scheduled") > Utc::now());
+
+    let events = f.drain_events();
+    let kinds: Vec<_> = events.iter().map(Event::kind).collect();
+    assert_eq!(kinds, vec![EventKind::Created, EventKind::Started]);
+    assert!(events[0].store_version < events[1].store_version, "events carry increasing versions");
+    let log = f.store.check_log(&id, &LogQuery::default()).await.expect("log");
+    assert_eq!(
+        log.last().expect("entry").entry.summary,
+        "Harness started and bootstrap prompt sent"
+    );
+}
+
+use crate::event::EventKind;
+
+#[tokio::test]
+async fn steps_reported_one_by_one_are_nudged_and_then_complete() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1", "STEP DONE: 2", "STEP DONE: 3"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.completed_steps, vec![1]);
+    assert_eq!(task.current_step, 1);
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
+    assert!((task.progress - 1.0 / 3.0).abs() < 1e-9);
+
+    f.check_due(&id).await;
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 3");
+
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.progress, 1.0);
+    assert_eq!(task.next_check_at, None);
+    assert_eq!(task.last_summary.as_deref(), Some("All steps appear complete"));
+}
+
+#[tokio::test]
+async fn an_agent_asking_to_proceed_gets_a_go_ahead() {
+    let f = fixture(MemoryAgent::replying(&["Plan ready. Should I proceed?"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.check_due(&id).await;
+    assert_eq!(f.prompts().last().expect("prompt"), "CONTINUE step 1");
+    assert_eq!(f.task(&id).await.last_summary.as_deref(), Some("Auto-continued to step 1"));
+}
+
+#[tokio::test]
+async fn an_idle_agent_with_nothing_new_gets_the_periodic_prompt_only_when_scheduled() {
+    let f = fixture(MemoryAgent::replying(&["thinking about it"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+
+    // An idle event with nothing new must not prompt the agent in a loop.
+    f.harness.check_now(&id, Trigger::Event).await.expect("event check");
+    assert_eq!(f.prompts().len(), 1);
+
+    f.check_due(&id).await;
+    assert_eq!(f.prompts().last().expect("prompt"), "PERIODIC step 1");
+    assert_eq!(f.task(&id).await.idle_checks, 1);
+}
+
+#[tokio::test]
+async fn an_idle_event_reacts_to_a_reported_step_at_once() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.harness.check_now(&id, Trigger::Event).await.expect("event check");
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
+    // The same idle period announced twice changes nothing.
+    let before = f.task(&id).await;
+    f.harness.check_now(&id, Trigger::Event).await.expect("duplicate");
+    assert_eq!(f.task(&id).await, before);
+    assert_eq!(f.prompts().len(), 2);
+}
+
+#[tokio::test]
+async fn a_busy_session_is_left_alone() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    f.agent.set_activity(&session, SessionActivity::Busy);
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.last_summary.as_deref(), Some("Agent is busy"));
+    assert_eq!(task.idle_checks, 0);
+    assert_eq!(f.prompts().len(), 1, "no nudge while busy");
+
+    f.agent.set_activity(
+        &session,
+        SessionActivity::Retry { attempt: 2, message: "rate limited".into() },
+    );
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Waiting);
+    assert!(task.last_summary.expect("summary").contains("rate limited"));
+}
+
+#[tokio::test]
+async fn transient_errors_wait_with_backoff_and_recover() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+
+    f.agent.fail_next(Error::AgentUnavailable { message: "connection refused".into() });
+    f.agent.fail_next(Error::AgentUnavailable { message: "connection refused".into() });
+    f.check_due(&id).await;
+    let first = f.task(&id).await;
+    assert_eq!(first.status, TaskStatus::Waiting);
+    assert_eq!(first.consecutive_errors, 1);
+    assert!(first.error.as_deref().expect("error").contains("connection refused"));
+    let first_wait = first.next_check_at.expect("retry") - first.last_check_at.expect("checked");
+
+    f.agent.fail_next(Error::AgentUnavailable { message: "connection refused".into() });
+    f.agent.fail_next(Error::AgentUnavailable { message: "connection refused".into() });
+    f.check_due(&id).await;
+    let second = f.task(&id).await;
+    assert_eq!(second.consecutive_errors, 2);
+    let second_wait = second.next_check_at.expect("retry") - second.last_check_at.expect("checked");
+    assert!(second_wait > first_wait, "backoff grows: {first_wait} then {second_wait}");
+
+    f.check_due(&id).await;
+    let recovered = f.task(&id).await;
+    assert_eq!(recovered.status, TaskStatus::Running);
+    assert_eq!(recovered.consecutive_errors, 0);
+    assert_eq!(recovered.error, None);
+    assert_eq!(recovered.completed_steps, vec![1]);
+}
+
+#[tokio::test]
+async fn a_failed_first_prompt_never_creates_a_second_session() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.agent.fail_next(Error::AgentUnavailable { message: "x".into() });
+    f.harness.tick().await.expect("tick");
+    assert_eq!(f.task(&id).await.status, TaskStatus::Pending, "create failed: still pending");
+    assert!(f.agent.sessions().is_empty());
+
+    // Now creation succeeds but the prompt does not get through: the session is kept.
+    f.agent.fail_next_prompt(Error::AgentUnavailable { message: "reset".into() });
+    f.check_due(&id).await;
+    assert_eq!(f.agent.sessions().len(), 1);
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Pending);
+    assert!(task.active_session_id.is_some());
+
+    f.check_due(&id).await;
+    assert_eq!(f.agent.sessions().len(), 1, "the retry attached to the same session");
+    assert_eq!(f.task(&id).await.status, TaskStatus::Running);
+    assert_eq!(f.prompts().len(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_after_a_lost_prompt_attaches_to_the_stored_session() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    // Simulate a crash between session creation and prompt: the store has the session.
+    let session = f.agent.create_session(&f.workspace.path(), "three").await.expect("session");
+    let update = TaskUpdate {
+        active_session_id: Some(Some(session.id.clone())),
+        session_ids: Some(vec![session.id.clone()]),
+        ..TaskUpdate::default()
+    };
+    f.store.update_task(&id, &update, None).await.expect("store");
+    f.harness.tick().await.expect("tick");
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!(f.agent.sessions().len(), 1, "no second session");
+    assert_eq!(task.session_ids, vec![session.id]);
+}
+
+#[tokio::test]
+async fn a_deleted_session_fails_the_task_with_advice() {
+    let mut f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    f.agent.delete_session(&session);
+    f.drain_events();
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(task.error.as_deref().expect("error").contains("no longer exists"));
+    assert_eq!(task.next_check_at, None);
+    assert!(f.drain_events().iter().any(|e| e.kind() == EventKind::Failed));
+}
+
+#[tokio::test]
+async fn refused_credentials_fail_only_after_the_limit() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    for attempt in 1..=5 {
+        f.agent.fail_next(Error::AgentUnauthorized { message: "401".into() });
+        f.agent.fail_next(Error::AgentUnauthorized { message: "401".into() });
+        f.check_due(&id).await;
+        let status = f.task(&id).await.status;
+        let expected = if attempt < 5 { TaskStatus::Waiting } else { TaskStatus::Failed };
+        assert_eq!(status, expected, "attempt {attempt}");
+    }
+    assert!(f.task(&id).await.error.expect("error").contains("OPENLOOM_OPENCODE_PASSWORD"));
+}
+
+#[tokio::test]
+async fn a_workspace_outside_the_roots_fails_at_start() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let allowed = tempfile_dir::Dir::new();
+    let parts = HarnessParts {
+        agent: f.agent.clone(),
+        store: f.store.clone(),
+        checker: Arc::new(Markers),
+        dialogue: Arc::new(Words),
+        bus: EventBus::new(),
+        workspaces: WorkspacePolicy::within([allowed.0.clone()]),
+    };
+    let harness = Arc::new(Harness::new(parts));
+    let err = harness.add_task(three_steps(&f.workspace.path())).await.expect_err("refused");
+    assert!(err.to_string().contains("outside the allowed roots"), "{err}");
+}
+
+#[tokio::test]
+async fn a_one_shot_task_is_prompted_once_and_never_checked() {
+    let f = fixture(MemoryAgent::replying(&["ok"]));
+    let mut spec = TaskSpec::new("quick", f.workspace.path(), "fix the typo");
+    spec.check_interval_seconds = 0;
+    spec.initial_prompt = Some("fix the typo in README".into());
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!(task.next_check_at, None);
+    assert_eq!(f.prompts(), vec!["fix the typo in README"]);
+    assert_eq!(f.harness.tick().await.expect("tick"), 0, "never due again");
+}
+
+#[tokio::test]
+async fn failed_verification_feeds_back_and_then_completes() {
+    let checker = Arc::new(Verifying { fails: 1.into() });
+    let f =
+        fixture_with(MemoryAgent::replying(&["TASK COMPLETE", "fixed. TASK COMPLETE"]), checker);
+    let mut spec = TaskSpec::new("verified", f.workspace.path(), "make done.txt");
+    spec.checks = vec![crate::spec::CheckDefinition::FileExists { path: "done.txt".into() }];
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Running, "claim not trusted");
+    assert_eq!(task.verification_rounds, 1);
+    assert_eq!(f.prompts().last().expect("prompt"), "FIX file_exists: done.txt");
+    let log = f.store.check_log(&id, &LogQuery::default()).await.expect("log");
+    assert!(log.last().expect("entry").entry.evidence.is_some(), "evidence recorded");
+
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert_eq!(task.last_summary.as_deref(), Some("Completion verified: every check passed"));
+}
+
+#[tokio::test]
+async fn verification_rounds_are_bounded() {
+    let checker = Arc::new(Verifying { fails: 100.into() });
+    let f = fixture_with(MemoryAgent::new(|_, _| Some("TASK COMPLETE".into())), checker);
+    let mut spec = TaskSpec::new("never", f.workspace.path(), "g");
+    spec.checks = vec![crate::spec::CheckDefinition::FileExists { path: "done.txt".into() }];
+    spec.max_verification_rounds = Some(2);
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.check_due(&id).await;
+    assert_eq!(f.task(&id).await.status, TaskStatus::Running);
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(task.error.expect("error").contains("failed 2 times"));
+    assert!(task.last_verification.is_some());
+}
+
+#[tokio::test]
+async fn user_operations_follow_the_lifecycle() {
+    let mut f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+
+    f.harness.pause(&id).await.expect("pause");
+    assert_eq!(f.task(&id).await.status, TaskStatus::Paused);
+    assert_eq!(f.harness.tick().await.expect("tick"), 0, "paused tasks are not checked");
+    assert!(f.harness.pause(&id).await.is_err(), "cannot pause twice");
+
+    f.harness.resume(&id).await.expect("resume");
+    assert_eq!(f.task(&id).await.status, TaskStatus::Running);
+
+    let err = f.harness.delete(&id).await.expect_err("must archive first");
+    assert!(err.to_string().contains("archive it before deleting"));
+
+    f.harness.complete(&id).await.expect("complete");
+    assert_eq!(f.task(&id).await.status, TaskStatus::Completed);
+    f.harness.archive(&id).await.expect("archive");
+    f.drain_events();
+    f.harness.delete(&id).await.expect("delete");
+    assert!(f.store.get_task(&id).await.expect("store").is_none());
+    assert_eq!(f.drain_events().last().map(Event::kind), Some(EventKind::Deleted));
+}
+
+#[tokio::test]
+async fn restart_resumes_running_tasks_without_starting_them_again() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+
+    // A new harness over the same store and agent, as after a process restart.
+    let parts = HarnessParts {
+        agent: f.agent.clone(),
+        store: f.store.clone(),
+        checker: Arc::new(Markers),
+        dialogue: Arc::new(Words),
+        bus: EventBus::new(),
+        workspaces: WorkspacePolicy::any(),
+    };
+    let restarted = Arc::new(Harness::new(parts));
+    let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
+    f.store.update_task(&id, &update, None).await.expect("due");
+    restarted.tick().await.expect("tick");
+    assert_eq!(f.agent.sessions().len(), 1, "same session");
+    assert!(f.prompts().iter().filter(|p| p.starts_with("BOOTSTRAP")).count() == 1);
+    assert_eq!(f.task(&id).await.completed_steps, vec![1]);
+}
+
+#[tokio::test]
+async fn run_reacts_to_idle_events_and_stops_on_signal() {
+    // Event-driven path: an agent whose event stream announces the session idle.
+    struct Evented {
+        inner: MemoryAgent,
+        events: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<AgentEvent>>>,
+    }
+    #[async_trait]
+    impl AgentServer for Evented {
+        async fn health(&self) -> crate::agent::Health {
+            self.inner.health().await
+        }
+        async fn create_session(&self, d: &str, t: &str) -> Result<crate::agent::Session> {
+            self.inner.create_session(d, t).await
+        }
+        async fn find_session(&self, id: &str) -> Result<Option<crate::agent::Session>> {
+            self.inner.find_session(id).await
+        }
+        async fn send_prompt(&self, s: &SessionRef, p: &str, a: Option<&str>) -> Result<()> {
+            self.inner.send_prompt(s, p, a).await
+        }
+        async fn session_activity(&self, d: &[String]) -> Result<HashMap<String, SessionActivity>> {
+            self.inner.session_activity(d).await
+        }
+        async fn messages(&self, s: &SessionRef, l: usize) -> Result<Vec<AgentMessage>> {
+            self.inner.messages(s, l).await
+        }
+        async fn abort(&self, s: &SessionRef) -> Result<()> {
+            self.inner.abort(s).await
+        }
+        fn events(&self) -> Option<futures::stream::BoxStream<'static, AgentEvent>> {
+            let receiver = self.events.lock().expect("lock").take()?;
+            Some(Box::pin(tokio_stream_from(receiver)))
+        }
+    }
+    fn tokio_stream_from(
+        mut receiver: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
+    ) -> impl futures::Stream<Item = AgentEvent> {
+        futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+    }
+
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let agent = Arc::new(Evented {
+        inner: MemoryAgent::replying(&["STEP DONE: 1"]),
+        events: Mutex::new(Some(receiver)),
+    });
+    let store = Arc::new(MemoryStore::new());
+    let parts = HarnessParts {
+        agent: agent.clone(),
+        store: store.clone(),
+        checker: Arc::new(Markers),
+        dialogue: Arc::new(Words),
+        bus: EventBus::new(),
+        workspaces: WorkspacePolicy::any(),
+    };
+    let workspace = tempfile_dir::Dir::new();
+    let harness = Arc::new(Harness::new(parts));
+    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(harness.clone().run(stop_rx));
+
+    // Wait for the start, then announce the idle session: the nudge follows at once,
+    // long before the 300 s interval.
+    let session = wait_for(|| async {
+        store.get_task(&id).await.ok().flatten().and_then(|t| t.active_session_id)
+    })
+    .await;
+    sender.send(AgentEvent::SessionIdle { session_id: session }).expect("send");
+    wait_for(|| async {
+        agent.inner.prompts().iter().any(|(_, p)| p == "NEXT step 2").then_some(())
+    })
+    .await;
+
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
+}
+
+async fn wait_for<T, F, Fut>(mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..200 {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached within 2 s");
+}

@@ -1,0 +1,199 @@
+//! An [`AgentServer`] in memory, for tests and examples.
+//!
+//! Sessions and messages live in a map; each prompt is recorded as a user message
+//! and answered by a responder closure the test provides, as a finished assistant
+//! message. Failures can be queued to exercise the harness's error handling.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::agent::{
+    AgentMessage, AgentServer, Health, MessagePart, Role, Session, SessionActivity, SessionRef,
+};
+use crate::error::{Error, Result};
+
+type Responder = Box<dyn Fn(&str, usize) -> Option<String> + Send + Sync>;
+
+/// A scripted agent server in memory.
+pub struct MemoryAgent {
+    state: Mutex<State>,
+    responder: Responder,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: Vec<Session>,
+    messages: HashMap<String, Vec<AgentMessage>>,
+    prompts: Vec<(String, String)>,
+    activity: HashMap<String, SessionActivity>,
+    failures: VecDeque<Error>,
+    prompt_failures: VecDeque<Error>,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for MemoryAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryAgent").finish_non_exhaustive()
+    }
+}
+
+impl MemoryAgent {
+    /// An agent that answers the `n`th prompt (zero-based) with `responder(prompt, n)`,
+    /// or stays silent when it returns `None`.
+    pub fn new(responder: impl Fn(&str, usize) -> Option<String> + Send + Sync + 'static) -> Self {
+        MemoryAgent { state: Mutex::new(State::default()), responder: Box::new(responder) }
+    }
+
+    /// An agent that answers the prompts in turn with `replies`, then stays silent.
+    pub fn replying(replies: &[&str]) -> Self {
+        let replies: Vec<String> = replies.iter().map(|r| (*r).to_owned()).collect();
+        Self::new(move |_, n| replies.get(n).cloned())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the next call (of any kind except `health`) fail with `error`.
+    pub fn fail_next(&self, error: Error) {
+        self.lock().failures.push_back(error);
+    }
+
+    /// Makes the next `send_prompt` fail with `error` (after any `fail_next` ones).
+    pub fn fail_next_prompt(&self, error: Error) {
+        self.lock().prompt_failures.push_back(error);
+    }
+
+    /// Sets what `session_activity` reports for a session.
+    pub fn set_activity(&self, session_id: &str, activity: SessionActivity) {
+        self.lock().activity.insert(session_id.to_owned(), activity);
+    }
+
+    /// Removes a session, as if a user deleted it.
+    pub fn delete_session(&self, session_id: &str) {
+        let mut state = self.lock();
+        state.sessions.retain(|s| s.id != session_id);
+        state.messages.remove(session_id);
+    }
+
+    /// Appends an assistant message to a session, as if the model wrote it.
+    pub fn push_reply(&self, session_id: &str, text: &str) {
+        let mut state = self.lock();
+        let message = new_message(&mut state, Role::Assistant, text);
+        state.messages.entry(session_id.to_owned()).or_default().push(message);
+    }
+
+    /// Every prompt sent, as (session id, text), in order.
+    pub fn prompts(&self) -> Vec<(String, String)> {
+        self.lock().prompts.clone()
+    }
+
+    /// Sessions created so far.
+    pub fn sessions(&self) -> Vec<Session> {
+        self.lock().sessions.clone()
+    }
+
+    fn take_failure(&self) -> Result<()> {
+        match self.lock().failures.pop_front() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+fn new_message(state: &mut State, role: Role, text: &str) -> AgentMessage {
+    state.next_id += 1;
+    let now = Utc::now();
+    AgentMessage {
+        id: format!("msg_{:06}", state.next_id),
+        role,
+        created_at: Some(now),
+        completed_at: Some(now),
+        error: None,
+        parts: vec![MessagePart::Text { text: text.to_owned() }],
+        tokens: None,
+        cost: None,
+        model: None,
+    }
+}
+
+#[async_trait]
+impl AgentServer for MemoryAgent {
+    async fn health(&self) -> Health {
+        Health::Reachable { version: Some("memory".into()) }
+    }
+
+    async fn create_session(&self, directory: &str, title: &str) -> Result<Session> {
+        self.take_failure()?;
+        let mut state = self.lock();
+        state.next_id += 1;
+        let session = Session {
+            id: format!("ses_{:06}", state.next_id),
+            directory: directory.to_owned(),
+            title: title.to_owned(),
+            parent_id: None,
+            created_at: Some(Utc::now()),
+            updated_at: None,
+            archived_at: None,
+        };
+        state.sessions.push(session.clone());
+        Ok(session)
+    }
+
+    async fn find_session(&self, session_id: &str) -> Result<Option<Session>> {
+        self.take_failure()?;
+        Ok(self.lock().sessions.iter().find(|s| s.id == session_id).cloned())
+    }
+
+    async fn send_prompt(
+        &self,
+        session: &SessionRef,
+        prompt: &str,
+        _agent: Option<&str>,
+    ) -> Result<()> {
+        self.take_failure()?;
+        let index = {
+            let mut state = self.lock();
+            if let Some(error) = state.prompt_failures.pop_front() {
+                return Err(error);
+            }
+            if !state.sessions.iter().any(|s| s.id == session.id) {
+                return Err(Error::NotFound { what: "session", id: session.id.clone() });
+            }
+            state.prompts.push((session.id.clone(), prompt.to_owned()));
+            let message = new_message(&mut state, Role::User, prompt);
+            state.messages.entry(session.id.clone()).or_default().push(message);
+            state.prompts.len() - 1
+        };
+        if let Some(reply) = (self.responder)(prompt, index) {
+            self.push_reply(&session.id, &reply);
+        }
+        Ok(())
+    }
+
+    async fn session_activity(
+        &self,
+        _directories: &[String],
+    ) -> Result<HashMap<String, SessionActivity>> {
+        self.take_failure()?;
+        Ok(self.lock().activity.clone())
+    }
+
+    async fn messages(&self, session: &SessionRef, limit: usize) -> Result<Vec<AgentMessage>> {
+        self.take_failure()?;
+        let state = self.lock();
+        if !state.sessions.iter().any(|s| s.id == session.id) {
+            return Err(Error::NotFound { what: "session", id: session.id.clone() });
+        }
+        let all = state.messages.get(&session.id).cloned().unwrap_or_default();
+        let skip = all.len().saturating_sub(limit);
+        Ok(all.into_iter().skip(skip).collect())
+    }
+
+    async fn abort(&self, _session: &SessionRef) -> Result<()> {
+        self.take_failure()
+    }
+}
