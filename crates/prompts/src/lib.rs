@@ -1,0 +1,48 @@
+//! The harness's language: spec formats, the prompts sent to the agent, reading the
+//! agent's progress markers back, and the planner.
+//!
+//! # Main items
+//! - [`spec`]: [`parse_yaml`], [`parse_markdown`], [`load_spec_file`] turn user text
+//!   into [`openloom_core::TaskSpec`]; [`spec_to_yaml`] writes one back;
+//!   [`task_spec_from_prompt`] makes a prompt-only spec.
+//! - [`prompts`]: bootstrap, periodic check, next-step, auto-continue and
+//!   verification-failed prompts.
+//! - [`progress`]: [`detect_progress`] reads `STEP DONE: n` / `TASK COMPLETE` from a
+//!   transcript; [`MarkerChecker`] is the reference's "string" checker as an
+//!   [`openloom_core::Checker`].
+//! - [`planner`]: the planner prompt and turning its JSON reply into a spec.
+//!
+//! Errors are one enum, [`Error`]; spec errors carry file, line/column when known, the
+//! field path and what would have been valid.
+//!
+//! # Design: port behaviour, record the reference
+//! This crate ports the Python reference's parsing and prompts by behaviour. The
+//! integration tests compare against answers recorded from the reference itself
+//! (`tests/fixtures/reference_cases.json`), so "same as the reference" is checked,
+//! not remembered; where we differ on purpose (errors instead of silently dropped
+//! input), the item's docs say so and the tests pin it.
+//!
+//! Everything here is pure: no I/O except reading and writing spec files, no async
+//! except the [`openloom_core::Checker`] impl.
+
+pub mod error;
+pub mod planner;
+pub mod progress;
+pub mod prompts;
+mod pytext;
+pub mod spec;
+
+pub use error::{Error, Location, Result};
+pub use planner::{Plan, build_planner_prompt, extract_plan_json, parse_plan_reply, plan_to_spec};
+pub use progress::{
+    MarkerChecker, assistant_transcript, detect_progress, last_assistant_text,
+    messages_indicate_busy, needs_continue_reply,
+};
+pub use prompts::{
+    build_bootstrap_prompt, build_continue_reply, build_next_step_prompt,
+    build_periodic_check_prompt, build_verification_failed_prompt,
+};
+pub use spec::{
+    PromptOptions, SpecFormat, default_spec_yaml, load_spec_file, parse_markdown, parse_spec,
+    parse_yaml, spec_from_json, spec_to_yaml, task_spec_from_prompt, write_default_spec,
+};

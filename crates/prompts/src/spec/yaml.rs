@@ -1,0 +1,225 @@
+//! The YAML spec format: the reference's `TaskSpec.from_dict`, plus executable checks.
+
+use openloom_core::spec::{DEFAULT_AGENT, DEFAULT_MODE, UNTITLED_TASK};
+use openloom_core::{Step, TaskSpec};
+use serde_yaml::{Mapping, Value};
+
+use super::checks::parse_check_list;
+use super::interval::interval_seconds;
+use super::value::{is_falsy, kind_of, non_negative_int, optional_text, scalar_text, text_list};
+use crate::error::{Error, Location, Result};
+use crate::pytext::py_strip;
+
+/// What a minimal spec looks like, for errors about the document as a whole.
+pub(crate) const MINIMAL_SPEC: &str =
+    "a YAML mapping such as `name: Fix login` / `goal: ...` / `steps: [...]`";
+
+const KNOWN_KEYS: [&str; 15] = [
+    "name",
+    "workspace",
+    "goal",
+    "steps",
+    "step_acceptance",
+    "acceptance",
+    "global_acceptance",
+    "mode",
+    "agent",
+    "check_interval_minutes",
+    "check_interval_seconds",
+    "check_interval",
+    "initial_prompt",
+    "checks",
+    "max_verification_rounds",
+];
+
+const STEP_KEYS: [&str; 4] = ["title", "name", "acceptance", "checks"];
+
+/// Parses a YAML spec. `origin` names the text in errors: a file path, or `<input>`.
+///
+/// Follows the reference's `TaskSpec.from_dict` (defaults, `step_acceptance` rows
+/// applied only when their count matches the steps, `global_acceptance` before
+/// `acceptance`, interval clamps), with these deliberate differences:
+/// - a step mapping without `title` or `name` is an error (the reference dropped the
+///   step silently, renumbering every later step);
+/// - each step is read by its own shape, so a list mixing `- text` and `- title: ...`
+///   items works (the reference read every item by the first one's shape);
+/// - a list where text belongs, text where a list belongs (`acceptance: tests pass`,
+///   which the reference split into characters), null items, negative or non-numeric
+///   intervals are errors naming the field;
+/// - unknown keys are logged as warnings, as a hint at typos.
+pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
+    let location = Location::new(origin);
+    let document: Value = serde_yaml::from_str(text).map_err(|e| {
+        let location = match e.location() {
+            Some(at) => location.at(at.line(), Some(at.column())),
+            None => location.clone(),
+        };
+        Error::YamlSyntax { location, message: e.to_string() }
+    })?;
+    match document {
+        Value::Mapping(map) if !map.is_empty() => spec_from_mapping(&map, &location),
+        Value::Mapping(_) | Value::Null => {
+            Err(Error::EmptySpec { location, expected: MINIMAL_SPEC })
+        }
+        other => Err(Error::field(
+            &location,
+            "<document>",
+            format!("is {}, not a mapping", kind_of(&other)),
+            MINIMAL_SPEC,
+        )),
+    }
+}
+
+/// Builds a spec from an already parsed mapping (e.g. a JSON API body converted to YAML).
+pub(crate) fn spec_from_mapping(map: &Mapping, location: &Location) -> Result<TaskSpec> {
+    for key in map.keys() {
+        match key.as_str() {
+            Some(name) if KNOWN_KEYS.contains(&name) => {}
+            _ => tracing::warn!(origin = %location, key = ?key, "unknown key in spec ignored"),
+        }
+    }
+    let text = |key: &str| optional_text(map, key, location, key);
+    let mut steps = parse_steps(map.get("steps"), location)?;
+    apply_step_acceptance(map.get("step_acceptance"), &mut steps, location)?;
+    let (acceptance_key, acceptance_value) = match map.get("global_acceptance") {
+        Some(value) if !is_falsy(value) => ("global_acceptance", Some(value)),
+        _ => ("acceptance", map.get("acceptance")),
+    };
+    let acceptance = match acceptance_value {
+        Some(value) => text_list(value, location, acceptance_key)?,
+        None => Vec::new(),
+    };
+    Ok(TaskSpec {
+        name: text("name")?.unwrap_or_else(|| UNTITLED_TASK.to_owned()),
+        workspace: text("workspace")?.unwrap_or_default(),
+        goal: text("goal")?.unwrap_or_default(),
+        steps,
+        acceptance,
+        mode: text("mode")?.unwrap_or_else(|| DEFAULT_MODE.to_owned()),
+        agent: text("agent")?.unwrap_or_else(|| DEFAULT_AGENT.to_owned()),
+        check_interval_seconds: interval_seconds(map, location)?,
+        initial_prompt: text("initial_prompt")?,
+        checks: parse_check_list(map.get("checks"), location, "checks")?,
+        max_verification_rounds: max_rounds(map.get("max_verification_rounds"), location)?,
+    })
+}
+
+fn parse_steps(value: Option<&Value>, location: &Location) -> Result<Vec<Step>> {
+    let Some(value) = value.filter(|v| !is_falsy(v)) else { return Ok(Vec::new()) };
+    let Value::Sequence(items) = value else {
+        return Err(Error::field(
+            location,
+            "steps",
+            format!("is {}", kind_of(value)),
+            "a list of step titles or `- title: ...` mappings",
+        ));
+    };
+    let mut steps = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let field = format!("steps[{index}]");
+        match item {
+            Value::Mapping(map) => steps.push(step_from_mapping(map, location, &field)?),
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                let title = scalar_text(item, location, &field, "a step title")?;
+                let title = py_strip(&title);
+                // The reference drops blank titles in a list of strings.
+                if !title.is_empty() {
+                    steps.push(Step::new(title));
+                }
+            }
+            other => {
+                return Err(Error::field(
+                    location,
+                    field,
+                    format!("is {}", kind_of(other)),
+                    "a step title or a mapping with `title:`",
+                ));
+            }
+        }
+    }
+    Ok(steps)
+}
+
+fn step_from_mapping(map: &Mapping, location: &Location, field: &str) -> Result<Step> {
+    for key in map.keys() {
+        if !key.as_str().is_some_and(|k| STEP_KEYS.contains(&k)) {
+            tracing::warn!(origin = %location, field, key = ?key, "unknown key in step ignored");
+        }
+    }
+    let title = match optional_text(map, "title", location, &format!("{field}.title"))? {
+        Some(title) => Some(title),
+        None => optional_text(map, "name", location, &format!("{field}.name"))?,
+    };
+    let Some(title) = title else {
+        return Err(Error::field(
+            location,
+            field,
+            "has no `title` (or `name`)",
+            "a step mapping like `- title: Add tests` with optional `acceptance:` and `checks:`",
+        ));
+    };
+    let acceptance = match map.get("acceptance") {
+        Some(value) => text_list(value, location, &format!("{field}.acceptance"))?,
+        None => Vec::new(),
+    };
+    let checks = parse_check_list(map.get("checks"), location, &format!("{field}.checks"))?;
+    Ok(Step { title, acceptance, checks })
+}
+
+/// `step_acceptance:` rows override each step's acceptance, but only when there is
+/// exactly one row per step (the reference's rule); a null row means none.
+fn apply_step_acceptance(
+    value: Option<&Value>,
+    steps: &mut [Step],
+    location: &Location,
+) -> Result<()> {
+    let Some(value) = value.filter(|v| !is_falsy(v)) else { return Ok(()) };
+    let Value::Sequence(rows) = value else {
+        return Err(Error::field(
+            location,
+            "step_acceptance",
+            format!("is {}", kind_of(value)),
+            "a list with one list of criteria per step",
+        ));
+    };
+    let parsed = rows
+        .iter()
+        .enumerate()
+        .map(|(index, row)| match row {
+            Value::Null | Value::Sequence(_) => {
+                text_list(row, location, &format!("step_acceptance[{index}]"))
+            }
+            other => Err(Error::field(
+                location,
+                format!("step_acceptance[{index}]"),
+                format!("is {}", kind_of(other)),
+                "a list of criteria for that step",
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if parsed.len() != steps.len() {
+        tracing::warn!(
+            origin = %location,
+            rows = parsed.len(),
+            steps = steps.len(),
+            "step_acceptance ignored: it needs exactly one row per step"
+        );
+        return Ok(());
+    }
+    for (step, row) in steps.iter_mut().zip(parsed) {
+        step.acceptance = row;
+    }
+    Ok(())
+}
+
+fn max_rounds(value: Option<&Value>, location: &Location) -> Result<Option<u32>> {
+    let field = "max_verification_rounds";
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(None) };
+    let expected = "a whole number of rounds, at least 1";
+    let rounds = non_negative_int(value, location, field)?;
+    match u32::try_from(rounds) {
+        Ok(0) => Err(Error::field(location, field, "is zero", expected)),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(Error::field(location, field, "is too large", expected)),
+    }
+}
