@@ -127,9 +127,9 @@ fn int<T: TryInto<i64> + Copy + std::fmt::Display>(
     field: &str,
     value: T,
 ) -> openloom_core::Result<i64> {
-    value
-        .try_into()
-        .map_err(|_| openloom_core::Error::Invalid(format!("{field} {value} is too large to store")))
+    value.try_into().map_err(|_| {
+        openloom_core::Error::Invalid(format!("{field} {value} is too large to store"))
+    })
 }
 
 /// Reads the columns selected with [`TASK_COLUMNS`] back into a task.
@@ -206,7 +206,8 @@ impl Decoder<'_> {
 
     fn unsigned<T: TryFrom<i64>>(&self, column: &'static str) -> Result<T> {
         let value: i64 = self.get(column)?;
-        T::try_from(value).map_err(|_| Error::decode(self.path, column, format!("{value} out of range")))
+        T::try_from(value)
+            .map_err(|_| Error::decode(self.path, column, format!("{value} out of range")))
     }
 
     fn json<T: DeserializeOwned>(&self, column: &'static str) -> Result<T> {

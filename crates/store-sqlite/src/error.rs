@@ -149,7 +149,11 @@ impl Error {
             // A write past RLIMIT_FSIZE (or a quota) fails with EFBIG/EDQUOT, which
             // SQLite reports as an I/O error; the OS error text tells us more than
             // the code, so we only promote the write-side codes.
-            _ if matches!(code, Some(SQLITE_IOERR_WRITE | SQLITE_IOERR_FSYNC | SQLITE_IOERR_TRUNCATE)) => {
+            _ if matches!(
+                code,
+                Some(SQLITE_IOERR_WRITE | SQLITE_IOERR_FSYNC | SQLITE_IOERR_TRUNCATE)
+            ) =>
+            {
                 Error::DiskFull { path, message }
             }
             _ => Error::Sqlite { path, source },

@@ -5,10 +5,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::migrate::Migrator;
 
 use crate::error::{Error, Result, SqlxResultExt};
 
@@ -112,8 +112,10 @@ async fn refuse_newer_schema(pool: &SqlitePool, path: &Path) -> Result<()> {
     if table.is_none() {
         return Ok(());
     }
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(pool).await.at(path)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+        .fetch_all(pool)
+        .await
+        .at(path)?;
     let known: BTreeSet<i64> = MIGRATOR.iter().map(|m| m.version).collect();
     let unknown = applied.iter().copied().filter(|v| !known.contains(v)).max();
     match unknown {

@@ -63,8 +63,10 @@ impl SqliteStore {
 
     /// Runs SQLite's `PRAGMA integrity_check`; `Ok(())` when the file is sound.
     pub async fn integrity_check(&self) -> crate::Result<()> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&self.pool).await.at(&self.path)?;
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .at(&self.path)?;
         if rows.len() == 1 && rows[0] == "ok" {
             Ok(())
         } else {
@@ -383,11 +385,10 @@ impl Store for SqliteStore {
     }
 
     async fn store_version(&self) -> Result<StoreVersion> {
-        let version: i64 =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_version'")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| self.fail(e))?;
+        let version: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_version'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
         StoreVersion::try_from(version)
             .map_err(|_| Error::decode(&self.path, "store_version", version).into())
     }

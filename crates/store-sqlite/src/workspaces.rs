@@ -87,12 +87,13 @@ impl RecentWorkspaces for SqliteStore {
     }
 
     async fn recent_workspaces(&self) -> Result<Vec<RecentWorkspace>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT path, used_at FROM recent_workspaces ORDER BY rank DESC LIMIT ?")
-                .bind(kept())
-                .fetch_all(self.pool())
-                .await
-                .at(self.path())?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT path, used_at FROM recent_workspaces ORDER BY rank DESC LIMIT ?",
+        )
+        .bind(kept())
+        .fetch_all(self.pool())
+        .await
+        .at(self.path())?;
         rows.into_iter()
             .map(|(path, used_at)| {
                 let used_at = codec::parse_time(self.path(), "used_at", &used_at)?;

@@ -1,0 +1,14 @@
+//! Integration tests of the SQLite store, on real files in temporary directories.
+//!
+//! Some tests re-execute this very test binary as a child process (see [`child`]), so
+//! the crate ships no extra binary just for tests.
+
+mod child;
+mod common;
+mod concurrency;
+mod crash;
+mod failures;
+mod parity;
+mod queries;
+mod schema;
+mod workspaces;
