@@ -1,9 +1,7 @@
 //! One check run at a time per workspace; different workspaces in parallel.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use openloom_checks::CheckRunner;
+use std::sync::Arc;
 
 use crate::common::{Workspace, run};
 
@@ -40,18 +38,26 @@ async fn concurrent_runs_on_one_workspace_never_interleave() {
     }
 }
 
+/// Marks this workspace ready, then waits (up to 2 s) for the other to be ready too:
+/// it can only pass when both checks run at the same time.
+fn rendezvous_check(other: &std::path::Path) -> openloom_core::CheckDefinition {
+    run(&format!(
+        "touch ready; i=0; while [ ! -f '{}/ready' ]; do \
+         i=$((i+1)); [ $i -gt 40 ] && exit 1; sleep 0.05; done",
+        other.display()
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn different_workspaces_run_in_parallel() {
     let first = Workspace::new();
     let second = Workspace::new();
     let runner = CheckRunner::new();
-    let check = run("sleep 0.5");
-    let started = Instant::now();
-    let (a, b) = tokio::join!(runner.run(first.path(), &check), runner.run(second.path(), &check));
-    assert!(a.passed && b.passed);
-    assert!(
-        started.elapsed() < Duration::from_millis(950),
-        "two workspaces were serialized: {:?}",
-        started.elapsed()
+    let (check_first, check_second) =
+        (rendezvous_check(second.path()), rendezvous_check(first.path()));
+    let (a, b) = tokio::join!(
+        runner.run(first.path(), &check_first),
+        runner.run(second.path(), &check_second),
     );
+    assert!(a.passed && b.passed, "the two workspaces were serialized: {a:?} {b:?}");
 }
