@@ -26,6 +26,7 @@
 //! Failures are outcomes, not errors: a refused path or a missing git repository is
 //! a failed check whose `error` says why, so a spec's author sees it in the report.
 
+mod checker;
 mod command;
 pub mod error;
 mod files;
@@ -36,6 +37,7 @@ mod paths;
 mod runner;
 mod verify;
 
+pub use checker::VerifyingChecker;
 pub use error::{Error, Result};
 pub use locks::WorkspaceLocks;
 pub use outcome::{CheckOutcome, Verdict, summarize_failures};

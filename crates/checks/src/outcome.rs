@@ -1,29 +1,9 @@
 //! What a check run produced: the evidence that goes to the check log, and the
 //! helpers that turn a batch of outcomes into a verdict or into agent feedback.
 
-use serde::{Deserialize, Serialize};
-
-/// The evidence of one check run. Serialized as JSON into the check log and the
-/// task record, so field names are part of the stored format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckOutcome {
-    /// The check's label (`CheckDefinition::label`), e.g. `run: cargo test`.
-    pub label: String,
-    /// True when the check passed.
-    pub passed: bool,
-    /// Exit status of a `run` check that exited normally; `None` for other kinds
-    /// and for a process killed by a signal.
-    pub exit_status: Option<i32>,
-    /// Wall-clock time the check took, in milliseconds.
-    pub duration_ms: u64,
-    /// The end of the check's output (stdout and stderr merged for `run`; a short
-    /// explanation for the other kinds), at most the runner's output cap.
-    pub output_tail: String,
-    /// True when a `run` check hit its timeout and its process group was killed.
-    pub timed_out: bool,
-    /// Why the check could not be evaluated (bad path, not a git repository, …).
-    pub error: Option<String>,
-}
+/// The evidence of one check run; core's type, so the harness, the store and the API
+/// share one stored format.
+pub use openloom_core::CheckOutcome;
 
 /// What one check kind found, before the runner adds the label and duration.
 #[derive(Debug, Default)]

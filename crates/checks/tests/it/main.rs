@@ -7,3 +7,4 @@ mod git;
 mod locking;
 mod run;
 mod verify;
+mod verifying;
