@@ -11,6 +11,8 @@
 //!   transcript; [`MarkerChecker`] is the reference's "string" checker as an
 //!   [`openloom_core::Checker`].
 //! - [`planner`]: the planner prompt and turning its JSON reply into a spec.
+//! - [`ReferenceDialogue`] hands the prompts and readers to the harness through core's
+//!   [`openloom_core::Dialogue`] trait.
 //!
 //! Errors are one enum, [`Error`]; spec errors carry file, line/column when known, the
 //! field path and what would have been valid.
@@ -25,6 +27,7 @@
 //! Everything here is pure: no I/O except reading and writing spec files, no async
 //! except the [`openloom_core::Checker`] impl.
 
+pub mod dialogue;
 pub mod error;
 pub mod planner;
 pub mod progress;
@@ -32,6 +35,7 @@ pub mod prompts;
 mod pytext;
 pub mod spec;
 
+pub use dialogue::ReferenceDialogue;
 pub use error::{Error, Location, Result};
 pub use planner::{Plan, build_planner_prompt, extract_plan_json, parse_plan_reply, plan_to_spec};
 pub use progress::{
