@@ -1,0 +1,11 @@
+//! Integration tests of `openloom-opencode` against wiremock servers that answer
+//! with responses captured from a real OpenCode 1.18.34 (`tests/fixtures/`).
+
+mod common;
+mod errors;
+mod events;
+mod health;
+mod prompts;
+mod requests;
+mod sessions;
+mod status;
