@@ -147,49 +147,43 @@ fn status_list(statuses: &[TaskStatus]) -> String {
     names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",")
 }
 
+/// Rows per multi-row `INSERT`: one statement per chunk instead of per entry (each
+/// statement is a hop to sqlx's SQLite worker thread), well under SQLite's limit of
+/// bound parameters.
+const LOG_ROWS_PER_INSERT: usize = 100;
+
 async fn insert_log(
     conn: &mut SqliteConnection,
     path: &Path,
     id: &TaskId,
     entries: &[CheckLogEntry],
 ) -> Result<()> {
-    for entry in entries {
-        let evidence = entry
-            .evidence
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| openloom_core::Error::Invalid(format!("evidence is not JSON: {e}")))?;
-        let detail = truncate_tail(entry.detail.clone(), CheckLogEntry::MAX_DETAIL_BYTES);
-        sqlx::query(
-            "INSERT INTO check_log (task_id, at, status, summary, detail, evidence_json) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id.as_str())
-        .bind(codec::timestamp(&entry.at)?)
-        .bind(entry.status.as_str())
-        .bind(&entry.summary)
-        .bind(detail)
-        .bind(evidence)
-        .execute(&mut *conn)
-        .await
-        .at(path)?;
+    for chunk in entries.chunks(LOG_ROWS_PER_INSERT) {
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for entry in chunk {
+            let evidence =
+                entry.evidence.as_ref().map(serde_json::to_string).transpose().map_err(|e| {
+                    openloom_core::Error::Invalid(format!("evidence is not JSON: {e}"))
+                })?;
+            let detail = truncate_tail(entry.detail.clone(), CheckLogEntry::MAX_DETAIL_BYTES);
+            encoded.push((codec::timestamp(&entry.at)?, entry, detail, evidence));
+        }
+        let sql = format!(
+            "INSERT INTO check_log (task_id, at, status, summary, detail, evidence_json) VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (at, entry, detail, evidence) in encoded {
+            query = query
+                .bind(id.as_str())
+                .bind(at)
+                .bind(entry.status.as_str())
+                .bind(&entry.summary)
+                .bind(detail)
+                .bind(evidence);
+        }
+        query.execute(&mut *conn).await.at(path)?;
     }
-    Ok(())
-}
-
-async fn set_last_summary(
-    conn: &mut SqliteConnection,
-    path: &Path,
-    id: &TaskId,
-    summary: &str,
-) -> Result<()> {
-    sqlx::query("UPDATE tasks SET last_summary = ? WHERE id = ?")
-        .bind(summary)
-        .bind(id.as_str())
-        .execute(conn)
-        .await
-        .at(path)?;
     Ok(())
 }
 
@@ -340,11 +334,20 @@ impl Store for SqliteStore {
         entries: &[CheckLogEntry],
     ) -> Result<StoreVersion> {
         let mut tx = self.begin_write().await?;
-        self.require_seq(tx.conn(), id).await?;
-        insert_log(tx.conn(), &self.path, id, entries).await?;
-        if let Some(last) = entries.last() {
-            set_last_summary(tx.conn(), &self.path, id, &last.summary).await?;
+        // One statement both proves the task exists and records the last summary.
+        let last = entries.last().map(|e| e.summary.as_str());
+        let found =
+            sqlx::query("UPDATE tasks SET last_summary = COALESCE(?, last_summary) WHERE id = ?")
+                .bind(last)
+                .bind(id.as_str())
+                .execute(tx.conn())
+                .await
+                .map_err(|e| self.fail(e))?
+                .rows_affected();
+        if found == 0 {
+            return Err(not_found(id));
         }
+        insert_log(tx.conn(), &self.path, id, entries).await?;
         tx.commit().await
     }
 

@@ -111,3 +111,29 @@ async fn the_cursor_pages_through_every_task_once() {
     let expected: Vec<String> = (0..23).rev().map(|i| format!("task_{i:02}")).collect();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn large_batches_keep_their_order_and_page_with_after() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = common::open(&common::db_path(dir.path())).await;
+    let id = TaskId::from("task_batch");
+    store.create_task(&common::task(id.as_str(), Utc::now())).await.expect("create");
+    // More than one multi-row INSERT's worth, and not a multiple of it.
+    let entries: Vec<CheckLogEntry> = (0..250)
+        .map(|n| CheckLogEntry::new(Utc::now(), TaskStatus::Running, format!("check {n}"), ""))
+        .collect();
+    store.append_check_log(&id, &entries).await.expect("append");
+    let mut summaries = Vec::new();
+    let mut query = LogQuery { after: None, limit: 64 };
+    loop {
+        let page = store.check_log(&id, &query).await.expect("page");
+        let Some(last) = page.last() else { break };
+        assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
+        query.after = Some(last.seq);
+        summaries.extend(page.into_iter().map(|e| e.entry.summary));
+    }
+    let expected: Vec<String> = (0..250).map(|n| format!("check {n}")).collect();
+    assert_eq!(summaries, expected);
+    let task = store.get_task(&id).await.expect("get").expect("exists");
+    assert_eq!(task.last_summary.as_deref(), Some("check 249"));
+}
