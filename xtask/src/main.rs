@@ -1,1 +1,129 @@
-fn main() {}
+//! Project automation, in Rust rather than shell scripts.
+//!
+//! - `cargo xtask ci` — everything CI checks: formatting, clippy with warnings
+//!   denied, the layering rule, tests (end-to-end included when OpenCode is
+//!   installed, required when `OPENLOOM_E2E=required`), docs, and the examples.
+//! - `cargo xtask e2e-setup` — installs the pinned OpenCode from npm under `target/`.
+//! - `cargo xtask bench` — runs the benchmarks whose figures `docs/benchmarks.md` keeps.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// The OpenCode version the end-to-end tests and `docs/opencode.md` were checked against.
+const OPENCODE_VERSION: &str = "1.18.34";
+
+/// Crates the core must never depend on: the harness talks to traits, not HTTP or SQL.
+const FORBIDDEN_IN_CORE: &[&str] = &["reqwest", "hyper", "sqlx", "axum", "rusqlite", "tower"];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(&root),
+        Some("e2e-setup") => e2e_setup(&root),
+        Some("bench") => bench(&root),
+        Some("layering") => layering(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci         fmt check, clippy -D warnings, layering, tests, docs, examples\n  \
+                 e2e-setup  install OpenCode {OPENCODE_VERSION} from npm into target/opencode-npm\n  \
+                 bench      run the benchmarks recorded in docs/benchmarks.md\n  \
+                 layering   check that openloom-core depends on no HTTP/SQL/web crate"
+            );
+            bail!("unknown or missing command");
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).context("xtask must live one level below the workspace root")
+}
+
+/// Runs a command in the workspace root, failing with the command line if it fails.
+fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let line = format!("{program} {}", args.join(" "));
+    eprintln!("\n==> {line}");
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
+    eprintln!("<== {line} ({:.1}s)", started.elapsed().as_secs_f64());
+    if !status.success() {
+        bail!("`{line}` failed with {status}");
+    }
+    Ok(())
+}
+
+fn ci(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    run(root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
+    run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    layering(root)?;
+    if std::env::var("OPENLOOM_E2E").is_ok_and(|v| v == "required") {
+        e2e_setup(root)?;
+    }
+    run(root, "cargo", &["test", "--workspace", "--all-targets"], &[])?;
+    run(root, "cargo", &["test", "--workspace", "--doc"], &[])?;
+    run(root, "cargo", &["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    eprintln!("\nci: all checks passed in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The core crate's normal dependency tree must not contain HTTP, SQL or web crates.
+fn layering(root: &Path) -> Result<()> {
+    eprintln!("\n==> layering: openloom-core depends on none of {FORBIDDEN_IN_CORE:?}");
+    let output = Command::new("cargo")
+        .args(["tree", "-p", "openloom-core", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .current_dir(root)
+        .output()
+        .context("could not run cargo tree")?;
+    if !output.status.success() {
+        bail!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let offending: Vec<&str> = tree
+        .lines()
+        .filter(|line| {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            FORBIDDEN_IN_CORE.contains(&name)
+        })
+        .collect();
+    if !offending.is_empty() {
+        bail!("openloom-core must not depend on HTTP/SQL/web crates, but depends on: {offending:?}");
+    }
+    Ok(())
+}
+
+/// Installs the pinned OpenCode under `target/opencode-npm` (skipped if present).
+fn e2e_setup(root: &Path) -> Result<()> {
+    let prefix = root.join("target").join("opencode-npm");
+    let binary = prefix.join("node_modules/opencode-linux-x64/bin/opencode");
+    if binary.exists() {
+        eprintln!("\n==> OpenCode already installed at {}", binary.display());
+        return Ok(());
+    }
+    std::fs::create_dir_all(&prefix).with_context(|| format!("could not create {}", prefix.display()))?;
+    let package = format!("opencode-linux-x64@{OPENCODE_VERSION}");
+    let prefix_arg = prefix.to_string_lossy().into_owned();
+    run(root, "npm", &["install", "--no-audit", "--no-fund", "--prefix", &prefix_arg, &package], &[])
+        .context("installing OpenCode needs Node.js and npm (apt-get install nodejs npm)")?;
+    if !binary.exists() {
+        bail!("npm finished but {} is missing", binary.display());
+    }
+    Ok(())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    run(root, "cargo", &["bench", "--workspace"], &[])?;
+    eprintln!("\nbench: copy the tables above into docs/benchmarks.md with the machine and date");
+    Ok(())
+}

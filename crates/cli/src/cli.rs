@@ -1,0 +1,98 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::GlobalArgs;
+
+/// Drive an OpenCode coding agent through a task until its checks pass.
+///
+/// OpenLoom creates an OpenCode session for a task spec, sends the agent a bootstrap
+/// prompt, then checks the session on a schedule and whenever it goes idle: it nudges
+/// the agent to the next step, answers "should I proceed?", and runs the spec's
+/// executable checks before it believes a step or the task is done.
+///
+/// Settings come from flags, then OPENLOOM_* environment variables, then the config
+/// file (.openloom/config.yaml), then defaults. OPENLOOM_OPENCODE_PASSWORD and
+/// OPENLOOM_API_TOKEN are read from the environment or the config file only.
+#[derive(Debug, Parser)]
+#[command(name = "openloom", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 success (task completed), 1 task failed or checks failed, \
+2 bad usage or bad spec, 3 OpenCode unreachable or refused the credentials, \
+4 task not found or prefix ambiguous, 130 interrupted.")]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a starter spec (openloom.yaml) to edit.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "openloom.yaml", value_name = "FILE")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a spec: start (or resume) its task and drive it until it completes or fails.
+    Watch {
+        /// The spec, YAML or Markdown by extension (.md).
+        #[arg(default_value = "openloom.yaml", value_name = "SPEC")]
+        spec: PathBuf,
+        /// Start a new task even if an unfinished one exists for this spec.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// List tasks: id, name, status, progress and the last summary.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Most tasks to list, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show a task's check log.
+    Log {
+        /// The task id or an unambiguous prefix of it.
+        #[arg(value_name = "TASK_ID_PREFIX")]
+        task: String,
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Most entries to show (the newest).
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+    },
+    /// Run a spec's executable checks now, without an agent, and print a table.
+    Verify {
+        /// The spec, YAML or Markdown by extension (.md).
+        #[arg(default_value = "openloom.yaml", value_name = "SPEC")]
+        spec: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let the model draft a spec from an intent, written as YAML to edit and watch.
+    Plan {
+        /// What you want done, in a sentence or two.
+        intent: String,
+        /// The workspace the task will run in.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        workspace: PathBuf,
+        /// Where to write the drafted spec.
+        #[arg(long, default_value = "openloom.yaml", value_name = "FILE")]
+        output: PathBuf,
+        /// Overwrite an existing output file.
+        #[arg(long)]
+        force: bool,
+    },
+}

@@ -1,0 +1,33 @@
+//! One module per subcommand; [`run`] dispatches.
+
+mod init;
+mod log;
+mod parts;
+mod plan;
+mod status;
+mod verify;
+mod watch;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Cli, Command};
+use crate::config::Settings;
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let cwd = std::env::current_dir().context("could not read the current directory")?;
+    let env = |key: &str| std::env::var(key).ok();
+    let settings = Settings::resolve(&cli.global, &env, &cwd)
+        .map_err(|e| crate::exit::coded(crate::exit::BAD_INPUT, format!("{e:#}")))?;
+    tracing::debug!(?settings, "settings resolved");
+    match cli.command {
+        Command::Init { path, force } => init::run(&cwd, &path, force),
+        Command::Watch { spec, fresh } => watch::run(&settings, &spec, fresh).await,
+        Command::Status { json, limit } => status::run(&settings, json, limit).await,
+        Command::Log { task, json, limit } => log::run(&settings, &task, json, limit).await,
+        Command::Verify { spec, json } => verify::run(&settings, &spec, json).await,
+        Command::Plan { intent, workspace, output, force } => {
+            plan::run(&settings, &intent, &workspace, &output, force).await
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Building the parts every command shares: the store, the OpenCode client, the harness.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use openloom_checks::{CheckRunner, VerifyingChecker};
+use openloom_core::{EventBus, Harness, HarnessParts, Health, Store, TaskSpec};
+use openloom_opencode::{OpencodeClient, Secret};
+use openloom_prompts::{MarkerChecker, ReferenceDialogue};
+use openloom_store_sqlite::SqliteStore;
+
+use crate::config::Settings;
+use crate::exit::{self, coded};
+
+/// Opens (creating if needed) the task database.
+pub async fn store(settings: &Settings) -> Result<Arc<SqliteStore>> {
+    let store = SqliteStore::open(&settings.database).await.map_err(|e| {
+        coded(
+            exit::FAILURE,
+            format!("{e}\n  (set OPENLOOM_DATABASE or --database to use another file)"),
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// The OpenCode client for these settings.
+pub fn client(settings: &Settings) -> Result<Arc<OpencodeClient>> {
+    let mut options = openloom_opencode::Settings::new(settings.opencode_url.clone());
+    options.username = settings.opencode_username.clone();
+    options.password = settings.opencode_password.clone().map(Secret::new);
+    let client = OpencodeClient::new(options).map_err(|e| {
+        coded(exit::BAD_INPUT, format!("cannot use OpenCode URL {}: {e}", settings.opencode_url))
+    })?;
+    Ok(Arc::new(client))
+}
+
+/// Fails with exit code 3 and advice unless OpenCode answers and accepts us.
+pub async fn require_opencode(client: &OpencodeClient, settings: &Settings) -> Result<()> {
+    match client.health().await {
+        Health::Reachable { .. } => Ok(()),
+        Health::Unreachable { reason } => Err(coded(
+            exit::UNREACHABLE,
+            format!(
+                "OpenCode is not reachable at {}: {reason}\n  \
+                 start it with `opencode serve --port 14096`, or point OPENLOOM_OPENCODE_URL at it",
+                settings.opencode_url
+            ),
+        )),
+        Health::Unauthorized { reason } => Err(coded(
+            exit::UNREACHABLE,
+            format!(
+                "OpenCode at {} refused the credentials: {reason}\n  \
+                 set OPENLOOM_OPENCODE_USERNAME and OPENLOOM_OPENCODE_PASSWORD",
+                settings.opencode_url
+            ),
+        )),
+    }
+}
+
+/// The harness with the built-in parts: markers verified by the spec's checks, the
+/// reference's wording, and the settings' workspace policy.
+pub fn harness(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    client: Arc<OpencodeClient>,
+    bus: EventBus,
+) -> Arc<Harness> {
+    let runner = Arc::new(CheckRunner::new());
+    let checker = Arc::new(VerifyingChecker::new(Arc::new(MarkerChecker), runner));
+    Arc::new(Harness::new(HarnessParts {
+        agent: client,
+        store,
+        checker,
+        dialogue: Arc::new(ReferenceDialogue),
+        bus,
+        workspaces: settings.workspace_policy(),
+    }))
+}
+
+/// Loads a spec file; a relative or empty workspace is taken relative to the spec's
+/// directory, so a spec works wherever it is run from.
+pub fn load_spec(path: &Path) -> Result<TaskSpec> {
+    if !path.exists() {
+        return Err(coded(
+            exit::BAD_INPUT,
+            format!("spec file {} does not exist; create one with `openloom init`", path.display()),
+        ));
+    }
+    let mut spec = openloom_prompts::load_spec_file(path)
+        .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
+    let base = path.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    if let Some(base) = base {
+        let workspace = Path::new(&spec.workspace);
+        if spec.workspace.trim().is_empty() {
+            spec.workspace = base.to_string_lossy().into_owned();
+        } else if workspace.is_relative() {
+            spec.workspace = base.join(workspace).to_string_lossy().into_owned();
+        }
+    }
+    Ok(spec)
+}

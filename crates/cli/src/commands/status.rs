@@ -1,0 +1,86 @@
+//! `openloom status`: the task table.
+
+use anyhow::{Context, Result};
+use openloom_core::{Store, TaskQuery};
+
+use super::parts;
+use crate::config::Settings;
+use crate::exit;
+
+pub async fn run(settings: &Settings, json: bool, limit: usize) -> Result<u8> {
+    let store = parts::store(settings).await?;
+    let tasks =
+        store.list_tasks(&TaskQuery::newest(limit)).await.context("could not list tasks")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tasks).context("could not encode tasks")?);
+        return Ok(exit::OK);
+    }
+    if tasks.is_empty() {
+        println!("No tasks in {}. Start one with `openloom watch`.", settings.database.display());
+        return Ok(exit::OK);
+    }
+    let rows: Vec<[String; 5]> = tasks
+        .iter()
+        .map(|t| {
+            [
+                t.id.to_string(),
+                clip(&t.name, 32),
+                t.status.to_string(),
+                format!("{:.0}%", t.progress * 100.0),
+                clip(t.last_summary.as_deref().unwrap_or(""), 60),
+            ]
+        })
+        .collect();
+    print!("{}", table(["ID", "NAME", "STATUS", "PROGRESS", "LAST SUMMARY"], &rows));
+    Ok(exit::OK)
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let padded: Vec<String> =
+            cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        out.push_str(padded.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// At most `max` characters, with an ellipsis when cut; newlines become spaces.
+pub fn clip(text: &str, max: usize) -> String {
+    let flat = text.replace(['\n', '\r'], " ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = [["a".to_owned(), "long value".to_owned()], ["bbb".to_owned(), "x".to_owned()]];
+        assert_eq!(table(["K", "V"], &rows), "K    V\na    long value\nbbb  x\n");
+    }
+
+    #[test]
+    fn clip_cuts_on_characters() {
+        assert_eq!(clip("héllo wörld", 6), "héllo…");
+        assert_eq!(clip("a\nb", 10), "a b");
+    }
+}

@@ -1,0 +1,146 @@
+//! `openloom watch SPEC`: start (or resume) the spec's task and drive it to the end.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use openloom_core::{
+    EventBus, EventPayload, Harness, Store, Task, TaskId, TaskQuery, TaskSpec, TaskStatus,
+};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::parts;
+use crate::config::Settings;
+use crate::console::ConsoleSink;
+use crate::exit::{self, coded};
+
+pub async fn run(settings: &Settings, spec_path: &Path, fresh: bool) -> Result<u8> {
+    let spec = parts::load_spec(spec_path)?;
+    settings
+        .workspace_policy()
+        .resolve(&spec.workspace)
+        .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
+    let client = parts::client(settings)?;
+    parts::require_opencode(&client, settings).await?;
+    let store = parts::store(settings).await?;
+
+    let bus = EventBus::new();
+    let console = Arc::new(ConsoleSink::new());
+    bus.add_sink(console.clone());
+    let mut events = bus.receiver();
+    let harness = parts::harness(settings, store.clone(), client, bus);
+
+    let task_id = match open_task_for(store.as_ref(), &spec).await? {
+        Some(task) if !fresh => {
+            console.name_task(&task.id, &task.name);
+            println!(
+                "openloom: resuming task {} ({}) — an unfinished task for this spec exists; --fresh starts a new one",
+                task.id, task.status
+            );
+            if task.status == TaskStatus::Paused || task.status == TaskStatus::Waiting {
+                harness.resume(&task.id).await.context("could not resume the task")?;
+            }
+            task.id
+        }
+        _ => harness
+            .add_task(spec.clone())
+            .await
+            .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?,
+    };
+    println!("openloom: watching {} — {}", task_id, spec.name);
+    println!("  workspace: {}", spec.workspace);
+    println!("  interval:  {}s", spec.check_interval_seconds);
+    println!("  database:  {}", settings.database.display());
+    if spec.has_checks() {
+        println!("  verified:  completion needs the spec's checks to pass");
+    }
+    println!();
+
+    let (stop, stop_signal) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(Arc::clone(&harness).run(stop_signal));
+    let outcome = tokio::select! {
+        outcome = wait_for_end(&harness, &task_id, &mut events) => outcome,
+        _ = tokio::signal::ctrl_c() => Ok(None),
+    };
+    let _ = stop.send(true);
+    let _ = runner.await;
+    // Give the console sink a moment to print the last lines.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    match outcome? {
+        Some(TaskStatus::Completed) => {
+            println!("\nopenloom: task {task_id} finished — completed");
+            Ok(exit::OK)
+        }
+        Some(status) => {
+            println!(
+                "\nopenloom: task {task_id} finished — {status}; see `openloom log {task_id}`"
+            );
+            Ok(exit::FAILURE)
+        }
+        None => {
+            println!(
+                "\nopenloom: interrupted — the agent may still be working in OpenCode; \
+                 run `openloom watch {}` again to resume task {task_id}",
+                spec_path.display()
+            );
+            Ok(exit::INTERRUPTED)
+        }
+    }
+}
+
+/// The newest unfinished task for this spec (same name and workspace), if any.
+async fn open_task_for(store: &dyn Store, spec: &TaskSpec) -> Result<Option<Task>> {
+    let query = TaskQuery {
+        limit: 200,
+        statuses: vec![
+            TaskStatus::Pending,
+            TaskStatus::Running,
+            TaskStatus::Waiting,
+            TaskStatus::Paused,
+        ],
+        ..TaskQuery::default()
+    };
+    let workspace = canonical(&spec.workspace);
+    let tasks = store.list_tasks(&query).await.context("could not list tasks")?;
+    Ok(tasks.into_iter().find(|t| t.spec.name == spec.name && canonical(&t.workspace) == workspace))
+}
+
+fn canonical(path: &str) -> String {
+    Path::new(path)
+        .canonicalize()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// Waits until the task is completed, failed or archived; returns its final status.
+async fn wait_for_end(
+    harness: &Harness,
+    task_id: &TaskId,
+    events: &mut tokio::sync::broadcast::Receiver<openloom_core::Event>,
+) -> Result<Option<TaskStatus>> {
+    loop {
+        // The store is the truth: check it first, then wait for the next event.
+        if let Some(task) =
+            harness.store().get_task(task_id).await.context("could not read the task")?
+        {
+            if task.status.is_terminal() {
+                return Ok(Some(task.status));
+            }
+        } else {
+            return Err(coded(
+                exit::NOT_FOUND,
+                format!("task {task_id} was deleted while being watched"),
+            ));
+        }
+        match events.recv().await {
+            Ok(event) if &event.task_id == task_id => match event.payload {
+                EventPayload::Completed { .. } => return Ok(Some(TaskStatus::Completed)),
+                EventPayload::Failed { .. } => return Ok(Some(TaskStatus::Failed)),
+                _ => {}
+            },
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return Ok(None),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Settings, with one precedence: flags > environment > config file > defaults.
+//!
+//! clap reads each flag and its `OPENLOOM_*` variable together (a flag wins over the
+//! variable); whatever is still unset comes from the YAML config file, then from the
+//! defaults below. `docs/configuration.md` lists every key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use openloom_core::WorkspacePolicy;
+use serde::Deserialize;
+
+/// Default OpenCode URL (the reference's).
+pub const DEFAULT_OPENCODE_URL: &str = "http://127.0.0.1:14096";
+/// Default OpenCode basic-auth user (OpenCode's own default).
+pub const DEFAULT_OPENCODE_USERNAME: &str = "opencode";
+/// Default dashboard host: loopback only.
+pub const DEFAULT_UI_HOST: &str = "127.0.0.1";
+/// Default dashboard port (the reference's).
+pub const DEFAULT_UI_PORT: u16 = 55413;
+/// Default config file, relative to the current directory.
+pub const DEFAULT_CONFIG_FILE: &str = ".openloom/config.yaml";
+
+/// Options every command accepts (flags, each with its environment variable).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Config file (YAML). Default: .openloom/config.yaml if it exists.
+    #[arg(long, env = "OPENLOOM_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// URL of the OpenCode server [default: http://127.0.0.1:14096].
+    #[arg(long, env = "OPENLOOM_OPENCODE_URL", global = true, value_name = "URL")]
+    pub opencode_url: Option<String>,
+    /// OpenCode basic-auth user name [default: opencode].
+    #[arg(long, env = "OPENLOOM_OPENCODE_USERNAME", global = true, value_name = "NAME")]
+    pub opencode_username: Option<String>,
+    /// SQLite database file [default: .openloom/openloom.sqlite3].
+    #[arg(long, env = "OPENLOOM_DATABASE", global = true, value_name = "FILE")]
+    pub database: Option<PathBuf>,
+    /// Directories workspaces must be inside, separated by ':'.
+    #[arg(long, env = "OPENLOOM_ALLOWED_ROOTS", global = true, value_name = "DIRS")]
+    pub allowed_roots: Option<String>,
+    /// Refuse workspaces outside the allowed roots [default: true when roots are set].
+    #[arg(long, env = "OPENLOOM_STRICT_ROOTS", global = true, value_name = "BOOL")]
+    pub strict_roots: Option<String>,
+}
+
+/// The config file's keys; every one optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    opencode_url: Option<String>,
+    opencode_username: Option<String>,
+    opencode_password: Option<String>,
+    database: Option<PathBuf>,
+    allowed_roots: Option<Roots>,
+    strict_roots: Option<bool>,
+    ui_host: Option<String>,
+    ui_port: Option<u16>,
+    api_token: Option<String>,
+}
+
+/// Roots as a YAML list or a ':'-separated string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Roots {
+    List(Vec<PathBuf>),
+    Joined(String),
+}
+
+/// Effective settings after applying the precedence.
+#[derive(Clone)]
+pub struct Settings {
+    /// OpenCode base URL, without a trailing slash.
+    pub opencode_url: String,
+    /// OpenCode user name.
+    pub opencode_username: String,
+    /// OpenCode password, if any.
+    pub opencode_password: Option<String>,
+    /// Database file (absolute).
+    pub database: PathBuf,
+    /// Allowed workspace roots (absolute).
+    pub allowed_roots: Vec<PathBuf>,
+    /// Whether workspaces must be inside the roots.
+    pub strict_roots: bool,
+    /// Dashboard/API host.
+    pub ui_host: String,
+    /// Dashboard/API port.
+    pub ui_port: u16,
+    /// API token required by the server, if any.
+    pub api_token: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("opencode_url", &self.opencode_url)
+            .field("opencode_username", &self.opencode_username)
+            .field("opencode_password", &self.opencode_password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("allowed_roots", &self.allowed_roots)
+            .field("strict_roots", &self.strict_roots)
+            .field("ui_host", &self.ui_host)
+            .field("ui_port", &self.ui_port)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Environment lookups, passed in so tests need not touch the process environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Settings {
+    /// Resolves settings from flags/env (`args`), the config file and defaults.
+    pub fn resolve(args: &GlobalArgs, env: Env<'_>, cwd: &Path) -> Result<Settings> {
+        let file = load_file(args.config.as_deref(), cwd)?;
+        let password = env("OPENLOOM_OPENCODE_PASSWORD").filter(|p| !p.is_empty());
+        let api_token = env("OPENLOOM_API_TOKEN").filter(|t| !t.is_empty());
+        let ui_port = match env("OPENLOOM_UI_PORT") {
+            Some(port) => Some(port.parse::<u16>().with_context(|| {
+                format!("OPENLOOM_UI_PORT={port:?} is not a port number (1-65535)")
+            })?),
+            None => file.ui_port,
+        };
+        let roots: Vec<PathBuf> = match (&args.allowed_roots, file.allowed_roots) {
+            (Some(joined), _) => split_roots(joined),
+            (None, Some(Roots::Joined(joined))) => split_roots(&joined),
+            (None, Some(Roots::List(list))) => list,
+            (None, None) => Vec::new(),
+        };
+        let roots: Vec<PathBuf> =
+            roots.into_iter().map(|r| absolute(&expand_home(&r, env), cwd)).collect();
+        let strict = match &args.strict_roots {
+            Some(value) => parse_bool(value).with_context(|| {
+                format!("OPENLOOM_STRICT_ROOTS / --strict-roots = {value:?} is not a boolean (true/false)")
+            })?,
+            None => file.strict_roots.unwrap_or(!roots.is_empty()),
+        };
+        let database = args
+            .database
+            .clone()
+            .or(file.database)
+            .unwrap_or_else(|| openloom_store_sqlite::default_database_path(cwd));
+        Ok(Settings {
+            opencode_url: args
+                .opencode_url
+                .clone()
+                .or(file.opencode_url)
+                .unwrap_or_else(|| DEFAULT_OPENCODE_URL.to_owned())
+                .trim_end_matches('/')
+                .to_owned(),
+            opencode_username: args
+                .opencode_username
+                .clone()
+                .or(file.opencode_username)
+                .unwrap_or_else(|| DEFAULT_OPENCODE_USERNAME.to_owned()),
+            opencode_password: password.or(file.opencode_password),
+            database: absolute(&expand_home(&database, env), cwd),
+            allowed_roots: roots,
+            strict_roots: strict,
+            ui_host: env("OPENLOOM_UI_HOST")
+                .or(file.ui_host)
+                .unwrap_or_else(|| DEFAULT_UI_HOST.to_owned()),
+            ui_port: ui_port.unwrap_or(DEFAULT_UI_PORT),
+            api_token: api_token.or(file.api_token),
+        })
+    }
+
+    /// The workspace policy these settings describe.
+    pub fn workspace_policy(&self) -> WorkspacePolicy {
+        if self.strict_roots {
+            WorkspacePolicy::within(self.allowed_roots.clone())
+        } else {
+            WorkspacePolicy::any()
+        }
+    }
+}
+
+fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
+    let (path, required) = match explicit {
+        Some(path) => (absolute(path, cwd), true),
+        None => (cwd.join(DEFAULT_CONFIG_FILE), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("could not read config file {}", path.display()));
+        }
+    };
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml::from_str(&text).with_context(|| {
+        format!(
+            "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
+             database, allowed_roots, strict_roots, ui_host, ui_port, api_token",
+            path.display()
+        )
+    })
+}
+
+fn split_roots(joined: &str) -> Vec<PathBuf> {
+    joined.split(':').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+}
+
+fn parse_bool(value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => bail!("not a boolean"),
+    }
+}
+
+fn expand_home(path: &Path, env: Env<'_>) -> PathBuf {
+    match (path.strip_prefix("~"), env("HOME")) {
+        (Ok(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn absolute(path: &Path, cwd: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        move |key| map.get(key).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let cwd = Path::new("/work/project");
+        let settings =
+            Settings::resolve(&GlobalArgs::default(), &env_of(&[]), cwd).expect("defaults");
+        assert_eq!(settings.opencode_url, DEFAULT_OPENCODE_URL);
+        assert_eq!(settings.database, cwd.join(".openloom/openloom.sqlite3"));
+        assert_eq!(settings.ui_host, "127.0.0.1");
+        assert!(!settings.strict_roots);
+        assert!(settings.opencode_password.is_none());
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            "opencode_url: http://file:1/\nopencode_username: fromfile\nallowed_roots: [/srv/a, /srv/b]\nui_port: 9000\n",
+        )
+        .expect("write");
+        let args = GlobalArgs {
+            config: Some(config),
+            opencode_url: Some("http://flag:2".into()),
+            ..GlobalArgs::default()
+        };
+        let env = env_of(&[("OPENLOOM_UI_PORT", "9100")]);
+        let settings = Settings::resolve(&args, &env, dir.path()).expect("resolve");
+        assert_eq!(settings.opencode_url, "http://flag:2");
+        assert_eq!(settings.opencode_username, "fromfile");
+        assert_eq!(settings.ui_port, 9100, "env beats file");
+        assert_eq!(settings.allowed_roots, vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]);
+        assert!(settings.strict_roots, "roots make the policy strict by default");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let cwd = Path::new("/");
+        let err = Settings::resolve(
+            &GlobalArgs::default(),
+            &env_of(&[("OPENLOOM_UI_PORT", "http")]),
+            cwd,
+        )
+        .expect_err("bad port");
+        assert!(err.to_string().contains("OPENLOOM_UI_PORT"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("c.yaml");
+        std::fs::write(&config, "opencode_ulr: x\n").expect("write");
+        let args = GlobalArgs { config: Some(config), ..GlobalArgs::default() };
+        let err = Settings::resolve(&args, &env_of(&[]), cwd).expect_err("typo");
+        assert!(format!("{err:#}").contains("valid keys"), "{err:#}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let env =
+            env_of(&[("OPENLOOM_OPENCODE_PASSWORD", "hunter2"), ("OPENLOOM_API_TOKEN", "tok3n")]);
+        let settings =
+            Settings::resolve(&GlobalArgs::default(), &env, Path::new("/")).expect("resolve");
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("tok3n"), "{debug}");
+    }
+}
