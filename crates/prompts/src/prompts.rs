@@ -211,10 +211,24 @@ pub fn build_continue_reply(spec: &TaskSpec, current_step: usize) -> String {
     )
 }
 
+/// Most characters of one check's output shown to the agent: the end of the output,
+/// where test runners and compilers summarise, is what it needs.
+pub const MAX_OUTPUT_CHARS: usize = 4000;
+
+fn output_tail(output: &str) -> String {
+    let trimmed = output.trim_end();
+    let count = trimmed.chars().count();
+    if count <= MAX_OUTPUT_CHARS {
+        return trimmed.to_owned();
+    }
+    let tail: String = trimmed.chars().skip(count - MAX_OUTPUT_CHARS).collect();
+    format!("…{tail}")
+}
+
 /// Tells the agent its claim did not hold: which checks failed, with the tail of
 /// their output, and to fix it and report again. `step` is the one-based step that
 /// was claimed, `None` for `TASK COMPLETE`; `failures` pairs a check's label with
-/// its output tail.
+/// its output tail (cut to the last [`MAX_OUTPUT_CHARS`] characters).
 pub fn build_verification_failed_prompt(
     step: Option<u32>,
     failures: &[(String, String)],
@@ -233,7 +247,7 @@ pub fn build_verification_failed_prompt(
     );
     for (label, output) in failures {
         let _ = write!(out, "\nCheck: {label}\n");
-        let tail = output.trim_end();
+        let tail = output_tail(output);
         if tail.is_empty() {
             out.push_str("(no output)\n");
         } else {

@@ -32,9 +32,7 @@
 
 use std::sync::LazyLock;
 
-use openloom_core::spec::{
-    DEFAULT_AGENT, DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_MODE, UNTITLED_TASK,
-};
+use openloom_core::spec::UNTITLED_TASK;
 use openloom_core::{Step, TaskSpec};
 use regex::Regex;
 
@@ -86,10 +84,8 @@ pub fn parse_markdown(text: &str, origin: &str) -> Result<TaskSpec> {
         return Err(Error::field(&location, "<document>", "could not be read", "Markdown"));
     };
     let lines = py_splitlines(text);
+    // TaskSpec::new has the reference's defaults: mode, agent, a five-minute interval.
     let mut spec = TaskSpec::new(UNTITLED_TASK, "", "");
-    spec.mode = DEFAULT_MODE.to_owned();
-    spec.agent = DEFAULT_AGENT.to_owned();
-    spec.check_interval_seconds = DEFAULT_CHECK_INTERVAL_SECONDS;
 
     for (index, line) in lines.iter().take(META_LINES).enumerate() {
         if let Some(name) = line.strip_prefix("# ") {

@@ -47,6 +47,9 @@ const STEP_KEYS: [&str; 4] = ["title", "name", "acceptance", "checks"];
 ///   which the reference split into characters), null items, negative or non-numeric
 ///   intervals are errors naming the field;
 /// - unknown keys are logged as warnings, as a hint at typos.
+///
+/// Errors carry the field path and, for semantic errors, the line of the top-level
+/// key the field is under; syntax errors carry the parser's line and column.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
     let location = Location::new(origin);
     let document: Value = serde_yaml::from_str(text).map_err(|e| {
@@ -57,7 +60,9 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
         Error::YamlSyntax { location, message: e.to_string() }
     })?;
     match document {
-        Value::Mapping(map) if !map.is_empty() => spec_from_mapping(&map, &location),
+        Value::Mapping(map) if !map.is_empty() => {
+            spec_from_mapping(&map, &location).map_err(|e| with_key_line(e, text))
+        }
         Value::Mapping(_) | Value::Null => {
             Err(Error::EmptySpec { location, expected: MINIMAL_SPEC })
         }
@@ -68,6 +73,23 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
             MINIMAL_SPEC,
         )),
     }
+}
+
+/// Adds a line to a field error: that of the top-level key the field is under
+/// (`steps` for `steps[1].checks[0]`). `serde_yaml::Value` keeps no positions, so
+/// this finds the key's line in the text; it is left out when the key is not
+/// written plainly at the start of a line (flow style, quoted keys).
+fn with_key_line(error: Error, text: &str) -> Error {
+    let Error::InvalidField { location, field, problem, expected } = error else { return error };
+    let key = field.split(['.', '[']).next().unwrap_or_default();
+    let line = crate::pytext::py_splitlines(text).iter().position(|line| {
+        line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':'))
+    });
+    let location = match (location.line, line) {
+        (None, Some(index)) => location.at(index + 1, None),
+        _ => location,
+    };
+    Error::InvalidField { location, field, problem, expected }
 }
 
 /// Builds a spec from an already parsed mapping (e.g. a JSON API body converted to YAML).

@@ -158,3 +158,11 @@ async fn the_marker_checker_reads_assistant_text_only() {
     assert!((result.acceptance_progress - 0.5).abs() < 1e-9);
     assert_eq!(result.verification, None);
 }
+
+#[test]
+fn long_outputs_are_cut_to_their_end() {
+    let output = format!("{}THE END", "x".repeat(10_000));
+    let prompt = build_verification_failed_prompt(None, &[("run: make".into(), output)]);
+    assert!(prompt.contains("THE END"), "the end is kept");
+    assert!(prompt.len() < 5_000, "bounded: {} bytes", prompt.len());
+}
