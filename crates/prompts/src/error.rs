@@ -138,6 +138,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the caller's input is at fault (a bad spec, a blank prompt, a file
+    /// that exists): a 400 at an HTTP edge. False for a planner reply the model got
+    /// wrong (the agent's fault, a 502) and for I/O and serialisation failures.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Error::EmptySpec { .. }
+                | Error::YamlSyntax { .. }
+                | Error::InvalidField { .. }
+                | Error::NotUtf8 { .. }
+                | Error::AlreadyExists { .. }
+                | Error::EmptyPrompt
+        )
+    }
+
     /// An [`Error::InvalidField`] without a line.
     pub(crate) fn field(
         location: &Location,
@@ -164,6 +179,13 @@ mod tests {
         assert_eq!(loc.to_string(), "task.yaml");
         assert_eq!(loc.at(3, Some(7)).to_string(), "task.yaml:3:7");
         assert_eq!(loc.at(3, None).to_string(), "task.yaml:3");
+    }
+
+    #[test]
+    fn input_errors_are_told_from_model_errors() {
+        assert!(Error::EmptyPrompt.is_invalid_input());
+        assert!(!Error::InvalidPlan { reason: "no steps".into() }.is_invalid_input());
+        assert!(!Error::PlanWithoutJson { excerpt: String::new() }.is_invalid_input());
     }
 
     #[test]
