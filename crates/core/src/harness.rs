@@ -19,7 +19,7 @@
 //! Every state change is written to the store first (with its check-log entry, in one
 //! transaction) and then announced on the bus with the store version of that write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -106,8 +106,10 @@ pub struct Harness {
     workspaces: WorkspacePolicy,
     config: HarnessConfig,
     limit: Arc<Semaphore>,
-    /// Tasks being checked now: never check one task twice at once.
-    in_flight: Mutex<HashSet<TaskId>>,
+    /// Tasks being checked now (never check one task twice at once), each with a
+    /// flag asking for one more check when the current one ends: an idle event that
+    /// arrives mid-check must not be lost.
+    in_flight: Mutex<HashMap<TaskId, bool>>,
     /// Active session id → task, to route idle events.
     sessions: Mutex<HashMap<String, TaskId>>,
 }
@@ -154,7 +156,7 @@ impl Harness {
             workspaces: parts.workspaces,
             limit: Arc::new(Semaphore::new(config.max_concurrent_checks.max(1))),
             config,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -252,7 +254,7 @@ impl Harness {
     }
 
     fn is_in_flight(&self, id: &TaskId) -> bool {
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id)
     }
 
     /// Checks one task now, whatever its schedule (an idle event, a user's request).
@@ -270,16 +272,38 @@ impl Harness {
     ) {
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            if !in_flight.insert(task.id.clone()) {
+            if let Some(rerun) = in_flight.get_mut(&task.id) {
+                // Checked right now: an event asks for one more look afterwards.
+                *rerun |= trigger == Trigger::Event;
                 return;
             }
+            in_flight.insert(task.id.clone(), false);
         }
         let _guard = InFlight { harness: self, id: task.id.clone() };
+        let mut activity = activity;
+        let mut trigger = trigger;
+        loop {
+            self.check_once(&task.id, activity.take(), trigger).await;
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            match in_flight.get_mut(&task.id) {
+                Some(rerun) if *rerun => {
+                    *rerun = false;
+                    trigger = Trigger::Event;
+                }
+                _ => break,
+            }
+        }
+    }
+
+    async fn check_once(
+        &self,
+        id: &TaskId,
+        activity: Option<Arc<HashMap<String, SessionActivity>>>,
+        trigger: Trigger,
+    ) {
         let Ok(_permit) = self.limit.acquire().await else { return };
-        let span = tracing::info_span!("check", task_id = %task.id, status = %task.status);
-        let _entered = span.enter();
         // The record may have changed since it was listed (paused, completed, ...).
-        let task = match self.store.get_task(&task.id).await {
+        let task = match self.store.get_task(id).await {
             Ok(Some(task)) => task,
             Ok(None) => return,
             Err(error) => {
@@ -287,9 +311,14 @@ impl Harness {
                 return;
             }
         };
-        if let Err(error) = self.check_task(&task, activity.as_deref(), trigger).await {
-            self.record_error(&task, error).await;
-        }
+        let span =
+            tracing::info_span!("check", task_id = %task.id, status = %task.status, ?trigger);
+        let check = async {
+            if let Err(error) = self.check_task(&task, activity.as_deref(), trigger).await {
+                self.record_error(&task, error).await;
+            }
+        };
+        tracing::Instrument::instrument(check, span).await;
     }
 
     async fn check_task(
