@@ -1,0 +1,3 @@
+//! Server benchmark (filled in later).
+
+fn main() {}

@@ -1,0 +1,252 @@
+//! The crate's one error type. Each variant knows its HTTP status; the mapping to a
+//! response happens once, in [`IntoResponse`], so handlers just use `?`.
+//!
+//! Every error body is `{"error": "<code>", "detail": "<what happened>"}`. Internal
+//! errors (the store, a bug) are logged with their detail and answered generically:
+//! SQL text, file paths of the database and upstream bodies never reach a client.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// A `Result` whose error defaults to this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong serving the API or starting the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request is malformed or asks for something invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// An extractor refused the request (malformed JSON, wrong content type, body too
+    /// large, bad query); the status is the extractor's (400, 413, 415, 422).
+    #[error("{detail}")]
+    Rejected {
+        /// Status chosen by the extractor.
+        status: StatusCode,
+        /// Its explanation.
+        detail: String,
+    },
+    /// A task, session or directory does not exist (404).
+    #[error("{what} not found: {id}")]
+    NotFound {
+        /// Kind of thing.
+        what: &'static str,
+        /// Its identifier.
+        id: String,
+    },
+    /// The operation is not allowed in the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The API token is missing or wrong (401).
+    #[error("a valid API token is required: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// The request is refused (403): a foreign `Origin`, a path outside the allowed roots.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The `Host` header names a server we are not (421): DNS rebinding protection.
+    #[error("{0}")]
+    MisdirectedHost(String),
+    /// No route for this path (404) or method (405).
+    #[error("{detail}")]
+    NoRoute {
+        /// 404 or 405.
+        status: StatusCode,
+        /// Which method and path.
+        detail: String,
+    },
+    /// OpenCode could not be reached or timed out (503).
+    #[error("OpenCode is unavailable: {0}")]
+    UpstreamUnavailable(String),
+    /// OpenCode answered with an error or something we did not understand (502).
+    #[error("OpenCode failed: {0}")]
+    Upstream(String),
+    /// Something broke inside the server (500). The detail is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The configuration would expose the API without a token.
+    #[error(
+        "refusing to listen on {bind} without an API token: anyone who can reach that \
+         address could create tasks, and tasks can run commands. Set OPENLOOM_API_TOKEN \
+         (or pass --token) to require `Authorization: Bearer <token>`, or bind a loopback \
+         address such as 127.0.0.1"
+    )]
+    InsecureBind {
+        /// The address asked for.
+        bind: SocketAddr,
+    },
+    /// The configuration is unusable for another reason.
+    #[error("invalid server configuration: {0}")]
+    InvalidConfig(String),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        /// The address asked for.
+        bind: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Rejected { status, .. } | Error::NoRoute { status, .. } => *status,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
+            Error::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Error::Internal(_)
+            | Error::InsecureBind { .. }
+            | Error::InvalidConfig(_)
+            | Error::Bind { .. }
+            | Error::Serve(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code in the `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::Rejected { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                _ => "bad_request",
+            },
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::MisdirectedHost(_) => "misdirected_request",
+            Error::NoRoute { status, .. } if *status == StatusCode::METHOD_NOT_ALLOWED => {
+                "method_not_allowed"
+            }
+            Error::NoRoute { .. } => "not_found",
+            Error::UpstreamUnavailable(_) => "opencode_unavailable",
+            Error::Upstream(_) => "opencode_error",
+            _ => "internal",
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = if status.is_server_error() && status != StatusCode::BAD_GATEWAY {
+            if matches!(self, Error::UpstreamUnavailable(_)) {
+                self.to_string()
+            } else {
+                tracing::error!(error = %self, "request failed");
+                "the server failed; see its log for details".to_owned()
+            }
+        } else {
+            if status == StatusCode::BAD_GATEWAY {
+                tracing::warn!(error = %self, "OpenCode request failed");
+            }
+            self.to_string()
+        };
+        let mut response =
+            (status, Json(json!({ "error": self.code(), "detail": detail }))).into_response();
+        if matches!(self, Error::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<openloom_core::Error> for Error {
+    fn from(error: openloom_core::Error) -> Self {
+        use openloom_core::Error as Core;
+        match error {
+            Core::NotFound { what, id } => Error::NotFound { what, id },
+            Core::Conflict(message) => Error::Conflict(message),
+            Core::Invalid(message) => Error::BadRequest(message),
+            Core::UnknownName { .. } => Error::BadRequest(error.to_string()),
+            Core::AgentUnavailable { message } => Error::UpstreamUnavailable(message),
+            Core::AgentUnauthorized { .. }
+            | Core::AgentUpstream { .. }
+            | Core::AgentProtocol { .. } => Error::Upstream(error.to_string()),
+            // Store and plug-in failures: logged in full, answered generically.
+            other => Error::Internal(format!("{other}: {:?}", std::error::Error::source(&other))),
+        }
+    }
+}
+
+impl From<openloom_opencode::Error> for Error {
+    fn from(error: openloom_opencode::Error) -> Self {
+        use openloom_opencode::Error as Oc;
+        match error {
+            Oc::NotFound { what, id, .. } => Error::NotFound { what, id },
+            Oc::Unreachable { .. } | Oc::Timeout { .. } => {
+                Error::UpstreamUnavailable(error.to_string())
+            }
+            other => Error::Upstream(other.to_string()),
+        }
+    }
+}
+
+impl From<openloom_prompts::Error> for Error {
+    fn from(error: openloom_prompts::Error) -> Self {
+        Error::BadRequest(format!("invalid task spec: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_errors_map_to_their_statuses() {
+        let cases = [
+            (openloom_core::Error::Invalid("x".into()), StatusCode::BAD_REQUEST),
+            (openloom_core::Error::Conflict("x".into()), StatusCode::CONFLICT),
+            (
+                openloom_core::Error::NotFound { what: "task", id: "t".into() },
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                openloom_core::Error::AgentUnavailable { message: "refused".into() },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                openloom_core::Error::Store { message: "disk I/O".into(), source: None },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (core, status) in cases {
+            assert_eq!(Error::from(core).status(), status);
+        }
+    }
+
+    #[tokio::test]
+    async fn internal_errors_are_answered_generically() {
+        let response = Error::Internal("SELECT * FROM secret_table failed".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 10_000).await.expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("secret_table"), "{text}");
+        assert!(text.contains("\"internal\""), "{text}");
+    }
+
+    #[test]
+    fn insecure_bind_says_why_and_how() {
+        let bind: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let text = Error::InsecureBind { bind }.to_string();
+        assert!(text.contains("OPENLOOM_API_TOKEN") && text.contains("--token"), "{text}");
+    }
+}

@@ -1,0 +1,394 @@
+//! The session monitor: a background loop that keeps what the dashboard shows about
+//! OpenCode (health, sessions, statuses, token usage) in memory, so no API request
+//! ever waits on OpenCode. A port of the reference's `levels/server/monitor.py`.
+//!
+//! Each refresh lists sessions and their statuses, then reads the messages of the
+//! few sessions that changed since they were last read (newest first, a bounded
+//! number per refresh) to learn their token usage and whether a reply is still being
+//! written. A session seen busy stays busy for [`MonitorConfig::busy_hold`], because
+//! OpenCode reports idle for a moment between two steps of one turn and the
+//! dashboard would flicker. The result is published as one immutable
+//! [`MonitorSnapshot`] through a `watch` channel: readers never block the loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
+use openloom_core::{Health, Session, SessionActivity};
+use openloom_opencode::OpencodeClient;
+use serde::Serialize;
+use tokio::sync::{Mutex, Notify, watch};
+
+use crate::telemetry::{SessionUsage, UsageItem, UsageReport, usage_items, usage_report};
+
+/// The monitor's pace and bounds.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Time between refreshes.
+    pub refresh_every: Duration,
+    /// How long a session seen busy is still shown busy.
+    pub busy_hold: Duration,
+    /// Sessions whose messages are read per refresh.
+    pub probes_per_refresh: usize,
+    /// Most messages read from one session.
+    pub probe_message_limit: usize,
+    /// Sessions updated this recently get their directory's status read, and may be
+    /// shown busy because of an unfinished message.
+    pub recent_window: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            refresh_every: Duration::from_secs(4),
+            busy_hold: Duration::from_secs(12),
+            probes_per_refresh: 8,
+            probe_message_limit: 1000,
+            recent_window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the monitor knows, as of its last refresh.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MonitorSnapshot {
+    /// OpenCode's health; `None` before the first refresh.
+    pub health: Option<Health>,
+    /// Every session, archived and sub-agent ones included, newest first.
+    pub sessions: Vec<Session>,
+    /// Activity of each visible session (busy held for a while, see the module docs).
+    pub statuses: HashMap<String, SessionActivity>,
+    /// Token usage by period.
+    pub usage: UsageReport,
+    /// Why the last refresh could not complete, if it could not.
+    pub error: Option<String>,
+    /// When the last refresh finished.
+    pub refreshed_at: Option<DateTime<Utc>>,
+}
+
+/// The sessions of one directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectorySessions {
+    /// The directory (`(unknown)` when a session has none).
+    pub directory: String,
+    /// Its visible sessions, newest first.
+    pub sessions: Vec<Session>,
+}
+
+/// Sessions the dashboard lists: not archived and not a sub-agent's.
+pub fn is_visible(session: &Session) -> bool {
+    !session.id.is_empty() && session.parent_id.is_none() && session.archived_at.is_none()
+}
+
+fn updated(session: &Session) -> Option<DateTime<Utc>> {
+    session.updated_at.or(session.created_at)
+}
+
+impl MonitorSnapshot {
+    /// Visible sessions, newest first.
+    pub fn visible_sessions(&self) -> Vec<Session> {
+        self.sessions.iter().filter(|s| is_visible(s)).cloned().collect()
+    }
+
+    /// Archived top-level sessions.
+    pub fn archived_sessions(&self) -> Vec<Session> {
+        self.sessions
+            .iter()
+            .filter(|s| s.archived_at.is_some() && s.parent_id.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Visible sessions grouped by directory; directories with the most recent
+    /// session first, `(unknown)` last.
+    pub fn by_directory(&self) -> Vec<DirectorySessions> {
+        let mut groups: Vec<DirectorySessions> = Vec::new();
+        for session in self.sessions.iter().filter(|s| is_visible(s)) {
+            let directory = if session.directory.is_empty() {
+                "(unknown)".to_owned()
+            } else {
+                session.directory.clone()
+            };
+            match groups.iter_mut().find(|g| g.directory == directory) {
+                Some(group) => group.sessions.push(session.clone()),
+                None => {
+                    groups.push(DirectorySessions { directory, sessions: vec![session.clone()] })
+                }
+            }
+        }
+        let newest = |g: &DirectorySessions| g.sessions.iter().filter_map(updated).max();
+        groups.sort_by(|a, b| {
+            (a.directory == "(unknown)")
+                .cmp(&(b.directory == "(unknown)"))
+                .then_with(|| newest(b).cmp(&newest(a)))
+        });
+        groups
+    }
+
+    /// A session by id.
+    pub fn find(&self, id: &str) -> Option<&Session> {
+        self.sessions.iter().find(|s| s.id == id)
+    }
+}
+
+/// What the monitor remembers between refreshes.
+#[derive(Default)]
+struct Memory {
+    last_busy: HashMap<String, Instant>,
+    probed: HashMap<String, Probed>,
+}
+
+struct Probed {
+    updated_at: Option<DateTime<Utc>>,
+    items: Vec<UsageItem>,
+    busy: bool,
+}
+
+/// Keeps a [`MonitorSnapshot`] fresh. Share it behind an `Arc`.
+pub struct SessionMonitor {
+    client: OpencodeClient,
+    config: MonitorConfig,
+    sender: watch::Sender<Arc<MonitorSnapshot>>,
+    memory: Mutex<Memory>,
+    poke: Notify,
+}
+
+impl std::fmt::Debug for SessionMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionMonitor").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl SessionMonitor {
+    /// A monitor of `client`'s server with an empty snapshot; nothing runs until
+    /// [`SessionMonitor::run`] or [`SessionMonitor::refresh`] is called.
+    pub fn new(client: OpencodeClient, config: MonitorConfig) -> Self {
+        let (sender, _) = watch::channel(Arc::new(MonitorSnapshot::default()));
+        SessionMonitor {
+            client,
+            config,
+            sender,
+            memory: Mutex::new(Memory::default()),
+            poke: Notify::new(),
+        }
+    }
+
+    /// The latest snapshot. Cheap: an `Arc` clone, never waits on OpenCode.
+    pub fn snapshot(&self) -> Arc<MonitorSnapshot> {
+        Arc::clone(&self.sender.borrow())
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MonitorSnapshot>> {
+        self.sender.subscribe()
+    }
+
+    /// Asks the running loop to refresh now (after the API changed a session).
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    /// Refreshes until `stop` turns true (or its sender is dropped).
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            self.refresh().await;
+            tokio::select! {
+                changed = stop.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep(self.config.refresh_every) => {}
+                () = self.poke.notified() => {}
+            }
+        }
+    }
+
+    /// One refresh: health, sessions, statuses, a few message probes; then publishes.
+    /// Failures are recorded in the snapshot's `error`; what was known stays.
+    pub async fn refresh(&self) {
+        let mut memory = self.memory.lock().await;
+        let previous = self.snapshot();
+        let health = self.client.health().await;
+        if !health.is_ok() {
+            let reason = match &health {
+                Health::Unreachable { reason } | Health::Unauthorized { reason } => reason.clone(),
+                Health::Reachable { .. } => String::new(),
+            };
+            self.publish(MonitorSnapshot {
+                health: Some(health),
+                error: Some(reason),
+                refreshed_at: Some(Utc::now()),
+                ..(*previous).clone()
+            });
+            return;
+        }
+        let sessions = match self.client.list_sessions().await {
+            Ok(sessions) => sessions,
+            Err(error) => {
+                tracing::warn!(%error, "session monitor could not list sessions");
+                self.publish(MonitorSnapshot {
+                    health: Some(health),
+                    error: Some(format!("cannot list sessions: {error}")),
+                    refreshed_at: Some(Utc::now()),
+                    ..(*previous).clone()
+                });
+                return;
+            }
+        };
+        let now = Utc::now();
+        let window =
+            chrono::Duration::from_std(self.config.recent_window).unwrap_or(chrono::Duration::MAX);
+        let is_recent = |s: &Session| updated(s).is_some_and(|u| u >= now - window);
+        let visible: Vec<&Session> = sessions.iter().filter(|s| is_visible(s)).collect();
+
+        let mut directories: Vec<String> = Vec::new();
+        for session in visible.iter().filter(|s| is_recent(s)) {
+            if !session.directory.is_empty() && !directories.contains(&session.directory) {
+                directories.push(session.directory.clone());
+            }
+        }
+        directories.truncate(8);
+        let mut error = None;
+        let raw_status = match self.client.session_status(&directories).await {
+            Ok(map) => map,
+            Err(e) => {
+                error = Some(format!("cannot read session statuses: {e}"));
+                previous.statuses.clone()
+            }
+        };
+
+        self.probe(&mut memory, &sessions, &is_recent).await;
+
+        let instant = Instant::now();
+        let mut statuses = HashMap::new();
+        for session in &visible {
+            let probed_busy = memory.probed.get(&session.id).is_some_and(|p| p.busy);
+            let mut activity =
+                raw_status.get(&session.id).cloned().unwrap_or(SessionActivity::Idle);
+            if probed_busy && activity == SessionActivity::Idle {
+                activity = SessionActivity::Busy;
+            }
+            if activity != SessionActivity::Idle {
+                memory.last_busy.insert(session.id.clone(), instant);
+            } else if memory
+                .last_busy
+                .get(&session.id)
+                .is_some_and(|at| instant.duration_since(*at) < self.config.busy_hold)
+            {
+                activity = SessionActivity::Busy;
+            }
+            statuses.insert(session.id.clone(), activity);
+        }
+        memory.last_busy.retain(|_, at| instant.duration_since(*at) < self.config.busy_hold);
+        memory.probed.retain(|id, _| sessions.iter().any(|s| &s.id == id));
+
+        let usage: Vec<SessionUsage> = sessions
+            .iter()
+            .map(|s| SessionUsage {
+                session: s.clone(),
+                items: memory.probed.get(&s.id).map(|p| p.items.clone()).unwrap_or_default(),
+            })
+            .collect();
+        self.publish(MonitorSnapshot {
+            health: Some(health),
+            usage: usage_report(&usage, now),
+            sessions,
+            statuses,
+            error,
+            refreshed_at: Some(Utc::now()),
+        });
+    }
+
+    /// Reads the messages of the sessions that changed since last read, newest first.
+    async fn probe(
+        &self,
+        memory: &mut Memory,
+        sessions: &[Session],
+        is_recent: &(dyn Fn(&Session) -> bool + Sync),
+    ) {
+        let mut due: Vec<&Session> = sessions
+            .iter()
+            .filter(|s| memory.probed.get(&s.id).is_none_or(|p| p.updated_at != updated(s)))
+            .collect();
+        due.sort_by_key(|s| std::cmp::Reverse(updated(s)));
+        due.truncate(self.config.probes_per_refresh);
+        let limit = self.config.probe_message_limit;
+        let probes = due.into_iter().cloned().map(|session| {
+            let client = self.client.clone();
+            async move {
+                let result = client.messages(&session.as_ref(), limit).await;
+                (session, result)
+            }
+        });
+        let results: Vec<(Session, _)> = stream::iter(probes).buffer_unordered(4).collect().await;
+        for (session, result) in results {
+            let session = &session;
+            match result {
+                Ok(messages) => {
+                    let busy =
+                        is_recent(session) && openloom_prompts::messages_indicate_busy(&messages);
+                    memory.probed.insert(
+                        session.id.clone(),
+                        Probed {
+                            updated_at: updated(session),
+                            items: usage_items(session, &messages),
+                            busy,
+                        },
+                    );
+                }
+                Err(error) => {
+                    tracing::debug!(session = %session.id, %error, "could not read session messages");
+                }
+            }
+        }
+    }
+
+    fn publish(&self, snapshot: MonitorSnapshot) {
+        self.sender.send_replace(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, dir: &str, minutes_ago: i64) -> Session {
+        let at = Utc::now() - chrono::Duration::minutes(minutes_ago);
+        Session {
+            id: id.into(),
+            directory: dir.into(),
+            title: String::new(),
+            parent_id: None,
+            created_at: Some(at),
+            updated_at: Some(at),
+            archived_at: None,
+        }
+    }
+
+    #[test]
+    fn groups_by_directory_newest_first_unknown_last() {
+        let mut archived = session("ses_arch", "/a", 0);
+        archived.archived_at = Some(Utc::now());
+        let mut child = session("ses_child", "/a", 0);
+        child.parent_id = Some("ses_a1".into());
+        let snapshot = MonitorSnapshot {
+            sessions: vec![
+                session("ses_none", "", 0),
+                session("ses_b", "/b", 1),
+                session("ses_a1", "/a", 5),
+                session("ses_a2", "/a", 2),
+                archived,
+                child,
+            ],
+            ..MonitorSnapshot::default()
+        };
+        let groups = snapshot.by_directory();
+        let names: Vec<&str> = groups.iter().map(|g| g.directory.as_str()).collect();
+        assert_eq!(names, ["/b", "/a", "(unknown)"]);
+        assert_eq!(groups[1].sessions.len(), 2);
+        assert_eq!(snapshot.visible_sessions().len(), 4);
+        assert_eq!(snapshot.archived_sessions()[0].id, "ses_arch");
+    }
+}

@@ -1,0 +1,124 @@
+//! `GET /api/state`: the dashboard's composite state, a port of the reference's
+//! `full_state`. Everything about OpenCode comes from the monitor's snapshot; only
+//! the (local) store is read per request.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use openloom_core::{Health, SessionActivity, TaskQuery, TaskStatus};
+use serde_json::{Value, json};
+
+use crate::error::Result;
+use crate::state::AppState;
+
+fn activity_name(activity: &SessionActivity) -> &'static str {
+    match activity {
+        SessionActivity::Idle => "idle",
+        SessionActivity::Busy => "busy",
+        SessionActivity::Retry { .. } => "retry",
+    }
+}
+
+/// `base_url` without any `user:password@` part: OpenCode's password never leaves
+/// the server, not even when it was written into the URL.
+pub fn without_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The composite state.
+pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
+    let snapshot = state.monitor().snapshot();
+    let version = state.store().store_version().await?;
+    let limit = state.config().snapshot_tasks;
+    let tasks = state.store().list_tasks(&TaskQuery::newest(limit)).await?;
+    let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id.clone())).flatten();
+    let counts = state.store().count_by_status().await?;
+    let recent = state.recent().recent_workspaces().await?;
+
+    let settings = state.client().settings();
+    // The password is never part of this answer; the URL's credentials were moved
+    // out of it into the settings' username/password when the client was built.
+    let (ok, message, version_text) = match &snapshot.health {
+        Some(Health::Reachable { version }) => {
+            (true, "OpenCode is reachable".to_owned(), version.clone())
+        }
+        Some(Health::Unreachable { reason } | Health::Unauthorized { reason }) => {
+            (false, reason.clone(), None)
+        }
+        None => (false, "not checked yet".to_owned(), None),
+    };
+
+    let statuses: HashMap<&str, &str> =
+        snapshot.statuses.iter().map(|(id, a)| (id.as_str(), activity_name(a))).collect();
+    let mut sessions_busy = 0;
+    let mut sessions_retry = 0;
+    let mut sessions_idle = 0;
+    for name in statuses.values() {
+        match *name {
+            "busy" => sessions_busy += 1,
+            "retry" => sessions_retry += 1,
+            _ => sessions_idle += 1,
+        }
+    }
+    let count = |s: TaskStatus| counts.get(&s).copied().unwrap_or(0);
+    let by_status: HashMap<&str, u64> =
+        TaskStatus::ALL.iter().map(|s| (s.as_str(), count(*s))).collect();
+    let archived: Vec<Value> = snapshot
+        .archived_sessions()
+        .into_iter()
+        .map(|s| json!({ "id": s.id, "title": s.title, "directory": s.directory, "archived_at": s.archived_at }))
+        .collect();
+
+    Ok(Json(json!({
+        "server": {
+            "ok": ok,
+            "message": message,
+            "version": version_text,
+            "url": without_credentials(&settings.base_url),
+            "username": settings.username,
+        },
+        "recentWorkspaces": recent.iter().map(|w| w.path.as_str()).collect::<Vec<_>>(),
+        "tasks": tasks,
+        "nextCursor": next,
+        "store_version": version,
+        "sessions": snapshot.visible_sessions(),
+        "sessionsByDirectory": snapshot.by_directory(),
+        "archivedSessions": archived,
+        "sessionStatus": statuses,
+        "sessionError": snapshot.error,
+        "metrics": {
+            "running": count(TaskStatus::Running) + count(TaskStatus::Pending),
+            "waiting": count(TaskStatus::Waiting),
+            "failed": count(TaskStatus::Failed),
+            "completed": count(TaskStatus::Completed) + count(TaskStatus::Archived),
+            "byStatus": by_status,
+            "sessionsBusy": sessions_busy,
+            "sessionsIdle": sessions_idle,
+            "sessionsRetry": sessions_retry,
+        },
+        "usage": snapshot.usage,
+        "monitorRefreshedAt": snapshot.refreshed_at,
+        "now": Utc::now(),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_removed_from_urls() {
+        assert_eq!(without_credentials("http://u:pw@127.0.0.1:4096/x"), "http://127.0.0.1:4096/x");
+        assert_eq!(without_credentials("http://:p@w@h:1"), "http://h:1");
+        assert_eq!(without_credentials("http://h:1/a@b"), "http://h:1/a@b");
+        assert_eq!(without_credentials("nonsense"), "nonsense");
+    }
+}

@@ -1,0 +1,138 @@
+//! Recent workspaces, the folder browser, and the folder picker a server cannot have.
+
+use std::path::{Path, PathBuf};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::extract::ApiQuery;
+use crate::routes::tasks::expand_home;
+use crate::state::AppState;
+
+/// Most folders listed by `/api/browse`.
+pub const BROWSE_LIMIT: usize = 200;
+
+/// Recent workspaces, newest first.
+pub async fn recent(State(state): State<AppState>) -> Result<Json<Value>> {
+    let recent = state.recent().recent_workspaces().await?;
+    let paths: Vec<&str> = recent.iter().map(|w| w.path.as_str()).collect();
+    Ok(Json(json!({ "workspaces": paths, "entries": recent })))
+}
+
+/// Which workspace to forget, in the query or the JSON body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathParam {
+    path: Option<String>,
+}
+
+/// Forgets a recent workspace.
+pub async fn forget(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PathParam>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>> {
+    let body = body.map_err(|r| Error::Rejected { status: r.status(), detail: r.body_text() })?;
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        PathParam::default()
+    } else {
+        serde_json::from_slice::<PathParam>(&body)
+            .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let path = query.path.or(from_body.path).filter(|p| !p.trim().is_empty()).ok_or_else(|| {
+        Error::BadRequest("path is required (query `?path=` or body `{\"path\": ...}`)".into())
+    })?;
+    let mut removed = state.recent().remove_workspace(&path).await?;
+    // Recorded paths are canonical; accept the path as the user typed it too.
+    if !removed {
+        if let Ok(canonical) = expand_home(&path).canonicalize() {
+            removed = state.recent().remove_workspace(&canonical.to_string_lossy()).await?;
+        }
+    }
+    Ok(Json(json!({ "ok": true, "removed": removed, "path": path })))
+}
+
+/// The folder to browse when none is given: the newest recent workspace, else the
+/// first allowed root, else the home directory.
+async fn default_folder(state: &AppState) -> PathBuf {
+    if let Ok(recent) = state.recent().recent_workspaces().await {
+        if let Some(first) = recent.first() {
+            return PathBuf::from(&first.path);
+        }
+    }
+    let policy = state.harness().workspaces();
+    if let Some(root) = policy.roots().first() {
+        return root.clone();
+    }
+    expand_home("~")
+}
+
+/// Lists the folders inside `path` (symlinks and `..` resolved first; nothing outside
+/// the allowed roots is shown or listed).
+pub async fn browse(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PathParam>,
+) -> Result<Json<Value>> {
+    let asked = match query.path.filter(|p| !p.trim().is_empty()) {
+        Some(path) => expand_home(path.trim()),
+        None => default_folder(&state).await,
+    };
+    let shown = asked.display().to_string();
+    let folder = asked
+        .canonicalize()
+        .map_err(|_| Error::NotFound { what: "directory", id: shown.clone() })?;
+    if !folder.is_dir() {
+        return Err(Error::NotFound { what: "directory", id: shown });
+    }
+    let policy = state.harness().workspaces().clone();
+    if !allowed(&policy, &folder) {
+        return Err(Error::Forbidden(format!(
+            "{} is outside the allowed workspace roots",
+            folder.display()
+        )));
+    }
+    let listed = folder.clone();
+    let children = tokio::task::spawn_blocking(move || list_folders(&policy, &listed))
+        .await
+        .map_err(|e| Error::Internal(format!("browse task failed: {e}")))??;
+    let parent = folder
+        .parent()
+        .filter(|p| allowed(state.harness().workspaces(), p))
+        .map(|p| p.to_string_lossy().into_owned());
+    Ok(Json(json!({ "path": folder.to_string_lossy(), "parent": parent, "children": children })))
+}
+
+fn allowed(policy: &openloom_core::WorkspacePolicy, path: &Path) -> bool {
+    policy.allows(&path.to_string_lossy())
+}
+
+fn list_folders(policy: &openloom_core::WorkspacePolicy, folder: &Path) -> Result<Vec<Value>> {
+    let entries = std::fs::read_dir(folder)
+        .map_err(|e| Error::Forbidden(format!("cannot read {}: {e}", folder.display())))?;
+    let mut children: Vec<(String, PathBuf)> = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            // A symlink is listed only if where it leads is allowed too.
+            (!name.starts_with('.') && path.is_dir() && allowed(policy, &path))
+                .then_some((name, path))
+        })
+        .collect();
+    children.sort_by_key(|(name, _)| name.to_lowercase());
+    children.truncate(BROWSE_LIMIT);
+    Ok(children
+        .into_iter()
+        .map(|(name, path)| json!({ "name": name, "path": path.to_string_lossy() }))
+        .collect())
+}
+
+/// A server has no native folder picker: the reference's "unsupported" answer.
+pub async fn pick_folder() -> Json<Value> {
+    Json(json!({ "ok": false, "unsupported": true }))
+}

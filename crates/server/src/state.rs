@@ -1,0 +1,129 @@
+//! [`AppState`]: what every handler can reach.
+
+use std::sync::Arc;
+
+use openloom_core::{Harness, RecentWorkspaces, Store};
+use openloom_opencode::OpencodeClient;
+
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+use crate::monitor::SessionMonitor;
+
+/// The parts the server is built from; the binary creates them.
+#[derive(Clone)]
+pub struct ServerParts {
+    /// The harness (its store, bus and workspace policy are used too).
+    pub harness: Arc<Harness>,
+    /// Recent workspaces (the SQLite store implements it).
+    pub recent: Arc<dyn RecentWorkspaces>,
+    /// The OpenCode client (cheap to clone; clones share one connection pool).
+    pub client: OpencodeClient,
+}
+
+impl std::fmt::Debug for ServerParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerParts").field("client", &self.client).finish_non_exhaustive()
+    }
+}
+
+/// Shared state of the router. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    harness: Arc<Harness>,
+    store: Arc<dyn Store>,
+    recent: Arc<dyn RecentWorkspaces>,
+    client: OpencodeClient,
+    monitor: Arc<SessionMonitor>,
+    config: ServerConfig,
+    /// Turns true when the server shuts down, so endless streams (SSE) end and the
+    /// graceful shutdown does not wait for them for ever.
+    closing: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.inner.config)
+            .field("monitor", &self.inner.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for a router serving `parts` under `config`, reading sessions from
+    /// `monitor` (which the caller runs, or [`crate::Server`] runs for it).
+    pub fn new(config: ServerConfig, parts: ServerParts, monitor: Arc<SessionMonitor>) -> Self {
+        let store = Arc::clone(parts.harness.store());
+        AppState {
+            inner: Arc::new(Inner {
+                harness: parts.harness,
+                store,
+                recent: parts.recent,
+                client: parts.client,
+                monitor,
+                config,
+                closing: Arc::new(watch::channel(false).0),
+            }),
+        }
+    }
+
+    /// The same state with another configuration (e.g. the port actually bound).
+    pub fn with_config(&self, config: ServerConfig) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                harness: Arc::clone(&self.inner.harness),
+                store: Arc::clone(&self.inner.store),
+                recent: Arc::clone(&self.inner.recent),
+                client: self.inner.client.clone(),
+                monitor: Arc::clone(&self.inner.monitor),
+                config,
+                closing: Arc::clone(&self.inner.closing),
+            }),
+        }
+    }
+
+    /// The harness.
+    pub fn harness(&self) -> &Arc<Harness> {
+        &self.inner.harness
+    }
+
+    /// The task store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Recent workspaces.
+    pub fn recent(&self) -> &Arc<dyn RecentWorkspaces> {
+        &self.inner.recent
+    }
+
+    /// The OpenCode client.
+    pub fn client(&self) -> &OpencodeClient {
+        &self.inner.client
+    }
+
+    /// The session monitor.
+    pub fn monitor(&self) -> &Arc<SessionMonitor> {
+        &self.inner.monitor
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// A receiver that turns true when the server shuts down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Ends the live streams (called on shutdown).
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+}

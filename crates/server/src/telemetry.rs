@@ -1,0 +1,437 @@
+//! Token usage and cost for today, this week, this month and in total: a port of the
+//! reference's `runtime/telemetry.py`.
+//!
+//! The reference summed the totals OpenCode keeps on each session and put a whole
+//! session in a period by its last update, so a session active for a month counted
+//! entirely in "today". We sum the assistant messages instead (the session monitor
+//! reads them) and put each message in the period it was written in. Periods start
+//! at local midnight, the week on Monday, as in the reference.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Local, TimeZone, Utc};
+use openloom_core::{AgentMessage, Session, TokenUsage};
+use serde::Serialize;
+
+/// The model name used when a message does not say which model wrote it.
+pub const UNKNOWN_MODEL: &str = "Unknown";
+
+/// Rows in a period's `topSessions`.
+const TOP_SESSIONS: usize = 12;
+
+/// What one assistant message cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageItem {
+    /// When the message was written.
+    pub at: DateTime<Utc>,
+    /// `provider/model`, or [`UNKNOWN_MODEL`].
+    pub model: String,
+    /// Tokens used.
+    pub tokens: TokenUsage,
+    /// Cost in dollars.
+    pub cost: f64,
+}
+
+/// A session and the usage of its messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionUsage {
+    /// The session.
+    pub session: Session,
+    /// Usage per assistant message, in any order.
+    pub items: Vec<UsageItem>,
+}
+
+/// The usage items of a session's messages: assistant messages with tokens or cost.
+pub fn usage_items(session: &Session, messages: &[AgentMessage]) -> Vec<UsageItem> {
+    messages
+        .iter()
+        .filter(|m| m.is_assistant())
+        .filter_map(|m| {
+            let tokens = m.tokens.unwrap_or_default();
+            let cost = m.cost.filter(|c| c.is_finite() && *c > 0.0).unwrap_or(0.0);
+            if token_total(&tokens) == 0 && cost == 0.0 {
+                return None;
+            }
+            let at = m.completed_at.or(m.created_at).or(session.updated_at)?;
+            let model = m.model.clone().filter(|s| !s.trim().is_empty());
+            Some(UsageItem {
+                at,
+                model: model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
+                tokens,
+                cost,
+            })
+        })
+        .collect()
+}
+
+/// Token counts by kind, as the dashboard shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenTotals {
+    /// Prompt tokens (not read from cache).
+    pub input: u64,
+    /// Completion tokens.
+    pub output: u64,
+    /// Reasoning tokens.
+    pub reasoning: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cache_read: u64,
+    /// Tokens written to the provider's cache.
+    pub cache_write: u64,
+}
+
+impl TokenTotals {
+    fn add(&mut self, tokens: &TokenUsage) {
+        self.input += tokens.input;
+        self.output += tokens.output;
+        self.reasoning += tokens.reasoning;
+        self.cache_read += tokens.cache_read;
+        self.cache_write += tokens.cache_write;
+    }
+
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.reasoning + self.cache_read + self.cache_write
+    }
+}
+
+fn token_total(tokens: &TokenUsage) -> u64 {
+    tokens.input + tokens.output + tokens.reasoning + tokens.cache_read + tokens.cache_write
+}
+
+/// Usage of one model in a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelUsage {
+    /// Provider id (before the `/`).
+    #[serde(rename = "providerID")]
+    pub provider_id: String,
+    /// Model id (after the `/`).
+    #[serde(rename = "modelID")]
+    pub model_id: String,
+    /// `provider/model`.
+    pub model: String,
+    /// Dollars.
+    pub cost: f64,
+    /// Sessions that used it in the period.
+    pub session_count: u64,
+    /// Tokens by kind.
+    pub tokens: TokenTotals,
+    /// All tokens.
+    pub total_tokens: u64,
+}
+
+/// Usage of one session in a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionUsageRow {
+    /// Session id.
+    pub id: String,
+    /// Title (the id when untitled).
+    pub title: String,
+    /// Working directory.
+    pub directory: String,
+    /// Dollars.
+    pub cost: f64,
+    /// Tokens by kind.
+    pub tokens: TokenTotals,
+    /// All tokens.
+    pub total_tokens: u64,
+    /// The model that wrote most of its tokens in the period.
+    pub model: String,
+    /// Last update of the session.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Usage in one period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeriodUsage {
+    /// Dollars.
+    pub total_cost: f64,
+    /// Tokens by kind.
+    pub total_tokens: TokenTotals,
+    /// All tokens.
+    pub token_total: u64,
+    /// Sessions updated in the period.
+    pub session_count: u64,
+    /// Sessions with usage in the period.
+    pub sessions_with_usage: u64,
+    /// Cache reads over all prompt tokens (cache reads plus fresh input), 0–1.
+    pub cache_efficiency: f64,
+    /// Per model, most expensive first.
+    pub by_model: Vec<ModelUsage>,
+    /// The sessions that used the most tokens.
+    pub top_sessions: Vec<SessionUsageRow>,
+}
+
+/// The four periods the dashboard shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsagePeriods {
+    /// Since local midnight.
+    pub today: PeriodUsage,
+    /// Since Monday, local midnight.
+    pub week: PeriodUsage,
+    /// Since the first of the month, local midnight.
+    pub month: PeriodUsage,
+    /// Everything known.
+    pub total: PeriodUsage,
+}
+
+/// Usage by period, as `/api/state` returns it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsageReport {
+    /// The periods.
+    pub periods: UsagePeriods,
+    /// When it was computed.
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Local midnight today, last Monday and the first of the month, as UTC instants.
+pub fn period_starts<Tz: TimeZone>(now: &DateTime<Tz>) -> [DateTime<Utc>; 3] {
+    let tz = now.timezone();
+    let today = now.date_naive();
+    let midnight = |date: chrono::NaiveDate| -> DateTime<Utc> {
+        let naive = date.and_time(chrono::NaiveTime::MIN);
+        tz.from_local_datetime(&naive)
+            .earliest()
+            .map(|d| d.with_timezone(&Utc))
+            // A midnight skipped by a DST change: the UTC midnight is close enough.
+            .unwrap_or_else(|| naive.and_utc())
+    };
+    let week = today - chrono::Days::new(u64::from(today.weekday().num_days_from_monday()));
+    let month = today.with_day(1).unwrap_or(today);
+    [midnight(today), midnight(week), midnight(month)]
+}
+
+/// Usage for today, this week, this month and in total, in local time.
+pub fn usage_report(sessions: &[SessionUsage], now: DateTime<Utc>) -> UsageReport {
+    let [today, week, month] = period_starts(&now.with_timezone(&Local));
+    UsageReport {
+        periods: UsagePeriods {
+            today: period_usage(sessions, Some(today)),
+            week: period_usage(sessions, Some(week)),
+            month: period_usage(sessions, Some(month)),
+            total: period_usage(sessions, None),
+        },
+        now: Some(now),
+    }
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let factor = 10f64.powi(digits);
+    (value * factor).round() / factor
+}
+
+/// Usage of the items at or after `since` (`None`: all of them).
+pub fn period_usage(sessions: &[SessionUsage], since: Option<DateTime<Utc>>) -> PeriodUsage {
+    let mut out = PeriodUsage::default();
+    let mut models: HashMap<String, (ModelUsage, Vec<String>)> = HashMap::new();
+    let mut rows = Vec::new();
+    for usage in sessions {
+        let session = &usage.session;
+        let updated = session.updated_at.or(session.created_at);
+        if since.is_none_or(|since| updated.is_some_and(|u| u >= since)) {
+            out.session_count += 1;
+        }
+        let mut tokens = TokenTotals::default();
+        let mut cost = 0.0;
+        let mut by_model: HashMap<&str, u64> = HashMap::new();
+        for item in usage.items.iter().filter(|i| since.is_none_or(|since| i.at >= since)) {
+            tokens.add(&item.tokens);
+            cost += item.cost;
+            *by_model.entry(&item.model).or_default() += token_total(&item.tokens);
+            let (bucket, seen) = models.entry(item.model.clone()).or_insert_with(|| {
+                let (provider_id, model_id) = match item.model.split_once('/') {
+                    Some((p, m)) => (p.to_owned(), m.to_owned()),
+                    None => (String::new(), item.model.clone()),
+                };
+                let bucket = ModelUsage {
+                    provider_id,
+                    model_id,
+                    model: item.model.clone(),
+                    cost: 0.0,
+                    session_count: 0,
+                    tokens: TokenTotals::default(),
+                    total_tokens: 0,
+                };
+                (bucket, Vec::new())
+            });
+            bucket.cost += item.cost;
+            bucket.tokens.add(&item.tokens);
+            if !seen.contains(&session.id) {
+                seen.push(session.id.clone());
+                bucket.session_count += 1;
+            }
+        }
+        if tokens.total() == 0 && cost == 0.0 {
+            continue;
+        }
+        out.sessions_with_usage += 1;
+        out.total_cost += cost;
+        out.total_tokens.input += tokens.input;
+        out.total_tokens.output += tokens.output;
+        out.total_tokens.reasoning += tokens.reasoning;
+        out.total_tokens.cache_read += tokens.cache_read;
+        out.total_tokens.cache_write += tokens.cache_write;
+        let model = by_model
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(m, _)| m.to_owned())
+            .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
+        rows.push(SessionUsageRow {
+            id: session.id.clone(),
+            title: if session.title.is_empty() {
+                session.id.clone()
+            } else {
+                session.title.clone()
+            },
+            directory: session.directory.clone(),
+            cost: round(cost, 6),
+            tokens,
+            total_tokens: tokens.total(),
+            model,
+            updated_at: updated,
+        });
+    }
+    out.total_cost = round(out.total_cost, 6);
+    out.token_total = out.total_tokens.total();
+    let prompt = out.total_tokens.cache_read + out.total_tokens.input;
+    out.cache_efficiency =
+        if prompt > 0 { round(out.total_tokens.cache_read as f64 / prompt as f64, 4) } else { 0.0 };
+    let mut by_model: Vec<ModelUsage> = models
+        .into_values()
+        .map(|(mut bucket, _)| {
+            bucket.cost = round(bucket.cost, 6);
+            bucket.total_tokens = bucket.tokens.total();
+            bucket
+        })
+        .collect();
+    by_model.sort_by(|a, b| {
+        b.cost
+            .total_cmp(&a.cost)
+            .then_with(|| b.total_tokens.cmp(&a.total_tokens))
+            .then_with(|| a.model.cmp(&b.model))
+    });
+    rows.sort_by(|a, b| {
+        b.total_tokens.cmp(&a.total_tokens).then_with(|| b.cost.total_cmp(&a.cost))
+    });
+    rows.truncate(TOP_SESSIONS);
+    out.by_model = by_model;
+    out.top_sessions = rows;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, FixedOffset};
+
+    use super::*;
+
+    fn session(id: &str, updated: DateTime<Utc>) -> Session {
+        Session {
+            id: id.into(),
+            directory: "/w".into(),
+            title: format!("title {id}"),
+            parent_id: None,
+            created_at: Some(updated),
+            updated_at: Some(updated),
+            archived_at: None,
+        }
+    }
+
+    fn item(at: DateTime<Utc>, model: &str, input: u64, cache_read: u64, cost: f64) -> UsageItem {
+        UsageItem {
+            at,
+            model: model.into(),
+            tokens: TokenUsage { input, output: 10, reasoning: 0, cache_read, cache_write: 0 },
+            cost,
+        }
+    }
+
+    #[test]
+    fn periods_start_at_local_midnight_monday_and_the_first() {
+        let tz = FixedOffset::east_opt(2 * 3600).expect("offset");
+        // Thursday 2025-05-15 10:30 at +02:00.
+        let now = tz.with_ymd_and_hms(2025, 5, 15, 10, 30, 0).single().expect("time");
+        let [today, week, month] = period_starts(&now);
+        assert_eq!(today.to_rfc3339(), "2025-05-14T22:00:00+00:00");
+        assert_eq!(week.to_rfc3339(), "2025-05-11T22:00:00+00:00");
+        assert_eq!(month.to_rfc3339(), "2025-04-30T22:00:00+00:00");
+    }
+
+    #[test]
+    fn messages_count_in_the_period_they_were_written() {
+        let now = Utc::now();
+        let old = now - Duration::days(40);
+        let usage = SessionUsage {
+            session: session("ses_a", now),
+            items: vec![
+                item(old, "prov/big", 1000, 0, 1.0),
+                item(now, "prov/small", 100, 300, 0.25),
+            ],
+        };
+        let total = period_usage(std::slice::from_ref(&usage), None);
+        assert_eq!(total.total_tokens.input, 1100);
+        assert_eq!(total.total_cost, 1.25);
+        assert_eq!(total.by_model[0].model, "prov/big");
+        assert_eq!(total.by_model[0].provider_id, "prov");
+        assert_eq!(total.by_model[0].model_id, "big");
+
+        let recent = period_usage(std::slice::from_ref(&usage), Some(now - Duration::hours(1)));
+        assert_eq!(recent.total_tokens.input, 100);
+        assert_eq!(recent.total_cost, 0.25);
+        assert_eq!(recent.cache_efficiency, 0.75);
+        assert_eq!(recent.sessions_with_usage, 1);
+        assert_eq!(recent.top_sessions[0].model, "prov/small");
+        assert_eq!(recent.top_sessions[0].total_tokens, 100 + 300 + 10);
+    }
+
+    #[test]
+    fn sessions_without_usage_count_but_are_not_ranked() {
+        let now = Utc::now();
+        let sessions = vec![
+            SessionUsage { session: session("ses_empty", now), items: Vec::new() },
+            SessionUsage {
+                session: session("ses_busy", now),
+                items: vec![item(now, "p/m", 5, 0, 0.0)],
+            },
+        ];
+        let usage = period_usage(&sessions, None);
+        assert_eq!(usage.session_count, 2);
+        assert_eq!(usage.sessions_with_usage, 1);
+        assert_eq!(usage.top_sessions.len(), 1);
+        assert_eq!(usage.top_sessions[0].id, "ses_busy");
+        assert_eq!(usage.by_model[0].session_count, 1);
+    }
+
+    #[test]
+    fn only_assistant_messages_with_usage_become_items() {
+        let now = Utc::now();
+        let s = session("ses_a", now);
+        let json = serde_json::json!([
+            {"id": "m1", "role": "user", "created_at": now},
+            {"id": "m2", "role": "assistant", "created_at": now, "completed_at": now,
+             "tokens": {"input": 5, "output": 2, "reasoning": 0, "cache_read": 0, "cache_write": 0},
+             "cost": 0.5, "model": "p/m"},
+            {"id": "m3", "role": "assistant", "created_at": now}
+        ]);
+        let messages: Vec<AgentMessage> = serde_json::from_value(json).expect("messages");
+        let items = usage_items(&s, &messages);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].model, "p/m");
+        assert_eq!(items[0].cost, 0.5);
+    }
+
+    #[test]
+    fn serializes_with_the_reference_names() {
+        let json = serde_json::to_value(usage_report(&[], Utc::now())).expect("json");
+        let today = &json["periods"]["today"];
+        for key in
+            ["totalCost", "totalTokens", "tokenTotal", "cacheEfficiency", "byModel", "topSessions"]
+        {
+            assert!(today.get(key).is_some(), "{key} missing in {today}");
+        }
+        assert!(today["totalTokens"].get("cacheRead").is_some());
+    }
+}
