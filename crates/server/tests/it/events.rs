@@ -1,0 +1,103 @@
+//! `/api/events` on a real socket: snapshot, then task events; reconnect rules;
+//! shutdown with a stream open.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use openloom_core::TaskSpec;
+use openloom_server::{Server, ServerParts};
+
+use crate::common::*;
+
+/// Reads the stream until `needle` appears; returns everything read.
+async fn read_until(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    seen: &mut String,
+    needle: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {seen:?}"))
+            .expect("stream open")
+            .expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn a_client_sees_a_snapshot_then_task_events_and_resumes_by_last_event_id() {
+    let fx = Fixture::new().await;
+    let mut config = test_config();
+    config.bind = "127.0.0.1:0".parse().expect("addr");
+    let parts = ServerParts {
+        harness: fx.state.harness().clone(),
+        recent: fx.state.recent().clone(),
+        client: fx.state.client().clone(),
+    };
+    let server = Server::bind(config, parts).await.expect("bind");
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/api/events");
+    let response = http.get(&url).send().await.expect("connect");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"].to_str().expect("type").starts_with("text/event-stream")
+    );
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    read_until(&mut body, &mut seen, "event: snapshot").await;
+    read_until(&mut body, &mut seen, "\n\n").await;
+    assert!(seen.contains("\"tasks\":[]"), "{seen}");
+
+    let id =
+        fx.state.harness().add_task(TaskSpec::new("live", fx.ws(), "goal")).await.expect("add");
+    let mut events = String::new();
+    read_until(&mut body, &mut events, "event: task").await;
+    read_until(&mut body, &mut events, id.as_str()).await;
+    read_until(&mut body, &mut events, "\n\n").await;
+    assert!(events.contains("\"type\":\"created\""), "{events}");
+    let version = fx.state.store().store_version().await.expect("version");
+    assert!(events.contains(&format!("id: {version}")), "{events}");
+
+    // Heartbeats keep the connection alive.
+    let mut beats = String::new();
+    read_until(&mut body, &mut beats, ": heartbeat").await;
+
+    // Up to date: no snapshot. Behind: a fresh snapshot with the missed task.
+    let current =
+        http.get(&url).header("Last-Event-ID", version.to_string()).send().await.expect("connect");
+    let mut current_body = current.bytes_stream();
+    let mut head = String::new();
+    read_until(&mut current_body, &mut head, "up to date").await;
+    assert!(!head.contains("snapshot"), "{head}");
+    let behind = http
+        .get(&url)
+        .header("Last-Event-ID", (version - 1).to_string())
+        .send()
+        .await
+        .expect("connect");
+    let mut behind_body = behind.bytes_stream();
+    let mut resync = String::new();
+    read_until(&mut behind_body, &mut resync, "event: snapshot").await;
+    read_until(&mut behind_body, &mut resync, id.as_str()).await;
+
+    // A foreign Host is refused on the real socket too.
+    let foreign =
+        http.get(&url).header("host", "rebind.attacker.example").send().await.expect("connect");
+    assert_eq!(foreign.status(), 421);
+
+    // Shutdown completes although streams are open.
+    stop.send(()).expect("server running");
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("graceful shutdown ends open streams")
+        .expect("join")
+        .expect("served");
+}

@@ -1,0 +1,269 @@
+//! Host, Origin and token checks, startup refusal, and the folder browser's bounds.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use openloom_server::{Error, Server, ServerConfig, ServerParts};
+use serde_json::json;
+
+use crate::common::*;
+
+fn with_headers(
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+        None => builder.body(Body::empty()).expect("request"),
+    }
+}
+
+#[tokio::test]
+async fn foreign_origins_cannot_change_state() {
+    let fx = Fixture::new().await;
+    let body = json!({"prompt": "x", "workspace": fx.ws()});
+    let evil = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("origin", "http://evil.example")],
+            Some(body.clone()),
+        ))
+        .await;
+    evil.error(StatusCode::FORBIDDEN);
+    let null = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("origin", "null")],
+            Some(body.clone()),
+        ))
+        .await;
+    null.error(StatusCode::FORBIDDEN);
+    let cross = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("sec-fetch-site", "cross-site")],
+            Some(body.clone()),
+        ))
+        .await;
+    cross.error(StatusCode::FORBIDDEN);
+    let delete = fx
+        .call(with_headers(
+            Method::DELETE,
+            "/api/tasks/task_x",
+            &[("host", HOST), ("origin", "http://evil.example")],
+            None,
+        ))
+        .await;
+    delete.error(StatusCode::FORBIDDEN);
+    assert!(fx.get("/api/tasks").await.json["tasks"].as_array().expect("tasks").is_empty());
+
+    let own = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("origin", &format!("http://{HOST}"))],
+            Some(body),
+        ))
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+}
+
+#[tokio::test]
+async fn no_cors_headers_are_ever_sent() {
+    let fx = Fixture::new().await;
+    let get = fx
+        .call(with_headers(
+            Method::GET,
+            "/api/tasks",
+            &[("host", HOST), ("origin", "http://evil.example")],
+            None,
+        ))
+        .await;
+    assert_eq!(get.status, StatusCode::OK);
+    let preflight = fx
+        .call(with_headers(
+            Method::OPTIONS,
+            "/api/tasks",
+            &[
+                ("host", HOST),
+                ("origin", "http://evil.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            None,
+        ))
+        .await;
+    assert!(preflight.status.is_client_error(), "{}", preflight.status);
+    for reply in [get, preflight] {
+        assert!(
+            !reply.headers.keys().any(|k| k.as_str().starts_with("access-control-")),
+            "{:?}",
+            reply.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn foreign_hosts_are_refused_as_dns_rebinding() {
+    let fx = Fixture::new().await;
+    for host in ["rebind.attacker.example:38080", "127.0.0.1:1", "localhost"] {
+        let reply = fx.call(with_headers(Method::GET, "/api/tasks", &[("host", host)], None)).await;
+        reply.error(StatusCode::MISDIRECTED_REQUEST);
+    }
+    let index = fx
+        .call(with_headers(Method::GET, "/", &[("host", "rebind.attacker.example:38080")], None))
+        .await;
+    assert_eq!(index.status, StatusCode::MISDIRECTED_REQUEST);
+    let missing = fx.call(with_headers(Method::GET, "/api/tasks", &[], None)).await;
+    missing.error(StatusCode::MISDIRECTED_REQUEST);
+    for host in ["localhost:38080", "[::1]:38080", HOST] {
+        let reply = fx.call(with_headers(Method::GET, "/api/tasks", &[("host", host)], None)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
+async fn a_configured_token_is_required_for_the_api_but_not_the_index() {
+    let fx = Fixture::with_config(test_config().with_token("correct-horse-battery")).await;
+    let none = fx.get("/api/tasks").await;
+    none.error(StatusCode::UNAUTHORIZED);
+    assert_eq!(none.headers.get(header::WWW_AUTHENTICATE).expect("challenge"), "Bearer");
+    let wrong = fx
+        .call(with_headers(
+            Method::GET,
+            "/api/tasks",
+            &[("host", HOST), ("authorization", "Bearer correct-horse-battery!")],
+            None,
+        ))
+        .await;
+    wrong.error(StatusCode::UNAUTHORIZED);
+    let basic = fx
+        .call(with_headers(
+            Method::GET,
+            "/api/tasks",
+            &[("host", HOST), ("authorization", "Basic correct-horse-battery")],
+            None,
+        ))
+        .await;
+    basic.error(StatusCode::UNAUTHORIZED);
+    let right = fx
+        .call(with_headers(
+            Method::GET,
+            "/api/tasks",
+            &[("host", HOST), ("authorization", "Bearer correct-horse-battery")],
+            None,
+        ))
+        .await;
+    assert_eq!(right.status, StatusCode::OK, "{}", right.text);
+    let create = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("authorization", "Bearer correct-horse-battery")],
+            Some(json!({"prompt": "x", "workspace": fx.ws()})),
+        ))
+        .await;
+    assert_eq!(create.status, StatusCode::OK, "{}", create.text);
+    let index = fx.get("/").await;
+    assert_eq!(index.status, StatusCode::OK);
+    assert!(index.text.contains("dashboard is coming"), "{}", index.text);
+    fx.get("/api/openapi.json").await.error(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_non_loopback_bind_without_a_token_refuses_to_start() {
+    let fx = Fixture::new().await;
+    let parts = ServerParts {
+        harness: fx.state.harness().clone(),
+        recent: fx.state.recent().clone(),
+        client: fx.state.client().clone(),
+    };
+    let config = ServerConfig::new("0.0.0.0:0".parse().expect("addr"));
+    let error = Server::bind(config, parts.clone()).await.expect_err("must refuse");
+    assert!(matches!(error, Error::InsecureBind { .. }), "{error}");
+    assert!(error.to_string().contains("OPENLOOM_API_TOKEN"), "{error}");
+    let with_token =
+        ServerConfig::new("0.0.0.0:0".parse().expect("addr")).with_token("long-random-token");
+    let server = Server::bind(with_token, parts).await.expect("a token makes it safe");
+    assert_ne!(server.local_addr().port(), 0);
+}
+
+#[tokio::test]
+async fn browse_lists_folders_inside_the_roots_only() {
+    let fx = Fixture::new().await;
+    std::fs::create_dir_all(fx.workspace.join("src")).expect("mkdir");
+    std::fs::create_dir_all(fx.workspace.join(".git")).expect("mkdir");
+    std::fs::write(fx.workspace.join("file.txt"), "x").expect("write");
+    std::os::unix::fs::symlink(&fx.outside, fx.workspace.join("escape")).expect("symlink");
+
+    let listing = fx.get(&format!("/api/browse?path={}", fx.ws())).await;
+    assert_eq!(listing.status, StatusCode::OK, "{}", listing.text);
+    let names: Vec<&str> = listing.json["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["src"], "hidden folders, files and escaping symlinks are not listed");
+    assert_eq!(listing.json["parent"], path_text(&fx.root));
+    let at_root = fx.get(&format!("/api/browse?path={}", path_text(&fx.root))).await;
+    assert_eq!(at_root.json["parent"], serde_json::Value::Null, "cannot navigate above the root");
+
+    let dotdot = format!("/api/browse?path={}/project/../..", path_text(&fx.root));
+    fx.get(&dotdot).await.error(StatusCode::FORBIDDEN);
+    fx.get(&format!("/api/browse?path={}/escape", fx.ws())).await.error(StatusCode::FORBIDDEN);
+    fx.get("/api/browse?path=/etc").await.error(StatusCode::FORBIDDEN);
+    fx.get(&format!("/api/browse?path={}/nope", fx.ws())).await.error(StatusCode::NOT_FOUND);
+    fx.get(&format!("/api/browse?path={}/file.txt", fx.ws())).await.error(StatusCode::NOT_FOUND);
+
+    // Without a path: the newest recent workspace, else the first root.
+    let default = fx.get("/api/browse").await;
+    assert_eq!(default.json["path"], path_text(&fx.root), "{}", default.text);
+}
+
+#[tokio::test]
+async fn recent_workspaces_can_be_forgotten_by_query_or_body() {
+    let fx = Fixture::new().await;
+    fx.create_prompt_task("x").await;
+    let missing = fx.delete("/api/workspaces/recent").await;
+    missing.error(StatusCode::BAD_REQUEST);
+    let by_query = fx.delete(&format!("/api/workspaces/recent?path={}", fx.ws())).await;
+    assert_eq!(by_query.json["removed"], true, "{}", by_query.text);
+    fx.create_prompt_task("y").await;
+    let by_body = fx
+        .call(request(Method::DELETE, "/api/workspaces/recent", Some(json!({"path": fx.ws()}))))
+        .await;
+    assert_eq!(by_body.json["removed"], true, "{}", by_body.text);
+    let again = fx
+        .call(request(Method::DELETE, "/api/workspaces/recent", Some(json!({"path": fx.ws()}))))
+        .await;
+    assert_eq!(again.json["removed"], false);
+    let bad = fx
+        .call(request(Method::DELETE, "/api/workspaces/recent", Some(json!({"paths": []}))))
+        .await;
+    bad.error(StatusCode::BAD_REQUEST);
+    assert!(
+        fx.get("/api/workspaces/recent").await.json["workspaces"]
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_folder_picker_is_unsupported_on_a_server() {
+    let fx = Fixture::new().await;
+    let reply = fx.post_empty("/api/pick-folder").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json, json!({"ok": false, "unsupported": true}));
+}

@@ -1,0 +1,199 @@
+//! `/api/sessions` and `/api/state`: served from the monitor; per-session routes call
+//! OpenCode.
+
+use axum::http::StatusCode;
+use serde_json::json;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::common::*;
+
+async fn monitored() -> Fixture {
+    let fx = Fixture::new().await;
+    let mut archived = session_json("ses_archived", &fx.ws(), 30);
+    archived["time"]["archived"] = json!(now_ms());
+    let mut child = session_json("ses_child", &fx.ws(), 1);
+    child["parentID"] = json!("ses_busy");
+    fx.mount_opencode(
+        json!([
+            session_json("ses_busy", &fx.ws(), 0),
+            session_json("ses_idle", "/elsewhere", 3),
+            archived,
+            child
+        ]),
+        json!({"ses_busy": {"type": "busy"}}),
+    )
+    .await;
+    fx.mount_messages(
+        "ses_busy",
+        json!([user_message("msg_u1", "go"), assistant_message("msg_a1", "done", 1000, 0.5)]),
+    )
+    .await;
+    fx.mount_messages("ses_idle", json!([assistant_message("msg_b1", "ok", 10, 0.01)])).await;
+    fx.mount_messages("ses_archived", json!([])).await;
+    fx.mount_messages("ses_child", json!([])).await;
+    fx.state.monitor().refresh().await;
+    fx
+}
+
+#[tokio::test]
+async fn sessions_come_from_the_monitor_snapshot() {
+    let fx = monitored().await;
+    let before = fx.opencode_requests().await;
+    let reply = fx.get("/api/sessions").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let ids: Vec<&str> = reply.json["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["ses_busy", "ses_idle"]);
+    assert_eq!(reply.json["byDirectory"][0]["directory"], fx.ws());
+    assert_eq!(reply.json["status"]["ses_busy"]["type"], "busy");
+    assert_eq!(fx.opencode_requests().await, before, "listing sessions must not call OpenCode");
+}
+
+#[tokio::test]
+async fn state_is_served_from_memory_with_usage_and_without_the_password() {
+    let fx = monitored().await;
+    fx.create_prompt_task("one").await;
+    let before = fx.opencode_requests().await;
+    let mut last = None;
+    for _ in 0..3 {
+        let reply = fx.get("/api/state").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        last = Some(reply);
+    }
+    assert_eq!(fx.opencode_requests().await, before, "/api/state must not call OpenCode");
+    let state = last.expect("a reply");
+    assert!(!state.text.contains(OPENCODE_PASSWORD), "password leaked: {}", state.text);
+    assert_eq!(state.json["server"]["ok"], true);
+    assert_eq!(state.json["server"]["version"], "1.18.34");
+    assert_eq!(state.json["tasks"].as_array().expect("tasks").len(), 1);
+    assert_eq!(state.json["metrics"]["running"], 1);
+    assert_eq!(state.json["metrics"]["byStatus"]["pending"], 1);
+    assert_eq!(state.json["metrics"]["sessionsBusy"], 1);
+    assert_eq!(state.json["metrics"]["sessionsIdle"], 1);
+    assert_eq!(state.json["sessionStatus"]["ses_busy"], "busy");
+    assert_eq!(state.json["archivedSessions"][0]["id"], "ses_archived");
+    assert_eq!(state.json["recentWorkspaces"][0], fx.ws());
+    let today = &state.json["usage"]["periods"]["today"];
+    assert_eq!(today["totalTokens"]["input"], 1010, "{today}");
+    assert_eq!(today["totalCost"], 0.51);
+    assert_eq!(today["byModel"][0]["model"], "fake/fake-model");
+    assert_eq!(today["topSessions"][0]["id"], "ses_busy");
+    assert_eq!(state.json["usage"]["periods"]["total"]["sessionsWithUsage"], 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_opencode_shows_in_state_without_failing_it() {
+    let fx = Fixture::new().await;
+    Mock::given(method("GET"))
+        .and(path("/global/health"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&fx.opencode)
+        .await;
+    fx.state.monitor().refresh().await;
+    let reply = fx.get("/api/state").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["server"]["ok"], false);
+    assert!(
+        reply.json["sessionError"].as_str().expect("error").contains("password"),
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains(OPENCODE_PASSWORD));
+}
+
+#[tokio::test]
+async fn a_busy_session_stays_busy_for_the_hold_time() {
+    let fx = monitored().await;
+    // OpenCode now says idle, but the session was busy a moment ago.
+    fx.opencode.reset().await;
+    fx.mount_opencode(json!([session_json("ses_busy", &fx.ws(), 0)]), json!({})).await;
+    fx.mount_messages("ses_busy", json!([assistant_message("msg_a1", "done", 1000, 0.5)])).await;
+    fx.state.monitor().refresh().await;
+    let reply = fx.get("/api/state").await;
+    assert_eq!(reply.json["sessionStatus"]["ses_busy"], "busy", "{}", reply.text);
+}
+
+#[tokio::test]
+async fn messages_and_diff_are_read_from_opencode() {
+    let fx = monitored().await;
+    let reply = fx.get("/api/sessions/ses_busy/messages?limit=10").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["messages"][1]["id"], "msg_a1");
+    assert_eq!(reply.json["messages"][1]["parts"][0]["text"], "done");
+    fx.get("/api/sessions/ses_busy/messages?limit=0").await.error(StatusCode::BAD_REQUEST);
+
+    Mock::given(method("GET"))
+        .and(path("/session/ses_busy/diff"))
+        .and(query_param("messageID", "msg_u1"))
+        .respond_with(json_reply(
+            json!([{"file": "a.rs", "additions": 1, "deletions": 0, "patch": "+x"}]),
+        ))
+        .mount(&fx.opencode)
+        .await;
+    let diff = fx.get("/api/sessions/ses_busy/diff").await;
+    assert_eq!(diff.status, StatusCode::OK, "{}", diff.text);
+    assert_eq!(diff.json["messageId"], "msg_u1");
+    assert_eq!(diff.json["diff"][0]["file"], "a.rs");
+}
+
+#[tokio::test]
+async fn unknown_sessions_are_404() {
+    let fx = Fixture::new().await;
+    Mock::given(method("GET"))
+        .and(path("/session/ses_missing"))
+        .respond_with(not_found_reply("ses_missing"))
+        .mount(&fx.opencode)
+        .await;
+    fx.get("/api/sessions/ses_missing/messages").await.error(StatusCode::NOT_FOUND);
+    fx.get("/api/sessions/ses_missing/diff").await.error(StatusCode::NOT_FOUND);
+    fx.post_empty("/api/sessions/ses_missing/archive").await.error(StatusCode::NOT_FOUND);
+    fx.delete("/api/sessions/ses_missing").await.error(StatusCode::NOT_FOUND);
+    fx.delete("/api/sessions/bogus").await.error(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn sessions_are_archived_unarchived_and_deleted() {
+    let fx = monitored().await;
+    Mock::given(method("PATCH"))
+        .and(path("/session/ses_idle"))
+        .respond_with(json_reply(session_json("ses_idle", "/elsewhere", 0)))
+        .expect(2)
+        .mount(&fx.opencode)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/session/ses_idle"))
+        .respond_with(json_reply(json!(true)))
+        .expect(1)
+        .mount(&fx.opencode)
+        .await;
+    let archived = fx.post_empty("/api/sessions/ses_idle/archive").await;
+    assert_eq!(archived.status, StatusCode::OK, "{}", archived.text);
+    assert_eq!(
+        (archived.json["sessionId"].clone(), archived.json["archived"].clone()),
+        (json!("ses_idle"), json!(true))
+    );
+    assert_eq!(fx.post_empty("/api/sessions/ses_idle/unarchive").await.json["archived"], false);
+    let deleted = fx.delete("/api/sessions/ses_idle").await;
+    assert_eq!(deleted.json["deleted"], true, "{}", deleted.text);
+}
+
+#[tokio::test]
+async fn opencode_errors_are_gateway_errors() {
+    let fx = monitored().await;
+    Mock::given(method("PATCH"))
+        .and(path("/session/ses_idle"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw(
+            json!({"name": "UnknownError", "data": {"message": "database is locked"}}).to_string(),
+            "application/json",
+        ))
+        .mount(&fx.opencode)
+        .await;
+    let detail =
+        fx.post_empty("/api/sessions/ses_idle/archive").await.error(StatusCode::BAD_GATEWAY);
+    assert!(detail.contains("database is locked"), "{detail}");
+}
