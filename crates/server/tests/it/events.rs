@@ -101,3 +101,40 @@ async fn a_client_sees_a_snapshot_then_task_events_and_resumes_by_last_event_id(
         .expect("join")
         .expect("served");
 }
+
+#[tokio::test]
+async fn a_client_that_falls_behind_is_disconnected_without_slowing_the_harness() {
+    let fx = Fixture::new().await;
+    let response = tower::ServiceExt::oneshot(
+        fx.app.clone(),
+        request(axum::http::Method::GET, "/api/events", None),
+    )
+    .await
+    .expect("router");
+    assert_eq!(response.status(), 200);
+    // The client reads nothing while far more events than the channel holds are emitted;
+    // emitting must not wait for it.
+    let started = std::time::Instant::now();
+    for version in 1..=5000 {
+        fx.state.harness().bus().emit(openloom_core::Event::new(
+            "task_flood".into(),
+            version,
+            openloom_core::EventPayload::LogLine { summary: "flood".into() },
+        ));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "emitting was slowed by a stalled client");
+    // Now the stream yields its snapshot and ends instead of replaying a gap.
+    let body = tokio::time::timeout(
+        Duration::from_secs(5),
+        axum::body::to_bytes(response.into_body(), usize::MAX),
+    )
+    .await
+    .expect("the lagging stream is closed")
+    .expect("body");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("event: snapshot"), "{text}");
+    assert!(
+        !text.contains("event: task"),
+        "a lagging client must resynchronise, not get a gappy stream: {text}"
+    );
+}
