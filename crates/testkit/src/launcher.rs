@@ -57,7 +57,8 @@ impl Launcher {
             if binary.is_file() {
                 return Ok(Self::from_binary(binary));
             }
-            // A set but wrong variable is a mistake worth reporting, not skipping.
+            // A set but wrong variable is a mistake: say so rather than quietly
+            // falling back to another binary.
             return Err(Error::OpencodeNotFound {
                 searched: format!("{OPENCODE_BIN_ENV}={} is not a file", binary.display()),
             });

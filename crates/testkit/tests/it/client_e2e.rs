@@ -12,8 +12,8 @@ use openloom_core::{
 };
 use openloom_opencode::{Error, EventScope, OpencodeClient, Secret, Settings, StreamItem};
 use openloom_testkit::{
-    E2e, OpencodeOptions, OpencodeServer, PINNED_OPENCODE_VERSION, Reply, Script, Turn, Usage,
-    require_opencode,
+    E2e, OpencodeOptions, OpencodeServer, PINNED_OPENCODE_VERSION, Reply, Script, TITLE_MODEL_ID,
+    TITLE_REPLY, Turn, Usage, require_opencode,
 };
 
 /// Generous bound for one scripted turn; a turn normally takes 1–2 s.
@@ -127,12 +127,14 @@ async fn prompt_writes_the_file_reports_tokens_and_goes_busy_then_idle() {
 }
 
 #[tokio::test]
-async fn prompt_and_wait_returns_the_final_answer() {
+async fn prompt_and_wait_returns_the_final_answer_and_untitled_sessions_get_a_title() {
     let launcher = require_opencode!();
     let env =
         E2e::start(&launcher, Script::new().text("synchronous answer")).await.expect("starts");
     let client = client_for(&env.opencode);
-    let session = new_session(&client, &env, "e2e: sync").await;
+    // No title: OpenCode asks its small model for one, which the kit answers apart.
+    let session =
+        client.create_session(&env.workspace.directory(), "").await.expect("create").as_ref();
 
     let answer = client.prompt_and_wait(&session, "Answer now", None).await.expect("answer");
 
@@ -142,6 +144,17 @@ async fn prompt_and_wait_returns_the_final_answer() {
     assert_eq!(answer.error, None);
     let tokens = answer.tokens.expect("tokens");
     assert_eq!((tokens.input, tokens.output), (100, 20), "the scripted default usage");
+    assert_eq!(env.model.requests().len(), 1, "the title request used no scripted turn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let title = client.session(&session.id).await.expect("session").title;
+        if title == TITLE_REPLY {
+            break;
+        }
+        assert!(Instant::now() < deadline, "title never set, still {title:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(env.model.all_requests().iter().any(|r| r.model == TITLE_MODEL_ID));
 }
 
 #[tokio::test]
