@@ -6,7 +6,7 @@ use std::sync::Once;
 use crate::launcher::{Launcher, OpencodeOptions, OpencodeServer};
 use crate::model::{Script, ScriptedModel};
 use crate::workspace::GitWorkspace;
-use crate::{Error, INSTALL_HINT};
+use crate::Error;
 
 /// Environment variable: `required` turns a missing OpenCode into a test failure
 /// (CI sets it); anything else lets e2e tests skip.
@@ -15,7 +15,8 @@ pub const E2E_ENV: &str = "OPENLOOM_E2E";
 /// The launcher for an end-to-end test, or `None` when OpenCode is missing and the
 /// test should return early.
 ///
-/// When skipping, one line per test process says how to install OpenCode. It is
+/// When skipping, one line per test process says why and how to install OpenCode
+/// (the error carries [`INSTALL_HINT`](crate::INSTALL_HINT)). It is
 /// written to stderr directly (not with `eprintln!`, which the test harness
 /// captures) so it shows up in a normal `cargo test` run.
 ///
@@ -33,7 +34,7 @@ pub fn e2e_launcher() -> Option<Launcher> {
             SKIP_NOTICE.call_once(|| {
                 let _ = writeln!(
                     std::io::stderr(),
-                    "openloom e2e: skipping OpenCode tests ({error}). To run them, {INSTALL_HINT}."
+                    "openloom e2e: skipping the OpenCode tests: {error}"
                 );
             });
             None
