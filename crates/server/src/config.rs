@@ -30,7 +30,7 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Interval of SSE heartbeat comments.
     pub heartbeat: Duration,
-    /// Tasks sent in an SSE snapshot and in `/api/state`.
+    /// Tasks sent in an SSE snapshot.
     pub snapshot_tasks: usize,
     /// The session monitor's pace.
     pub monitor: MonitorConfig,

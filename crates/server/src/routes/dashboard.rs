@@ -37,7 +37,8 @@ pub fn without_credentials(url: &str) -> String {
 pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
     let snapshot = state.monitor().snapshot();
     let version = state.store().store_version().await?;
-    let limit = state.config().snapshot_tasks;
+    // The first page, as `GET /api/tasks` gives it; older pages come from there.
+    let limit = crate::routes::tasks::DEFAULT_PAGE;
     let tasks = state.store().list_tasks(&TaskQuery::newest(limit)).await?;
     let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id.clone())).flatten();
     let counts = state.store().count_by_status().await?;
