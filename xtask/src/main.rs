@@ -42,7 +42,10 @@ fn main() -> Result<()> {
 
 fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(Path::to_path_buf).context("xtask must live one level below the workspace root")
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask must live one level below the workspace root")
 }
 
 /// Runs a command in the workspace root, failing with the command line if it fails.
@@ -82,7 +85,17 @@ fn ci(root: &Path) -> Result<()> {
 fn layering(root: &Path) -> Result<()> {
     eprintln!("\n==> layering: openloom-core depends on none of {FORBIDDEN_IN_CORE:?}");
     let output = Command::new("cargo")
-        .args(["tree", "-p", "openloom-core", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .args([
+            "tree",
+            "-p",
+            "openloom-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
         .current_dir(root)
         .output()
         .context("could not run cargo tree")?;
@@ -98,7 +111,9 @@ fn layering(root: &Path) -> Result<()> {
         })
         .collect();
     if !offending.is_empty() {
-        bail!("openloom-core must not depend on HTTP/SQL/web crates, but depends on: {offending:?}");
+        bail!(
+            "openloom-core must not depend on HTTP/SQL/web crates, but depends on: {offending:?}"
+        );
     }
     Ok(())
 }
@@ -111,11 +126,17 @@ fn e2e_setup(root: &Path) -> Result<()> {
         eprintln!("\n==> OpenCode already installed at {}", binary.display());
         return Ok(());
     }
-    std::fs::create_dir_all(&prefix).with_context(|| format!("could not create {}", prefix.display()))?;
+    std::fs::create_dir_all(&prefix)
+        .with_context(|| format!("could not create {}", prefix.display()))?;
     let package = format!("opencode-linux-x64@{OPENCODE_VERSION}");
     let prefix_arg = prefix.to_string_lossy().into_owned();
-    run(root, "npm", &["install", "--no-audit", "--no-fund", "--prefix", &prefix_arg, &package], &[])
-        .context("installing OpenCode needs Node.js and npm (apt-get install nodejs npm)")?;
+    run(
+        root,
+        "npm",
+        &["install", "--no-audit", "--no-fund", "--prefix", &prefix_arg, &package],
+        &[],
+    )
+    .context("installing OpenCode needs Node.js and npm (apt-get install nodejs npm)")?;
     if !binary.exists() {
         bail!("npm finished but {} is missing", binary.display());
     }

@@ -187,7 +187,8 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
             return Ok(FileConfig::default());
         }
         Err(e) => {
-            return Err(e).with_context(|| format!("could not read config file {}", path.display()));
+            return Err(e)
+                .with_context(|| format!("could not read config file {}", path.display()));
         }
     };
     if text.trim().is_empty() {

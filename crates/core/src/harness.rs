@@ -374,6 +374,23 @@ impl Harness {
     ) -> Result<Option<Decision>> {
         let now = Utc::now();
         let spec = &task.spec;
+        if awaiting_reply(messages, now) {
+            // Our last prompt has no answer yet; OpenCode may not even report the
+            // session busy so soon. Judging the old transcript now would verify (or
+            // nudge) the same claim twice, so wait for the answer.
+            if trigger == Trigger::Event {
+                return Ok(None);
+            }
+            let summary = "Prompt sent; waiting for the agent to answer";
+            return Ok(Some(self.progress_decision(
+                task,
+                TaskStatus::Running,
+                summary,
+                "awaiting reply",
+                0,
+                now,
+            )));
+        }
         let busy = activity == SessionActivity::Busy || self.dialogue.is_busy(messages);
         if busy {
             let summary = "Agent is busy";
@@ -916,6 +933,18 @@ impl Harness {
             Err(error) => tracing::warn!(%error, "could not load active sessions"),
         }
     }
+}
+
+/// How long a prompt without an answer counts as "the agent is about to answer".
+/// Longer than that, the answer is taken as lost and the task is judged as it is.
+const REPLY_GRACE: chrono::Duration = chrono::Duration::seconds(120);
+
+/// True when the newest message is a recent user prompt with no answer after it.
+fn awaiting_reply(messages: &[AgentMessage], now: DateTime<Utc>) -> bool {
+    messages.last().is_some_and(|last| {
+        last.role == crate::agent::Role::User
+            && last.created_at.is_some_and(|at| now - at < REPLY_GRACE)
+    })
 }
 
 async fn next_event(

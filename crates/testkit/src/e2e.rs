@@ -3,10 +3,10 @@
 use std::io::Write as _;
 use std::sync::Once;
 
+use crate::Error;
 use crate::launcher::{Launcher, OpencodeOptions, OpencodeServer};
 use crate::model::{Script, ScriptedModel};
 use crate::workspace::GitWorkspace;
-use crate::Error;
 
 /// Environment variable: `required` turns a missing OpenCode into a test failure
 /// (CI sets it); anything else lets e2e tests skip.

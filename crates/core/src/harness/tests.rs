@@ -284,7 +284,7 @@ async fn an_idle_event_reacts_to_a_reported_step_at_once() {
 
 #[tokio::test]
 async fn a_busy_session_is_left_alone() {
-    let f = fixture(MemoryAgent::replying(&[]));
+    let f = fixture(MemoryAgent::replying(&["on it"]));
     let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
     f.harness.tick().await.expect("start");
     let session = f.task(&id).await.active_session_id.expect("session");
@@ -303,6 +303,24 @@ async fn a_busy_session_is_left_alone() {
     let task = f.task(&id).await;
     assert_eq!(task.status, TaskStatus::Waiting);
     assert!(task.last_summary.expect("summary").contains("rate limited"));
+}
+
+#[tokio::test]
+async fn a_prompt_not_yet_answered_is_not_judged_again() {
+    // The agent has not answered the bootstrap yet (and OpenCode may not say busy).
+    let f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let before = f.task(&id).await;
+    f.harness.check_now(&id, Trigger::Event).await.expect("event check");
+    assert_eq!(f.task(&id).await, before, "an event check records nothing");
+
+    f.check_due(&id).await;
+    assert_eq!(
+        f.task(&id).await.last_summary.as_deref(),
+        Some("Prompt sent; waiting for the agent to answer")
+    );
+    assert_eq!(f.prompts().len(), 1, "no periodic prompt on top of an unanswered one");
 }
 
 #[tokio::test]

@@ -1,0 +1,243 @@
+//! `openloom watch` against the real OpenCode, driven by the scripted model: the
+//! whole loop, harness → OpenCode → model → files on disk.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
+
+use crate::common::{Run, Sandbox, wait_with_deadline};
+
+/// Most time one `watch` may take; the event stream makes each step take about a
+/// second, the 10 s interval is only the fallback.
+const WATCH_LIMIT: Duration = Duration::from_secs(120);
+
+const BOOTSTRAP: &str = "You are executing an OpenLoom harness task";
+
+fn sandbox_for(env: &E2e) -> Sandbox {
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    sandbox
+}
+
+fn spec(env: &E2e, body: &str) -> String {
+    format!("workspace: {}\ncheck_interval_seconds: 10\n{body}", env.workspace.directory())
+}
+
+/// Runs `openloom watch` to its end. The wait happens off the test's runtime, which
+/// also serves the scripted model.
+async fn watch(sandbox: &Sandbox, spec_file: &str) -> Run {
+    finish(start_watch(sandbox, spec_file), WATCH_LIMIT).await
+}
+
+fn start_watch(sandbox: &Sandbox, spec_file: &str) -> std::process::Child {
+    sandbox
+        .command(&["watch", spec_file])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start watch")
+}
+
+async fn finish(child: std::process::Child, limit: Duration) -> Run {
+    tokio::task::spawn_blocking(move || wait_with_deadline(child, limit)).await.expect("join")
+}
+
+fn tasks(sandbox: &Sandbox) -> Vec<serde_json::Value> {
+    let run = sandbox.run(&["status", "--json"]);
+    serde_json::from_str(&run.stdout).expect("status --json")
+}
+
+fn prompts_containing(env: &E2e, needle: &str) -> usize {
+    env.model
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.last_role() == Some("user") && r.last_user_text().is_some_and(|t| t.contains(needle))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn watch_drives_three_steps_to_completion_and_the_file_is_on_disk() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let hello = env.workspace.file("hello.txt");
+    env.model.push_turn(
+        Turn::reply(Reply::write_file(&hello, "hello from the agent\n")).when_user_says(BOOTSTRAP),
+    );
+    env.model
+        .push_turn(Turn::reply(Reply::text("Wrote hello.txt.\nSTEP DONE: 1")).when_tool_result());
+    env.model.push_turn(
+        Turn::reply(Reply::text("Reviewed.\nSTEP DONE: 2")).when_user_says("Focus on step 2"),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("All good.\nSTEP DONE: 3\nTASK COMPLETE"))
+            .when_user_says("Focus on step 3"),
+    );
+
+    let sandbox = sandbox_for(&env);
+    sandbox.write(
+        "spec.yaml",
+        &spec(&env, "name: Three steps\ngoal: Write hello.txt\nsteps: [Write hello.txt, Review it, Finish]\n"),
+    );
+    let run = watch(&sandbox, "spec.yaml").await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("COMPLETE"), "{}", run.stdout);
+    assert_eq!(env.workspace.read("hello.txt").as_deref(), Some("hello from the agent\n"));
+
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["status"], "completed");
+    assert_eq!(tasks[0]["completed_steps"], serde_json::json!([1, 2, 3]));
+    assert_eq!(prompts_containing(&env, BOOTSTRAP), 1, "one bootstrap prompt");
+}
+
+#[tokio::test]
+async fn an_agent_asking_to_proceed_is_answered_and_continues() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    env.model.push_turn(
+        Turn::reply(Reply::text("I have a plan. Should I proceed?")).when_user_says(BOOTSTRAP),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Done.\nSTEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says("proceed autonomously"),
+    );
+    let sandbox = sandbox_for(&env);
+    sandbox.write("spec.yaml", &spec(&env, "name: Ask first\ngoal: g\nsteps: [Do it]\n"));
+    let run = watch(&sandbox, "spec.yaml").await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Auto-continued"), "{}", run.stdout);
+    assert_eq!(prompts_containing(&env, "Yes — proceed autonomously with step 1"), 1);
+}
+
+#[tokio::test]
+async fn opencode_restarting_mid_task_neither_fails_nor_duplicates_it() {
+    let launcher = require_opencode!();
+    let mut env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
+    env.model.push_turn(
+        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says("periodic check")
+            .repeating(),
+    );
+    let sandbox = sandbox_for(&env);
+    sandbox.write("spec.yaml", &spec(&env, "name: Survives restarts\ngoal: g\nsteps: [Do it]\n"));
+    let child = start_watch(&sandbox, "spec.yaml");
+
+    // Once the agent has answered the bootstrap, take OpenCode away long enough for
+    // a scheduled check to hit it, then bring it back on the same port and data.
+    env.model
+        .wait_for_requests(1, Duration::from_secs(30))
+        .await
+        .expect("bootstrap reaches the model");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.opencode.kill().await.expect("kill OpenCode");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    env.opencode.restart().await.expect("restart OpenCode");
+
+    let run = finish(child, WATCH_LIMIT).await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("waiting"), "the outage was recorded: {}", run.stdout);
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["session_ids"].as_array().map(Vec::len), Some(1), "no second session");
+    assert_eq!(prompts_containing(&env, BOOTSTRAP), 1, "no second bootstrap");
+}
+
+#[tokio::test]
+async fn a_second_watch_resumes_the_open_task_instead_of_starting_another() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
+    env.model.push_turn(
+        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says("periodic check")
+            .repeating(),
+    );
+    let sandbox = sandbox_for(&env);
+    sandbox.write("spec.yaml", &spec(&env, "name: Resumable\ngoal: g\nsteps: [Do it]\n"));
+
+    let first = start_watch(&sandbox, "spec.yaml");
+    env.model
+        .wait_for_requests(1, Duration::from_secs(30))
+        .await
+        .expect("bootstrap reaches the model");
+    // Ctrl-C, as a user would.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(first.id()).expect("pid fits"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("send SIGINT");
+    let interrupted = finish(first, Duration::from_secs(20)).await;
+    assert_eq!(interrupted.code, Some(130), "{interrupted:?}");
+    assert!(
+        interrupted.stdout.contains("run `openloom watch spec.yaml` again"),
+        "{}",
+        interrupted.stdout
+    );
+
+    let second = watch(&sandbox, "spec.yaml").await;
+    assert_eq!(second.code, Some(0), "stdout:\n{}\nstderr:\n{}", second.stdout, second.stderr);
+    assert!(second.stdout.contains("resuming task"), "{}", second.stdout);
+    assert_eq!(tasks(&sandbox).len(), 1, "one task, not two");
+    assert_eq!(prompts_containing(&env, BOOTSTRAP), 1, "one agent on the workspace");
+}
+
+#[tokio::test]
+async fn a_false_completion_claim_is_sent_back_until_the_file_exists() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let done = env.workspace.file("done.txt");
+    env.model.push_turn(
+        Turn::reply(Reply::text("All finished!\nTASK COMPLETE")).when_user_says(BOOTSTRAP),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::write_file(&done, "done\n")).when_user_says("verification failed"),
+    );
+    env.model.push_turn(Turn::reply(Reply::text("Fixed it.\nTASK COMPLETE")).when_tool_result());
+    let sandbox = sandbox_for(&env);
+    sandbox.write(
+        "spec.yaml",
+        &spec(&env, "name: Verified\ngoal: Create done.txt\nchecks:\n  - file_exists: done.txt\n"),
+    );
+    let run = watch(&sandbox, "spec.yaml").await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("Checks for task completion failed (file_exists: done.txt)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Completion verified"), "{}", run.stdout);
+    let feedback = env
+        .model
+        .requests()
+        .iter()
+        .filter_map(|r| r.last_user_text())
+        .find(|t| t.contains("verification failed"))
+        .expect("the agent was told");
+    assert!(feedback.contains("Check: file_exists: done.txt"), "{feedback}");
+    assert!(done.exists());
+}
+
+#[tokio::test]
+async fn an_agent_that_never_fixes_its_claim_fails_with_the_evidence() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    env.model.push_turn(Turn::reply(Reply::text("TASK COMPLETE")).when_user_prompt().repeating());
+    let sandbox = sandbox_for(&env);
+    sandbox.write(
+        "spec.yaml",
+        &spec(
+            &env,
+            "name: Never fixed\ngoal: Create done.txt\nmax_verification_rounds: 2\nchecks:\n  - file_exists: done.txt\n",
+        ),
+    );
+    let run = watch(&sandbox, "spec.yaml").await;
+    assert_eq!(run.code, Some(1), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("FAILED"), "{}", run.stdout);
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks[0]["status"], "failed");
+    let id = tasks[0]["id"].as_str().expect("id");
+    let log = sandbox.run(&["log", id]);
+    assert!(log.stdout.contains("FAIL    file_exists: done.txt"), "{}", log.stdout);
+    assert!(log.stdout.contains("failed 2 times"), "{}", log.stdout);
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the `openloom` binary: the real binary in a temp dir, and
+//! (in `e2e`) against the real OpenCode driven by the scripted model.
+
+mod common;
+mod e2e;
+mod offline;

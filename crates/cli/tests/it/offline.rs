@@ -1,0 +1,144 @@
+//! The commands that need no OpenCode: init, status, log, verify, bad input.
+
+use chrono::Utc;
+use openloom_core::{CheckLogEntry, Store, Task, TaskId, TaskSpec, TaskStatus, TaskUpdate};
+use openloom_store_sqlite::SqliteStore;
+
+use crate::common::Sandbox;
+
+#[test]
+fn init_writes_a_spec_once_and_says_how_to_force() {
+    let sandbox = Sandbox::new();
+    let first = sandbox.run(&["init"]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let spec = std::fs::read_to_string(sandbox.path().join("openloom.yaml")).expect("written");
+    assert!(spec.contains("steps:") && spec.contains("goal:"), "{spec}");
+
+    let second = sandbox.run(&["init"]);
+    assert_eq!(second.code, Some(2));
+    assert!(
+        second.stderr.contains("already exists") && second.stderr.contains("--force"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(std::fs::read_to_string(sandbox.path().join("openloom.yaml")).expect("kept"), spec);
+
+    let forced = sandbox.run(&["init", "--force", "--path", "other.yaml"]);
+    assert_eq!(forced.code, Some(0), "{forced:?}");
+    assert!(sandbox.path().join("other.yaml").exists());
+}
+
+#[test]
+fn a_bad_spec_is_reported_with_file_and_line() {
+    let sandbox = Sandbox::new();
+    sandbox.write("broken.yaml", "name: x\nsteps:\n  - title: ok\n  - acceptance: [no title]\n");
+    let run = sandbox.run(&["watch", "broken.yaml"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("broken.yaml"), "{}", run.stderr);
+    assert!(run.stderr.contains("steps[1]"), "{}", run.stderr);
+
+    let missing = sandbox.run(&["watch", "nope.yaml"]);
+    assert_eq!(missing.code, Some(2));
+    assert!(missing.stderr.contains("openloom init"), "{}", missing.stderr);
+}
+
+#[test]
+fn watch_without_opencode_says_how_to_start_it() {
+    let sandbox = Sandbox::new();
+    sandbox.run(&["init"]);
+    let run = sandbox.run(&["watch"]);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(run.stderr.contains("not reachable at http://127.0.0.1:9"), "{}", run.stderr);
+    assert!(run.stderr.contains("OPENLOOM_OPENCODE_URL"), "{}", run.stderr);
+}
+
+#[test]
+fn status_on_an_empty_store_says_how_to_start() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["status"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("No tasks"), "{}", run.stdout);
+    let json = sandbox.run(&["status", "--json"]);
+    assert_eq!(json.stdout.trim(), "[]");
+}
+
+async fn seed(sandbox: &Sandbox, ids: &[&str]) {
+    let store = SqliteStore::open(sandbox.database()).await.expect("open store");
+    for id in ids {
+        let spec = TaskSpec::new(format!("task {id}"), sandbox.path().to_string_lossy(), "goal");
+        store.create_task(&Task::new(TaskId::from(*id), spec, Utc::now())).await.expect("create");
+        let entry =
+            CheckLogEntry::new(Utc::now(), TaskStatus::Running, format!("checked {id}"), "");
+        let update = TaskUpdate { status: Some(TaskStatus::Running), ..TaskUpdate::default() };
+        store.update_task(&TaskId::from(*id), &update, Some(&entry)).await.expect("update");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn status_and_log_show_tasks_and_refuse_ambiguous_prefixes() {
+    let sandbox = Sandbox::new();
+    seed(&sandbox, &["task_aaa111", "task_aaa222", "task_bbb333"]).await;
+
+    let status = sandbox.run(&["status"]);
+    assert_eq!(status.code, Some(0), "{status:?}");
+    for id in ["task_aaa111", "task_aaa222", "task_bbb333"] {
+        assert!(status.stdout.contains(id), "{}", status.stdout);
+    }
+    assert!(status.stdout.contains("running"));
+
+    let ambiguous = sandbox.run(&["log", "task_aaa"]);
+    assert_eq!(ambiguous.code, Some(4), "{ambiguous:?}");
+    assert!(
+        ambiguous.stderr.contains("task_aaa111") && ambiguous.stderr.contains("task_aaa222"),
+        "{}",
+        ambiguous.stderr
+    );
+
+    let log = sandbox.run(&["log", "task_b"]);
+    assert_eq!(log.code, Some(0), "{log:?}");
+    assert!(log.stdout.contains("checked task_bbb333"), "{}", log.stdout);
+
+    let json = sandbox.run(&["log", "task_bbb333", "--json"]);
+    let line: serde_json::Value =
+        serde_json::from_str(json.stdout.lines().next().expect("a line")).expect("json");
+    assert_eq!(line["summary"], "checked task_bbb333");
+
+    let none = sandbox.run(&["log", "task_zzz"]);
+    assert_eq!(none.code, Some(4));
+}
+
+#[test]
+fn verify_runs_the_checks_and_fails_on_a_failing_one() {
+    let sandbox = Sandbox::new();
+    sandbox.write("present.txt", "hello world\n");
+    sandbox.write(
+        "spec.yaml",
+        "name: verify me\ngoal: g\nsteps:\n  - title: one\n    checks:\n      - file_exists: present.txt\n\
+         checks:\n  - file_contains: {path: present.txt, pattern: \"hello\"}\n  - run: \"exit 3\"\n",
+    );
+    let run = sandbox.run(&["verify", "spec.yaml"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stdout.contains("file_exists: present.txt"), "{}", run.stdout);
+    assert!(run.stdout.contains("PASS") && run.stdout.contains("FAIL"), "{}", run.stdout);
+
+    sandbox.write("ok.yaml", "name: ok\ngoal: g\nchecks:\n  - file_exists: present.txt\n");
+    let ok = sandbox.run(&["verify", "ok.yaml"]);
+    assert_eq!(ok.code, Some(0), "{ok:?}");
+
+    sandbox.write("none.yaml", "name: none\ngoal: g\n");
+    let none = sandbox.run(&["verify", "none.yaml"]);
+    assert_eq!(none.code, Some(2));
+    assert!(none.stderr.contains("no executable checks"), "{}", none.stderr);
+}
+
+#[test]
+fn help_documents_every_command_and_the_exit_codes() {
+    let sandbox = Sandbox::new();
+    let help = sandbox.run(&["--help"]);
+    for word in ["init", "watch", "status", "log", "verify", "plan", "Exit codes"] {
+        assert!(help.stdout.contains(word), "missing {word}: {}", help.stdout);
+    }
+    let version = sandbox.run(&["--version"]);
+    assert!(version.stdout.starts_with("openloom "), "{}", version.stdout);
+}
