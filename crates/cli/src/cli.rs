@@ -50,6 +50,18 @@ pub enum Command {
         /// Start a new task even if an unfinished one exists for this spec.
         #[arg(long)]
         fresh: bool,
+        /// Also serve the dashboard API (as `serve` does) while watching.
+        #[arg(long)]
+        ui: bool,
+        /// Server options, used with --ui.
+        #[command(flatten)]
+        server: ServeArgs,
+    },
+    /// Serve the REST API and live events for every task, and drive the tasks.
+    Serve {
+        /// Server options.
+        #[command(flatten)]
+        server: ServeArgs,
     },
     /// List tasks: id, name, status, progress and the last summary.
     Status {
@@ -95,4 +107,22 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// Where and how the API server listens.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to bind [default: 127.0.0.1]. Anything but loopback needs an API token.
+    #[arg(long, env = "OPENLOOM_UI_HOST", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Port to bind [default: 55413]; 0 picks a free one.
+    #[arg(long, env = "OPENLOOM_UI_PORT", value_name = "PORT")]
+    pub port: Option<u16>,
+    /// API token every request must carry (Authorization: Bearer). Prefer the
+    /// environment variable: a flag shows in the process list.
+    #[arg(long, env = "OPENLOOM_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Extra host names the server answers to (behind a proxy), repeatable.
+    #[arg(long = "public-host", value_name = "NAME")]
+    pub public_hosts: Vec<String>,
 }

@@ -58,6 +58,7 @@ struct FileConfig {
     ui_host: Option<String>,
     ui_port: Option<u16>,
     api_token: Option<String>,
+    public_hosts: Option<Vec<String>>,
 }
 
 /// Roots as a YAML list or a ':'-separated string.
@@ -89,6 +90,8 @@ pub struct Settings {
     pub ui_port: u16,
     /// API token required by the server, if any.
     pub api_token: Option<String>,
+    /// Extra host names the server answers to.
+    pub public_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -103,6 +106,7 @@ impl std::fmt::Debug for Settings {
             .field("ui_host", &self.ui_host)
             .field("ui_port", &self.ui_port)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("public_hosts", &self.public_hosts)
             .finish()
     }
 }
@@ -163,7 +167,25 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_UI_HOST.to_owned()),
             ui_port: ui_port.unwrap_or(DEFAULT_UI_PORT),
             api_token: api_token.or(file.api_token),
+            public_hosts: file.public_hosts.unwrap_or_default(),
         })
+    }
+
+    /// These settings with the server flags applied (flags and their environment
+    /// variables win over the config file).
+    pub fn with_server_args(&self, args: &crate::cli::ServeArgs) -> Settings {
+        let mut settings = self.clone();
+        if let Some(host) = &args.host {
+            settings.ui_host = host.clone();
+        }
+        if let Some(port) = args.port {
+            settings.ui_port = port;
+        }
+        if let Some(token) = args.token.as_ref().filter(|t| !t.is_empty()) {
+            settings.api_token = Some(token.clone());
+        }
+        settings.public_hosts.extend(args.public_hosts.iter().cloned());
+        settings
     }
 
     /// The workspace policy these settings describe.
@@ -197,7 +219,7 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
     serde_yaml::from_str(&text).with_context(|| {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
-             database, allowed_roots, strict_roots, ui_host, ui_port, api_token",
+             database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts",
             path.display()
         )
     })

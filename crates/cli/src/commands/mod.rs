@@ -4,6 +4,7 @@ mod init;
 mod log;
 mod parts;
 mod plan;
+mod serve;
 mod status;
 mod verify;
 mod watch;
@@ -22,7 +23,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
     tracing::debug!(?settings, "settings resolved");
     match cli.command {
         Command::Init { path, force } => init::run(&cwd, &path, force),
-        Command::Watch { spec, fresh } => watch::run(&settings, &spec, fresh).await,
+        Command::Watch { spec, fresh, ui, server } => {
+            let ui = ui.then(|| settings.with_server_args(&server));
+            watch::run(&settings, &spec, fresh, ui).await
+        }
+        Command::Serve { server } => serve::run(&settings.with_server_args(&server)).await,
         Command::Status { json, limit } => status::run(&settings, json, limit).await,
         Command::Log { task, json, limit } => log::run(&settings, &task, json, limit).await,
         Command::Verify { spec, json } => verify::run(&settings, &spec, json).await,

@@ -14,7 +14,13 @@ use crate::config::Settings;
 use crate::console::ConsoleSink;
 use crate::exit::{self, coded};
 
-pub async fn run(settings: &Settings, spec_path: &Path, fresh: bool) -> Result<u8> {
+/// `ui`: the settings to serve the API with while watching (`--ui`), if asked.
+pub async fn run(
+    settings: &Settings,
+    spec_path: &Path,
+    fresh: bool,
+    ui: Option<Settings>,
+) -> Result<u8> {
     let spec = parts::load_spec(spec_path)?;
     settings
         .workspace_policy()
@@ -28,7 +34,11 @@ pub async fn run(settings: &Settings, spec_path: &Path, fresh: bool) -> Result<u
     let console = Arc::new(ConsoleSink::new());
     bus.add_sink(console.clone());
     let mut events = bus.receiver();
-    let harness = parts::harness(settings, store.clone(), client, bus);
+    let harness = parts::harness(settings, store.clone(), client.clone(), bus);
+    let server = match &ui {
+        Some(ui) => Some(super::serve::bind(ui, &harness, store.clone(), &client).await?),
+        None => None,
+    };
 
     let task_id = match open_task_for(store.as_ref(), &spec).await? {
         Some(task) if !fresh => {
@@ -54,9 +64,16 @@ pub async fn run(settings: &Settings, spec_path: &Path, fresh: bool) -> Result<u
     if spec.has_checks() {
         println!("  verified:  completion needs the spec's checks to pass");
     }
+    let (stop, stop_signal) = tokio::sync::watch::channel(false);
+    let served = server.map(|server| {
+        println!("  dashboard: http://{}", server.local_addr());
+        let mut stopped = stop_signal.clone();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
     println!();
 
-    let (stop, stop_signal) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(Arc::clone(&harness).run(stop_signal));
     let outcome = tokio::select! {
         outcome = wait_for_end(&harness, &task_id, &mut events) => outcome,
@@ -64,6 +81,9 @@ pub async fn run(settings: &Settings, spec_path: &Path, fresh: bool) -> Result<u
     };
     let _ = stop.send(true);
     let _ = runner.await;
+    if let Some(served) = served {
+        let _ = served.await;
+    }
     // Give the console sink a moment to print the last lines.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 

@@ -1,0 +1,167 @@
+//! `openloom serve`: start-up rules, graceful shutdown, and a task created over HTTP
+//! that the real OpenCode completes while `/api/events` reports it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
+
+use crate::common::{Run, Sandbox, wait_with_deadline};
+
+/// A running `openloom serve` and the address it printed.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Served {
+    fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Served {
+        let mut command = sandbox.command(&["serve", "--port", "0"]);
+        command.envs(extra_env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start serve");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("a banner line").expect("utf8");
+        let base = first
+            .strip_prefix("openloom: serving ")
+            .expect("banner names the URL")
+            .trim()
+            .to_owned();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Served { child, base }
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    async fn stop(self) -> Run {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let child = self.child;
+        tokio::task::spawn_blocking(move || wait_with_deadline(child, Duration::from_secs(20)))
+            .await
+            .expect("join")
+    }
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["serve", "--host", "0.0.0.0", "--port", "0"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("without an API token") && run.stderr.contains("OPENLOOM_API_TOKEN"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn serve_answers_without_opencode_and_stops_gracefully_on_sigterm() {
+    let sandbox = Sandbox::new();
+    let served = Served::start(&sandbox, &[]);
+    let client = reqwest::Client::new();
+    let tasks: serde_json::Value = client
+        .get(format!("{}/api/tasks", served.base))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tasks["tasks"], serde_json::json!([]), "{tasks}");
+    let state = client.get(format!("{}/api/state", served.base)).send().await.expect("GET");
+    assert_eq!(state.status(), 200);
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+#[tokio::test]
+async fn a_task_created_over_http_completes_and_the_event_stream_shows_it() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let report = env.workspace.file("report.txt");
+    env.model.push_turn(
+        Turn::reply(Reply::write_file(&report, "ok\n"))
+            .when_user_says("You are executing an OpenLoom harness task"),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Written.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
+    );
+
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    let served = Served::start(&sandbox, &[]);
+    let client = reqwest::Client::new();
+
+    // Listen first, so no event is missed.
+    let events =
+        client.get(format!("{}/api/events", served.base)).send().await.expect("GET /api/events");
+    assert_eq!(events.status(), 200);
+    let mut events = events.bytes_stream().eventsource();
+
+    let spec = format!(
+        "name: Over HTTP\nworkspace: {}\ncheck_interval_seconds: 10\ngoal: Write report.txt\nsteps: [Write it]\n\
+         checks:\n  - file_exists: report.txt\n",
+        env.workspace.directory()
+    );
+    let created: serde_json::Value = client
+        .post(format!("{}/api/tasks", served.base))
+        .json(&serde_json::json!({ "spec": spec }))
+        .send()
+        .await
+        .expect("POST /api/tasks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(created["ok"], true, "{created}");
+    let task_id = created["taskId"].as_str().expect("taskId").to_owned();
+
+    let mut kinds = Vec::new();
+    let mut last_version = 0;
+    let completed = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(event) = events.next().await {
+            let event = event.expect("well-formed SSE");
+            if event.event != "task" {
+                continue;
+            }
+            let data: serde_json::Value = serde_json::from_str(&event.data).expect("json data");
+            if data["task_id"] != task_id.as_str() {
+                continue;
+            }
+            let version = data["store_version"].as_u64().expect("version");
+            // One write can announce two events (updated + completed): same version.
+            assert!(
+                version >= last_version,
+                "versions never go back: {version} after {last_version}"
+            );
+            assert_eq!(event.id, version.to_string(), "the SSE id is the store version");
+            last_version = version;
+            let kind = data["type"].as_str().expect("type").to_owned();
+            kinds.push(kind.clone());
+            if kind == "completed" {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("completed within 90 s");
+    assert!(completed, "stream ended early: {kinds:?}");
+    assert!(kinds.starts_with(&["created".to_owned(), "started".to_owned()]), "{kinds:?}");
+    assert_eq!(env.workspace.read("report.txt").as_deref(), Some("ok\n"));
+
+    let detail: serde_json::Value = client
+        .get(format!("{}/api/tasks/{task_id}", served.base))
+        .send()
+        .await
+        .expect("GET task")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["task"]["status"], "completed", "{detail}");
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
