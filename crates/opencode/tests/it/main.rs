@@ -2,6 +2,7 @@
 //! with responses captured from a real OpenCode 1.18.34 (`tests/fixtures/`).
 
 mod common;
+mod e2e;
 mod errors;
 mod events;
 mod health;
