@@ -335,6 +335,9 @@ impl Harness {
         let Some(session_id) = task.active_session_id.clone() else {
             return self.start_task(task).await;
         };
+        // A workspace can leave the allowed roots mid-task (deleted, or replaced by a
+        // symlink elsewhere): never verify or prompt in it again.
+        self.workspaces.resolve(&task.workspace)?;
         self.remember_session(&session_id, &task.id);
         let session = SessionRef { id: session_id, directory: task.workspace.clone() };
         let messages = self.agent.messages(&session, self.config.message_limit).await?;

@@ -446,6 +446,19 @@ async fn a_workspace_outside_the_roots_fails_at_start() {
 }
 
 #[tokio::test]
+async fn a_workspace_that_disappears_mid_task_fails_it() {
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let workspace = tempfile_dir::Dir::new();
+    let id = f.harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    drop(workspace);
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(task.error.expect("error").contains("cannot be used"));
+}
+
+#[tokio::test]
 async fn a_one_shot_task_is_prompted_once_and_never_checked() {
     let f = fixture(MemoryAgent::replying(&["ok"]));
     let mut spec = TaskSpec::new("quick", f.workspace.path(), "fix the typo");
