@@ -1,0 +1,168 @@
+//! `openloom-bench`: OpenLoom measured side by side with the Python original it
+//! ports (openloom 0.7.0), in the same run on the same machine.
+//!
+//! Three benchmarks, each against the real OpenCode from the test kit:
+//! 1. **watch** — wall time of `openloom watch` on a scripted three-step task;
+//! 2. **server** — requests/s and latency of `openloom serve` on `GET /api/tasks`
+//!    and `GET /api/state` over 1,000 seeded tasks, with one Rust load generator;
+//! 3. **memory** — resident memory of the idle `openloom serve` (measured in 2).
+//!
+//! Design decision: both programs run as separate processes through their own
+//! command lines (`openloom watch` / `openloom serve` and `python -m openloom …`)
+//! rather than through library calls, because start-up, the event loop and the web
+//! stack are part of what a user waits for. The reference runs from its source tree
+//! with `PYTHONPATH` (its code is never copied into this repository); when it cannot
+//! be imported the run says why on one line and measures ours alone.
+//!
+//! Run: `cargo build --release -p openloom -p openloom-bench &&
+//! OPENLOOM_REFERENCE_PYTHON=/tmp/refvenv/bin/python target/release/openloom-bench`
+//! (or `cargo xtask bench`). All traffic stays on loopback and every load is bounded
+//! in time and in count.
+
+mod load;
+mod machine;
+mod process;
+mod report;
+mod seed;
+mod server;
+mod stats;
+mod subject;
+mod watch;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use openloom_testkit::{Launcher, PINNED_OPENCODE_VERSION};
+
+use crate::load::LoadConfig;
+use crate::server::ServerPlan;
+use crate::subject::Subject;
+
+/// Side-by-side benchmarks of OpenLoom and its Python original.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Which benchmarks to run (server includes the memory figures).
+    #[arg(value_enum, default_values_t = [Which::Watch, Which::Server])]
+    which: Vec<Which>,
+    /// Python interpreter that has the reference's dependencies (httpx, pyyaml,
+    /// fastapi, uvicorn, sse-starlette). Without it only ours is measured.
+    #[arg(long, env = "OPENLOOM_REFERENCE_PYTHON", value_name = "PYTHON")]
+    reference_python: Option<PathBuf>,
+    /// Directory holding the reference's `openloom` package.
+    #[arg(
+        long,
+        env = "OPENLOOM_REFERENCE_SOURCE",
+        default_value = "/work/shared/reference/openloom-0.7.0",
+        value_name = "DIR"
+    )]
+    reference_source: PathBuf,
+    /// Our `openloom` binary [default: next to this executable].
+    #[arg(long, env = "OPENLOOM_BENCH_BIN", value_name = "PATH")]
+    openloom: Option<PathBuf>,
+    /// Runs of the watch benchmark per program (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Measured seconds per endpoint and program.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 20)]
+    connections: usize,
+    /// Tasks seeded into each store for the server benchmark.
+    #[arg(long, default_value_t = 1000)]
+    tasks: usize,
+    /// Seconds a server stays idle after start-up before its memory is read.
+    #[arg(long, default_value_t = 5)]
+    idle_secs: u64,
+    /// Also write the Markdown report to this file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Watch,
+    Server,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let ours = subject::ours(args.openloom.clone())?;
+    let mut subjects = vec![ours.clone()];
+    let reference_line = match &args.reference_python {
+        None => {
+            "reference: skipped (set OPENLOOM_REFERENCE_PYTHON to a Python with its dependencies)"
+                .to_owned()
+        }
+        Some(python) => match subject::reference(python, &args.reference_source).await {
+            Ok(reference) => {
+                let line = match &reference {
+                    Subject::Reference(r) => {
+                        format!("reference: {} ({})", r.versions, r.python.display())
+                    }
+                    Subject::Ours { .. } => String::new(),
+                };
+                subjects.push(reference);
+                line
+            }
+            Err(error) => format!("reference: skipped ({error:#})"),
+        },
+    };
+    eprintln!("bench: {reference_line}");
+    let launcher = match Launcher::find() {
+        Ok(launcher) => launcher,
+        Err(error) => {
+            println!("bench: skipped: OpenCode is needed for every comparative benchmark: {error}");
+            return Ok(());
+        }
+    };
+
+    let mut report = header(&ours, &reference_line, &args).await;
+    if args.which.contains(&Which::Watch) {
+        let figures = watch::measure(&launcher, &subjects, args.runs).await?;
+        report.push_str("\n### Harness: scripted three-step task, `openloom watch` wall time\n\n");
+        report.push_str(&report::watch_table(&figures));
+    }
+    if args.which.contains(&Which::Server) {
+        let plan = ServerPlan {
+            tasks: args.tasks,
+            idle: Duration::from_secs(args.idle_secs),
+            load: LoadConfig {
+                connections: args.connections,
+                duration: Duration::from_secs(args.secs),
+                ..LoadConfig::default()
+            },
+        };
+        let figures = server::measure(&launcher, &subjects, &plan).await?;
+        report.push_str(&format!(
+            "\n### Server: throughput, {} connections, {} s per endpoint, {} tasks\n\n",
+            args.connections, args.secs, args.tasks
+        ));
+        report.push_str(&report::throughput_table(&figures));
+        report.push_str(&format!(
+            "\n### Server: resident memory ({} s idle after start-up)\n\n",
+            args.idle_secs
+        ));
+        report.push_str(&report::memory_table(&figures));
+    }
+    println!("{report}");
+    if let Some(path) = &args.output {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: report written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn header(ours: &Subject, reference_line: &str, args: &Args) -> String {
+    format!(
+        "## openloom-bench, {}\n\n- machine: {}\n- ours: {}\n- {reference_line}\n- OpenCode {PINNED_OPENCODE_VERSION} (test kit, scripted model on loopback)\n- watch runs per program: {}\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine::Machine::read(),
+        subject::our_version(ours).await,
+        args.runs,
+    )
+}

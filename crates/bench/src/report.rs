@@ -1,0 +1,202 @@
+//! The Markdown the run prints: one table per benchmark, each with its ratio and
+//! whether the target was met.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::server::ServerFigures;
+use crate::stats::ms;
+use crate::watch::WatchFigures;
+
+/// Throughput target: ours at least this many times the reference's requests/s.
+pub const THROUGHPUT_TARGET: f64 = 20.0;
+
+/// Memory target for our idle server, in bytes (10 MB, decimal).
+pub const MEMORY_TARGET_BYTES: u64 = 10_000_000;
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.2} s", duration.as_secs_f64())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+/// Benchmark 1's table. The first figure is ours, the second (if any) the reference.
+pub fn watch_table(figures: &[WatchFigures]) -> String {
+    let mut out = String::from(
+        "| program | runs (wall time) | median | model requests |\n| --- | --- | ---: | ---: |\n",
+    );
+    for figure in figures {
+        let runs: Vec<String> = figure.runs.iter().map(|d| seconds(*d)).collect();
+        let requests: Vec<String> = figure.model_requests.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            figure.subject,
+            runs.join(", "),
+            seconds(figure.median()),
+            requests.join(", ")
+        );
+    }
+    if let [ours, reference] = figures {
+        let ratio = reference.median().as_secs_f64() / ours.median().as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            out,
+            "\nReference median ÷ ours: **{ratio:.1}×** (ours finishes the same task {ratio:.1} times sooner)."
+        );
+    }
+    out
+}
+
+/// Benchmark 2's table, one row per endpoint and program, with ratios.
+pub fn throughput_table(figures: &[ServerFigures]) -> String {
+    let mut out = String::from(
+        "| endpoint | program | requests/s | p50 | p99 | errors | tasks / sessions in a response | mean body |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let endpoints = figures.first().map(|f| f.endpoints.len()).unwrap_or(0);
+    let mut ratios = String::new();
+    for index in 0..endpoints {
+        for figure in figures {
+            let Some(endpoint) = figure.endpoints.get(index) else { continue };
+            let report = &endpoint.report;
+            let sessions =
+                endpoint.sessions_in_response.map_or("–".to_owned(), |n| n.to_string());
+            let _ = writeln!(
+                out,
+                "| GET {} | {} | {:.0} | {} | {} | {} | {} / {} | {:.1} KiB |",
+                endpoint.path,
+                figure.subject,
+                report.rate(),
+                ms(report.p50()),
+                ms(report.p99()),
+                report.errors,
+                endpoint.tasks_in_response,
+                sessions,
+                report.mean_body() as f64 / 1024.0
+            );
+        }
+        if let [ours, reference] = figures {
+            if let (Some(a), Some(b)) = (ours.endpoints.get(index), reference.endpoints.get(index))
+            {
+                let ratio = a.report.rate() / b.report.rate().max(1e-9);
+                let _ = writeln!(
+                    ratios,
+                    "- GET {}: ours ÷ reference = **{ratio:.1}×** requests/s (target ≥ {THROUGHPUT_TARGET:.0}×: {}); p50 {} vs {}.",
+                    a.path,
+                    verdict(ratio >= THROUGHPUT_TARGET),
+                    ms(a.report.p50()),
+                    ms(b.report.p50()),
+                );
+            }
+        }
+    }
+    if !ratios.is_empty() {
+        out.push('\n');
+        out.push_str(&ratios);
+    }
+    out
+}
+
+/// Benchmark 3's table.
+pub fn memory_table(figures: &[ServerFigures]) -> String {
+    let mut out = String::from(
+        "| program | idle VmRSS (start-up + idle) | VmRSS after the load | VmHWM (peak) |\n| --- | ---: | ---: | ---: |\n",
+    );
+    for figure in figures {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            figure.subject,
+            kib(figure.idle.rss_kib),
+            kib(figure.after_load.rss_kib),
+            kib(figure.after_load.peak_kib)
+        );
+    }
+    if let Some(ours) = figures.first() {
+        let bytes = ours.idle.rss_kib * 1024;
+        let _ = writeln!(
+            out,
+            "\nOurs idle: {:.1} MB (target < 10 MB: {}).",
+            bytes as f64 / 1e6,
+            verdict(bytes < MEMORY_TARGET_BYTES)
+        );
+    }
+    if let [ours, reference] = figures {
+        let ratio = reference.idle.rss_kib as f64 / (ours.idle.rss_kib as f64).max(1.0);
+        let _ = writeln!(out, "Reference idle ÷ ours: **{ratio:.1}×**.");
+    }
+    out
+}
+
+fn kib(value: u64) -> String {
+    format!("{:.1} MB ({value} KiB)", (value * 1024) as f64 / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::LoadReport;
+    use crate::process::Memory;
+    use crate::server::EndpointFigures;
+
+    fn watch(subject: &'static str, secs: &[u64]) -> WatchFigures {
+        WatchFigures {
+            subject,
+            runs: secs.iter().map(|&s| Duration::from_secs(s)).collect(),
+            model_requests: vec![5; secs.len()],
+        }
+    }
+
+    fn server(subject: &'static str, rate: usize, rss_kib: u64) -> ServerFigures {
+        let report = LoadReport {
+            latencies: vec![Duration::from_millis(2); rate],
+            errors: 0,
+            first_error: None,
+            bytes: rate as u64 * 2048,
+            elapsed: Duration::from_secs(1),
+        };
+        ServerFigures {
+            subject,
+            idle: Memory { rss_kib, peak_kib: rss_kib },
+            after_load: Memory { rss_kib: rss_kib * 2, peak_kib: rss_kib * 3 },
+            endpoints: vec![EndpointFigures {
+                path: "/api/tasks",
+                tasks_in_response: 50,
+                sessions_in_response: None,
+                report,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_watch_ratio_is_reference_over_ours() {
+        let table = watch_table(&[watch("ours", &[2, 3, 4]), watch("ref", &[30, 30, 36])]);
+        assert!(table.contains("| ours | 2.00 s, 3.00 s, 4.00 s | 3.00 s | 5, 5, 5 |"), "{table}");
+        assert!(table.contains("**10.0×**"), "{table}");
+    }
+
+    #[test]
+    fn throughput_verdicts_follow_the_target() {
+        let met = throughput_table(&[server("ours", 2000, 8000), server("ref", 100, 60000)]);
+        assert!(met.contains("**20.0×** requests/s (target ≥ 20×: met)"), "{met}");
+        assert!(
+            met.contains(
+                "| GET /api/tasks | ours | 2000 | 2.00 ms | 2.00 ms | 0 | 50 / – | 2.0 KiB |"
+            ),
+            "{met}"
+        );
+        let missed = throughput_table(&[server("ours", 1900, 8000), server("ref", 100, 60000)]);
+        assert!(missed.contains("MISSED"), "{missed}");
+    }
+
+    #[test]
+    fn memory_verdict_uses_decimal_megabytes() {
+        // 9,765 KiB = 9.999 MB: met; 9,766 KiB = 10.000,384 MB: missed.
+        assert!(memory_table(&[server("ours", 1, 9765)]).contains("met"));
+        let missed = memory_table(&[server("ours", 1, 9766), server("ref", 1, 97660)]);
+        assert!(missed.contains("MISSED"), "{missed}");
+        assert!(missed.contains("**10.0×**"), "{missed}");
+    }
+}
