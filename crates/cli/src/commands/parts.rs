@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use openloom_checks::{CheckRunner, VerifyingChecker};
-use openloom_core::{EventBus, Harness, HarnessParts, Health, Store, TaskSpec};
+use openloom_core::{
+    Checker, EventBus, Harness, HarnessParts, Health, Options, Registry, Store, TaskSpec,
+};
 use openloom_opencode::{OpencodeClient, Secret};
 use openloom_prompts::{MarkerChecker, ReferenceDialogue};
 use openloom_store_sqlite::SqliteStore;
@@ -58,6 +60,22 @@ pub async fn require_opencode(client: &OpencodeClient, settings: &Settings) -> R
     }
 }
 
+/// The checker the binary uses: markers, verified by the spec's checks.
+pub const DEFAULT_CHECKER: &str = "verified";
+
+/// The built-in checkers by name, as the reference's `register_checker` names them
+/// ("string" reads the markers) plus "verified" (markers checked by the spec's checks).
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register_checker(MarkerChecker::NAME, |_| Ok(Arc::new(MarkerChecker) as Arc<dyn Checker>));
+    registry.register_checker(DEFAULT_CHECKER, |_| {
+        let runner = Arc::new(CheckRunner::new());
+        Ok(Arc::new(VerifyingChecker::new(Arc::new(MarkerChecker), runner)) as Arc<dyn Checker>)
+    });
+    registry
+}
+
 /// The harness with the built-in parts: markers verified by the spec's checks, the
 /// reference's wording, and the settings' workspace policy.
 pub fn harness(
@@ -66,8 +84,15 @@ pub fn harness(
     client: Arc<OpencodeClient>,
     bus: EventBus,
 ) -> Arc<Harness> {
-    let runner = Arc::new(CheckRunner::new());
-    let checker = Arc::new(VerifyingChecker::new(Arc::new(MarkerChecker), runner));
+    let checker = match registry().checker(DEFAULT_CHECKER, &Options::new()) {
+        Ok(checker) => checker,
+        // The name is registered just above; a failure is a programming error, and
+        // the plain marker checker is the safe fallback.
+        Err(error) => {
+            tracing::error!(%error, "built-in checker missing; falling back to markers only");
+            Arc::new(MarkerChecker)
+        }
+    };
     Arc::new(Harness::new(HarnessParts {
         agent: client,
         store,
@@ -99,4 +124,18 @@ pub fn load_spec(path: &Path) -> Result<TaskSpec> {
         }
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_the_built_in_checkers() {
+        let registry = registry();
+        assert_eq!(registry.names().0, vec!["string", "verified"]);
+        assert!(registry.checker("verified", &Options::new()).is_ok());
+        let err = registry.checker("strict", &Options::new()).err().expect("unknown");
+        assert!(err.to_string().contains("available: string, verified"), "{err}");
+    }
 }
