@@ -2,9 +2,10 @@
 //!
 //! It builds every part by hand from the library crates — the SQLite store, the
 //! OpenCode client, the reference wording (`ReferenceDialogue`), completion verified by
-//! the spec's checks (`VerifyingChecker` around `MarkerChecker`) — plus a [`Sink`] of its
-//! own that appends one JSON line per event to a file. Then it adds one task, built in
-//! code, and drives it until it is completed or failed.
+//! the spec's checks (`VerifyingChecker` around `MarkerChecker`) — plus a
+//! [`Sink`](openloom_core::Sink) of its own that appends one JSON line per event to a
+//! file. Then it adds one task, built in code, and drives it until it is completed or
+//! failed.
 //!
 //! Run with (an OpenCode server must be running, e.g. `opencode serve --port 4096`):
 //!
