@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openloom_core::{Error, Event, Sink, StoreVersion};
+use openloom_core::{Error, Event, EventKind, Sink, StoreVersion};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, watch};
@@ -12,22 +12,33 @@ use tokio::sync::{Mutex, watch};
 /// Appends every event as a JSON line (`{"task_id":…,"store_version":…,"type":…}`).
 pub struct EventsFile {
     file: Mutex<File>,
-    /// Highest store version written so far. The bus runs each sink on its own task
-    /// and has no "flush", so the program waits on this before it exits.
-    written: watch::Sender<StoreVersion>,
+    /// The last event written: its store version and kind. The bus runs each sink on
+    /// its own task and has no "flush", so the program waits on this before it exits.
+    /// The kind matters because one write can be announced by several events
+    /// (`updated` and `completed` share a version).
+    written: watch::Sender<(StoreVersion, Option<EventKind>)>,
 }
 
 impl EventsFile {
     /// Opens `path` for appending, creating it if needed.
     pub async fn create(path: &Path) -> std::io::Result<EventsFile> {
         let file = OpenOptions::new().create(true).append(true).open(path).await?;
-        Ok(EventsFile { file: Mutex::new(file), written: watch::Sender::new(0) })
+        Ok(EventsFile { file: Mutex::new(file), written: watch::Sender::new((0, None)) })
     }
 
-    /// Waits until an event with at least `version` is on disk, or `limit` passes.
-    pub async fn wait_until_written(&self, version: StoreVersion, limit: Duration) {
+    /// Waits until the event `(version, kind)` (or a later one) is on disk, or `limit`
+    /// passes.
+    pub async fn wait_until_written(
+        &self,
+        version: StoreVersion,
+        kind: EventKind,
+        limit: Duration,
+    ) {
         let mut written = self.written.subscribe();
-        let _ = tokio::time::timeout(limit, written.wait_for(|v| *v >= version)).await;
+        let done = |last: &(StoreVersion, Option<EventKind>)| {
+            last.0 > version || (last.0 == version && last.1 == Some(kind))
+        };
+        let _ = tokio::time::timeout(limit, written.wait_for(done)).await;
     }
 }
 
@@ -41,7 +52,7 @@ impl Sink for EventsFile {
         // One write per line: a reader never sees half a line from us.
         file.write_all(&line).await.map_err(|e| Error::other("appending an event", e))?;
         file.flush().await.map_err(|e| Error::other("flushing the events file", e))?;
-        self.written.send_modify(|v| *v = (*v).max(event.store_version));
+        self.written.send_replace((event.store_version, Some(event.kind())));
         Ok(())
     }
 }

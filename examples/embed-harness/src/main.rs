@@ -30,8 +30,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use openloom_checks::{CheckRunner, VerifyingChecker};
 use openloom_core::{
-    CheckDefinition, Event, EventBus, EventPayload, Harness, HarnessParts, Health, Step, TaskId,
-    TaskSpec, TaskStatus, WorkspacePolicy,
+    CheckDefinition, Event, EventBus, EventKind, EventPayload, Harness, HarnessParts, Health, Step,
+    TaskId, TaskSpec, TaskStatus, WorkspacePolicy,
 };
 use openloom_opencode::OpencodeClient;
 use openloom_prompts::{MarkerChecker, ReferenceDialogue};
@@ -110,7 +110,9 @@ async fn run() -> Result<ExitCode> {
         println!("embed-harness: interrupted; the task stays in the store and can be resumed");
         return Ok(ExitCode::from(130));
     };
-    events_file.wait_until_written(version, Duration::from_secs(5)).await;
+    let kind =
+        if status == TaskStatus::Completed { EventKind::Completed } else { EventKind::Failed };
+    events_file.wait_until_written(version, kind, Duration::from_secs(5)).await;
     println!("embed-harness: task {task_id} {status} (store version {version})");
     Ok(if status == TaskStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
