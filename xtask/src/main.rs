@@ -74,7 +74,8 @@ fn ci(root: &Path) -> Result<()> {
     if std::env::var("OPENLOOM_E2E").is_ok_and(|v| v == "required") {
         e2e_setup(root)?;
     }
-    run(root, "cargo", &["test", "--workspace", "--all-targets"], &[])?;
+    // Not `--all-targets`: that would run the benchmarks (plain `main`s) unoptimised.
+    run(root, "cargo", &["test", "--workspace", "--lib", "--bins", "--tests"], &[])?;
     run(root, "cargo", &["test", "--workspace", "--doc"], &[])?;
     run(root, "cargo", &["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
     eprintln!("\nci: all checks passed in {:.0}s", started.elapsed().as_secs_f64());
