@@ -12,9 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use openloom_core::{
-    CheckContext, CheckResult, Checker, Result, TaskSpec, Verification, VerificationScope,
-};
+use openloom_core::{CheckContext, CheckResult, Checker, Result, Verification, VerificationScope};
 
 use crate::runner::CheckRunner;
 
@@ -35,14 +33,6 @@ impl VerifyingChecker {
     pub fn new(inner: Arc<dyn Checker>, runner: Arc<CheckRunner>) -> Self {
         VerifyingChecker { inner, runner }
     }
-}
-
-/// True when the result claims the whole task is done, by any of the harness's rules.
-fn claims_completion(result: &CheckResult, spec: &TaskSpec) -> bool {
-    let steps = spec.steps.len();
-    result.task_complete
-        || (steps > 0 && result.step_done as usize >= steps)
-        || (!spec.acceptance.is_empty() && result.acceptance_checked >= spec.acceptance.len())
 }
 
 #[async_trait]
@@ -67,7 +57,7 @@ impl Checker for VerifyingChecker {
                 .collect::<Vec<_>>()
         };
 
-        let (scope, steps_to_run, run_global) = if claims_completion(&result, spec) {
+        let (scope, steps_to_run, run_global) = if result.claims_completion(spec) {
             (VerificationScope::Task, unverified_up_to(spec.steps.len()), true)
         } else if result.step_done > 0 && !verified.contains(&result.step_done) {
             let claimed = (result.step_done as usize).min(spec.steps.len());
@@ -94,7 +84,9 @@ impl Checker for VerifyingChecker {
         }
         let verification = Verification { scope, outcomes };
         if !verification.passed() {
-            withdraw_claims(&mut result, spec, failed_steps.first().copied());
+            // Steps are proven up to the one before the first failing step.
+            let proven = failed_steps.first().map_or(result.step_done, |&index| number(index) - 1);
+            result.withdraw_completion(spec, proven);
         }
         tracing::info!(
             task_id = %context.task.id,
@@ -106,22 +98,6 @@ impl Checker for VerifyingChecker {
         result.verification = Some(verification);
         Ok(result)
     }
-}
-
-/// Lowers a result to what the checks proved: not complete, and steps only up to
-/// the one before the first failing step.
-fn withdraw_claims(result: &mut CheckResult, spec: &TaskSpec, first_failed_step: Option<usize>) {
-    result.task_complete = false;
-    result.acceptance_checked = 0;
-    result.acceptance_progress = 0.0;
-    let proven = match first_failed_step {
-        Some(index) => index as u32,
-        None => result.step_done,
-    };
-    // With every step proven but the global checks failing, keep the last step open
-    // so "every step reported" cannot complete the task.
-    let last_open = spec.steps.len().saturating_sub(1) as u32;
-    result.step_done = result.step_done.min(proven).min(last_open);
 }
 
 fn number(index: usize) -> u32 {

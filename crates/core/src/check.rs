@@ -34,6 +34,28 @@ pub struct CheckResult {
     pub verification: Option<Verification>,
 }
 
+impl CheckResult {
+    /// True when the result claims the whole task is done, by any of the harness's
+    /// rules: `TASK COMPLETE`, every step reported, or every acceptance box checked.
+    pub fn claims_completion(&self, spec: &TaskSpec) -> bool {
+        let steps = spec.steps.len();
+        self.task_complete
+            || (steps > 0 && self.step_done as usize >= steps)
+            || (!spec.acceptance.is_empty() && self.acceptance_checked >= spec.acceptance.len())
+    }
+
+    /// Takes back a completion claim by every rule [`Self::claims_completion`] knows,
+    /// keeping steps reported only up to `proven_steps` (and never the last step, so
+    /// "every step reported" cannot complete the task either).
+    pub fn withdraw_completion(&mut self, spec: &TaskSpec, proven_steps: u32) {
+        self.task_complete = false;
+        self.acceptance_checked = 0;
+        self.acceptance_progress = 0.0;
+        let last_open = u32::try_from(spec.steps.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        self.step_done = self.step_done.min(proven_steps).min(last_open);
+    }
+}
+
 /// What was verified, and the evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
@@ -100,6 +122,13 @@ pub struct CheckContext<'a> {
 }
 
 /// Decides how far a task is.
+///
+/// A checker runs only while the session is idle. Return `Err` only for what the
+/// harness should treat as an error: a transient one (`Error::AgentUnavailable`, a
+/// 5xx) is retried with backoff, anything else **fails the task**. A check that merely
+/// did not pass (a probe that answered 503) is not an error: report it as a failed
+/// [`CheckOutcome`] in [`CheckResult::verification`] and withdraw the claim, so the
+/// agent is told and the task goes on.
 #[async_trait]
 pub trait Checker: Send + Sync {
     /// Looks at the session (and anything else the checker trusts) and reports.

@@ -428,10 +428,7 @@ impl Harness {
             current_step =
                 current_step.max((result.step_done as usize).min(step_count.saturating_sub(1)));
         }
-        let all_steps_reported = step_count > 0 && result.step_done as usize >= step_count;
-        let acceptance_met =
-            !spec.acceptance.is_empty() && result.acceptance_checked >= spec.acceptance.len();
-        let finished = result.task_complete || acceptance_met || all_steps_reported;
+        let finished = result.claims_completion(spec);
         let failed_verification = result.verification.as_ref().filter(|v| !v.passed());
 
         let mut update = TaskUpdate::default();
@@ -478,12 +475,10 @@ impl Harness {
             }
         } else if finished {
             status = TaskStatus::Completed;
-            summary = if spec.has_checks() {
-                "Completion verified: every check passed".to_owned()
-            } else if result.task_complete {
-                "Agent reported TASK COMPLETE".to_owned()
-            } else {
-                "All steps appear complete".to_owned()
+            summary = match &result.verification {
+                Some(v) if v.passed() => "Completion verified: every check passed".to_owned(),
+                _ if result.task_complete => "Agent reported TASK COMPLETE".to_owned(),
+                _ => "All steps appear complete".to_owned(),
             };
             if let Some(verification) = &result.verification {
                 update.last_verification = Some(Some(verification.clone()));

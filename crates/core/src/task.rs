@@ -109,7 +109,8 @@ impl TaskStatus {
 
 impl fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad` honours width and alignment (`{:<9}`) in tables.
+        f.pad(self.as_str())
     }
 }
 
@@ -353,6 +354,7 @@ mod tests {
             let json = serde_json::to_string(&status).expect("serializable");
             assert_eq!(json, format!("\"{}\"", status.as_str()));
         }
+        assert_eq!(format!("[{:<9}]", TaskStatus::Failed), "[failed   ]");
         let err = "done".parse::<TaskStatus>().expect_err("unknown");
         assert!(err.to_string().contains("pending, running"), "{err}");
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use openloom_core::task::truncate_tail;
 use openloom_core::{
-    CheckContext, CheckOutcome, CheckResult, Checker, TaskSpec, Verification, VerificationScope,
+    CheckContext, CheckOutcome, CheckResult, Checker, Verification, VerificationScope,
 };
 
 /// How much of the response body is kept as evidence.
@@ -77,7 +77,7 @@ impl HttpHealthChecker {
 impl Checker for HttpHealthChecker {
     async fn check(&self, context: CheckContext<'_>) -> openloom_core::Result<CheckResult> {
         let mut result = self.inner.check(context).await?;
-        if !claims_completion(&result, context.spec) {
+        if !result.claims_completion(context.spec) {
             return Ok(result);
         }
         // An inner verifier that already refuted the claim has said what to fix.
@@ -86,7 +86,7 @@ impl Checker for HttpHealthChecker {
         }
         let outcome = self.probe().await;
         if !outcome.passed {
-            withdraw_completion(&mut result, context.spec);
+            result.withdraw_completion(context.spec, result.step_done);
         }
         let verification = result.verification.get_or_insert_with(|| Verification {
             scope: VerificationScope::Task,
@@ -98,33 +98,13 @@ impl Checker for HttpHealthChecker {
     }
 }
 
-/// True when the harness would take `result` as "the task is done": the agent said
-/// `TASK COMPLETE`, reported every step, or checked every acceptance box. (The same
-/// rule as the harness's and `VerifyingChecker`'s, which do not export it.)
-fn claims_completion(result: &CheckResult, spec: &TaskSpec) -> bool {
-    let steps = spec.steps.len();
-    result.task_complete
-        || (steps > 0 && result.step_done as usize >= steps)
-        || (!spec.acceptance.is_empty() && result.acceptance_checked >= spec.acceptance.len())
-}
-
-/// Takes the completion claim back, by every rule the harness completes a task by.
-fn withdraw_completion(result: &mut CheckResult, spec: &TaskSpec) {
-    result.task_complete = false;
-    result.acceptance_checked = 0;
-    result.acceptance_progress = 0.0;
-    // Keep the last step open, so "every step reported" cannot complete the task.
-    let last_open = u32::try_from(spec.steps.len().saturating_sub(1)).unwrap_or(u32::MAX);
-    result.step_done = result.step_done.min(last_open);
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU16, Ordering};
 
     use axum::http::StatusCode;
     use chrono::Utc;
-    use openloom_core::{Task, TaskId};
+    use openloom_core::{Task, TaskId, TaskSpec};
 
     use super::*;
 
