@@ -120,18 +120,49 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Runs `command` to its end within `limit`, returning wall time, exit code and output.
+/// Past the limit the process is killed and the error carries what it printed.
 pub async fn run_timed(mut command: Command, limit: Duration) -> Result<Timed> {
-    command.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
     let started = Instant::now();
-    let output = tokio::time::timeout(limit, command.output())
-        .await
-        .with_context(|| format!("did not finish within {limit:?}"))?
-        .context("could not run the command")?;
-    Ok(Timed {
-        elapsed: started.elapsed(),
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    let mut child = command.spawn().context("could not run the command")?;
+    let stdout = collect(child.stdout.take());
+    let stderr = collect(child.stderr.take());
+    let status = match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => Some(status.context("waiting for the command")?),
+        Err(_) => {
+            // The whole group: a helper left holding the pipes would keep them open.
+            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+            None
+        }
+    };
+    let elapsed = started.elapsed();
+    let stdout = stdout.await.unwrap_or_default();
+    let stderr = stderr.await.unwrap_or_default();
+    let Some(status) = status else {
+        bail!("did not finish within {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    };
+    Ok(Timed { elapsed, code: status.code(), stdout, stderr })
+}
+
+/// Reads a pipe to its end in the background.
+fn collect<R>(pipe: Option<R>) -> tokio::task::JoinHandle<String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut bytes).await;
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
     })
 }
 
@@ -177,9 +208,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_past_its_limit_is_an_error() {
-        let mut command = Command::new("sleep");
-        command.arg("5");
-        let error = run_timed(command, Duration::from_millis(100)).await.expect_err("times out");
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo started; sleep 5"]);
+        let error = run_timed(command, Duration::from_millis(300)).await.expect_err("times out");
         assert!(error.to_string().contains("did not finish"), "{error}");
+        assert!(error.to_string().contains("started"), "keeps the output: {error}");
     }
 }

@@ -98,6 +98,9 @@ pub fn ours(explicit: Option<PathBuf>) -> Result<Subject> {
             binary.display()
         );
     }
+    // Absolute: the programs run in their own temp directories.
+    let binary =
+        binary.canonicalize().with_context(|| format!("resolving {}", binary.display()))?;
     Ok(Subject::Ours { binary })
 }
 
@@ -111,6 +114,10 @@ pub async fn our_version(subject: &Subject) -> String {
 /// Checks that `python` can import the reference from `source` with its web extras,
 /// and returns how to run it. The error says what is missing.
 pub async fn reference(python: &Path, source: &Path) -> Result<Subject> {
+    // Absolute but not canonical: resolving a virtualenv's python symlink would
+    // leave the virtualenv.
+    let python = &std::path::absolute(python).context("resolving the Python path")?;
+    let source = &std::path::absolute(source).context("resolving the reference source")?;
     if !source.join("openloom").join("__init__.py").is_file() {
         bail!("no reference source at {} (expected openloom/__init__.py)", source.display());
     }
