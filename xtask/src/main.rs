@@ -144,8 +144,32 @@ fn e2e_setup(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The store and server benches, then the side-by-side comparison with the Python
+/// original (release builds of `openloom` and `openloom-bench`). The comparison needs
+/// OpenCode (`cargo xtask e2e-setup`) and, for the reference columns, a Python whose
+/// path is in `OPENLOOM_REFERENCE_PYTHON`; without one it measures ours alone.
 fn bench(root: &Path) -> Result<()> {
-    run(root, "cargo", &["bench", "--workspace"], &[])?;
-    eprintln!("\nbench: copy the tables above into docs/benchmarks.md with the machine and date");
+    run(root, "cargo", &["bench", "-p", "openloom-store-sqlite"], &[])?;
+    run(root, "cargo", &["bench", "-p", "openloom-server", "--bench", "api"], &[])?;
+    run(root, "cargo", &["build", "--release", "-p", "openloom", "-p", "openloom-bench"], &[])?;
+    if std::env::var_os("OPENLOOM_REFERENCE_PYTHON").is_none() {
+        eprintln!(
+            "bench: reference skipped: set OPENLOOM_REFERENCE_PYTHON to a Python with its dependencies \
+             (python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install httpx pyyaml fastapi \
+             sse-starlette 'uvicorn[standard]'); measuring ours alone"
+        );
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let report = target.join("bench-reference.md");
+    let binary = target.join("release").join("openloom-bench");
+    let binary = binary.to_str().context("the target directory is not valid UTF-8")?;
+    let report_arg = report.to_str().context("the target directory is not valid UTF-8")?;
+    run(root, binary, &["--output", report_arg], &[])?;
+    eprintln!(
+        "\nbench: store and server (in-process) tables are above; the comparison with the \
+         reference is in {}. Copy them into docs/benchmarks.md with the machine and date.",
+        report.display()
+    );
     Ok(())
 }
