@@ -54,6 +54,15 @@ impl Sandbox {
         let output = self.command(args).output().expect("run openloom");
         Run::from(output)
     }
+
+    /// [`Sandbox::run`] off the async runtime: an async test's runtime also serves the
+    /// scripted model, so blocking it on the child would deadlock.
+    pub async fn run_async(&self, args: &[&str]) -> Run {
+        let mut command = self.command(args);
+        tokio::task::spawn_blocking(move || Run::from(command.output().expect("run openloom")))
+            .await
+            .expect("join")
+    }
 }
 
 /// The result of one run, with readable output.

@@ -241,3 +241,103 @@ async fn an_agent_that_never_fixes_its_claim_fails_with_the_evidence() {
     assert!(log.stdout.contains("FAIL    file_exists: done.txt"), "{}", log.stdout);
     assert!(log.stdout.contains("failed 2 times"), "{}", log.stdout);
 }
+
+#[tokio::test]
+async fn plan_drafts_a_spec_in_a_throwaway_session() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let plan = r#"Here is the plan:
+```json
+{"name": "Add a health endpoint", "goal": "GET /health answers 200",
+ "steps": [{"title": "Add the route", "acceptance": ["GET /health answers 200"]},
+           {"title": "Test it", "acceptance": ["a test covers it"]}],
+ "global_acceptance": ["cargo test passes"]}
+```"#;
+    env.model.push_turn(Turn::reply(Reply::text(plan)).when_user_says("User intent:"));
+    let sandbox = sandbox_for(&env);
+    let workspace = env.workspace.directory();
+    let run = sandbox
+        .run_async(&[
+            "plan",
+            "add a health endpoint",
+            "--workspace",
+            &workspace,
+            "--output",
+            "drafted.yaml",
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("Wrote drafted.yaml (2 steps)"), "{}", run.stdout);
+
+    let spec = openloom_prompts::load_spec_file(&sandbox.path().join("drafted.yaml"))
+        .expect("a valid spec");
+    assert_eq!(spec.name, "Add a health endpoint");
+    assert_eq!(spec.steps.len(), 2);
+    assert_eq!(spec.steps[0].acceptance, vec!["GET /health answers 200"]);
+    assert_eq!(spec.acceptance, vec!["cargo test passes"]);
+    let asked = env
+        .model
+        .requests()
+        .iter()
+        .filter_map(|r| r.last_user_text())
+        .any(|t| t.contains("add a health endpoint"));
+    assert!(asked, "the intent reached the model");
+
+    // The planning session was only a scratch pad: it is gone.
+    let client = openloom_opencode::OpencodeClient::new(openloom_opencode::Settings::new(
+        env.opencode.base_url(),
+    ))
+    .expect("client");
+    let sessions = client.list_sessions().await.expect("sessions");
+    assert!(sessions.iter().all(|s| s.title != "OpenLoom plan"), "{sessions:?}");
+
+    let again = sandbox.run(&["plan", "x", "--workspace", &workspace, "--output", "drafted.yaml"]);
+    assert_eq!(again.code, Some(2), "refuses to overwrite: {again:?}");
+}
+
+#[tokio::test]
+async fn watch_with_ui_serves_the_task_while_driving_it() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    env.model.push_turn(Turn::reply(Reply::text("Working.")).when_user_says(BOOTSTRAP));
+    env.model.push_turn(
+        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE")).when_user_says("periodic check"),
+    );
+    let sandbox = sandbox_for(&env);
+    sandbox.write("spec.yaml", &spec(&env, "name: With UI\ngoal: g\nsteps: [Do it]\n"));
+    let mut child = sandbox
+        .command(&["watch", "spec.yaml", "--ui", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start watch --ui");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let dashboard = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines_rx.recv().await {
+            if let Some(url) = line.trim().strip_prefix("dashboard: ") {
+                return url.to_owned();
+            }
+        }
+        panic!("watch --ui printed no dashboard line");
+    })
+    .await
+    .expect("dashboard line in time");
+
+    let tasks: serde_json::Value = reqwest::get(format!("{dashboard}/api/tasks"))
+        .await
+        .expect("GET /api/tasks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tasks["tasks"][0]["name"], "With UI", "{tasks}");
+
+    let run = finish(child, WATCH_LIMIT).await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+}
