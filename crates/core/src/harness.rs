@@ -112,6 +112,8 @@ pub struct Harness {
     in_flight: Mutex<HashMap<TaskId, bool>>,
     /// Active session id → task, to route idle events.
     sessions: Mutex<HashMap<String, TaskId>>,
+    /// When set, only these tasks are driven (see [`Harness::restrict_to`]).
+    scope: Mutex<Option<std::collections::HashSet<TaskId>>>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -158,7 +160,22 @@ impl Harness {
             config,
             in_flight: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            scope: Mutex::new(None),
         }
+    }
+
+    /// Drives only these tasks from now on (adding to any earlier restriction).
+    /// `openloom watch` uses it so that watching one spec never starts or nudges the
+    /// other tasks that share its database; by default every task in the store is
+    /// driven, as `openloom serve` does.
+    pub fn restrict_to(&self, ids: impl IntoIterator<Item = TaskId>) {
+        let mut scope = self.scope.lock().unwrap_or_else(|e| e.into_inner());
+        scope.get_or_insert_with(Default::default).extend(ids);
+    }
+
+    fn in_scope(&self, id: &TaskId) -> bool {
+        let scope = self.scope.lock().unwrap_or_else(|e| e.into_inner());
+        scope.as_ref().is_none_or(|ids| ids.contains(id))
     }
 
     /// The event bus events are emitted on.
@@ -218,7 +235,8 @@ impl Harness {
     /// waiting for them. Session activity is fetched once for all of them.
     async fn dispatch_due(self: &Arc<Self>) -> Result<JoinSet<()>> {
         let due = self.store.list_due_tasks(Utc::now(), self.config.due_batch).await?;
-        let due: Vec<Task> = due.into_iter().filter(|t| !self.is_in_flight(&t.id)).collect();
+        let due: Vec<Task> =
+            due.into_iter().filter(|t| self.in_scope(&t.id) && !self.is_in_flight(&t.id)).collect();
         let activity = self.activity_for(&due).await;
         let mut set = JoinSet::new();
         for task in due {
@@ -903,7 +921,7 @@ impl Harness {
             }
             _ => Vec::new(),
         };
-        for id in ids {
+        for id in ids.into_iter().filter(|id| self.in_scope(id)) {
             let harness = Arc::clone(self);
             running.spawn(async move {
                 if let Err(error) = harness.check_now(&id, Trigger::Event).await {

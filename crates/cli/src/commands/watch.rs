@@ -57,6 +57,8 @@ pub async fn run(
             .await
             .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?,
     };
+    // Drive this spec's task only; other tasks in the database are not ours to run.
+    harness.restrict_to([task_id.clone()]);
     println!("openloom: watching {} — {}", task_id, spec.name);
     println!("  workspace: {}", spec.workspace);
     println!("  interval:  {}s", spec.check_interval_seconds);

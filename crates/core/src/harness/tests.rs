@@ -566,6 +566,18 @@ async fn restart_resumes_running_tasks_without_starting_them_again() {
 }
 
 #[tokio::test]
+async fn a_restricted_harness_leaves_other_tasks_alone() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let mine = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    let other = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.restrict_to([mine.clone()]);
+    assert_eq!(f.harness.tick().await.expect("tick"), 1);
+    assert_eq!(f.task(&mine).await.status, TaskStatus::Running);
+    assert_eq!(f.task(&other).await.status, TaskStatus::Pending, "not started");
+    assert_eq!(f.agent.sessions().len(), 1);
+}
+
+#[tokio::test]
 async fn run_reacts_to_idle_events_and_stops_on_signal() {
     // Event-driven path: an agent whose event stream announces the session idle.
     struct Evented {
