@@ -532,11 +532,19 @@ impl Harness {
         if let Some(prompt) = nudge {
             self.agent.send_prompt(session, &prompt, spec.agent_override()).await?;
         }
-        if result.step_done > 0
-            && !completed.contains(&result.step_done)
-            && failed_verification.is_none()
-        {
-            completed.push(result.step_done);
+        if result.step_done > 0 && failed_verification.is_none() {
+            // "STEP DONE: n" (verified, when there are checks) means steps 1..=n are done.
+            let last = if step_count == 0 {
+                result.step_done
+            } else {
+                result.step_done.min(u32::try_from(step_count).unwrap_or(u32::MAX))
+            };
+            for number in 1..=last {
+                if !completed.contains(&number) {
+                    completed.push(number);
+                }
+            }
+            completed.sort_unstable();
         }
         let progress = match (status, step_count) {
             (TaskStatus::Completed, _) => 1.0,

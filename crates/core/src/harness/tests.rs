@@ -244,6 +244,18 @@ async fn steps_reported_one_by_one_are_nudged_and_then_complete() {
 }
 
 #[tokio::test]
+async fn a_later_step_reported_first_counts_the_earlier_ones_done() {
+    let f = fixture(MemoryAgent::replying(&["Did the first two.\nSTEP DONE: 2"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.completed_steps, vec![1, 2]);
+    assert!((task.progress - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 3");
+}
+
+#[tokio::test]
 async fn an_agent_asking_to_proceed_gets_a_go_ahead() {
     let f = fixture(MemoryAgent::replying(&["Plan ready. Should I proceed?"]));
     let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
