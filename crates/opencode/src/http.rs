@@ -9,7 +9,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::error::{Error, Result, is_server_error_body, server_message};
-use crate::settings::{Secret, Settings};
+use crate::settings::{Secret, Settings, redact_url};
 
 /// What a 404 is about, so it can become [`Error::NotFound`] with a useful id.
 #[derive(Debug, Clone, Copy)]
@@ -283,19 +283,6 @@ impl Failure {
     /// as opposed to `NotFoundError` for an unknown session.
     pub fn is_missing_route(&self) -> bool {
         matches!(self.status, Some(404 | 405)) && !self.server_json
-    }
-}
-
-/// A URL with any password replaced, for messages about bad settings.
-fn redact_url(raw: &str) -> String {
-    match Url::parse(raw.trim()) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(url) => url.to_string(),
-        Err(_) if raw.contains('@') => "<unparseable URL with credentials>".to_owned(),
-        Err(_) => raw.to_owned(),
     }
 }
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use url::Url;
+
 /// A password that never shows up in `Debug` output, logs or error messages.
 ///
 /// There is deliberately no `Display` impl: the only way to read the value is
@@ -43,7 +45,8 @@ impl From<&str> for Secret {
 /// Connection settings for [`crate::OpencodeClient`].
 ///
 /// Build it with [`Settings::new`] and override what you need; every field is public.
-#[derive(Debug, Clone)]
+/// `Debug` shows neither the password nor one written into `base_url`.
+#[derive(Clone)]
 pub struct Settings {
     /// Base URL of the server, e.g. `http://127.0.0.1:4096`. Credentials embedded in
     /// the URL (`http://user:pass@host`) are moved to `username`/`password`.
@@ -69,6 +72,48 @@ pub struct Settings {
     /// An event stream silent for this long is treated as dead and reopened.
     /// OpenCode sends a heartbeat every 10 s, so this should be well above that.
     pub event_idle_timeout: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Settings {
+            base_url,
+            username,
+            password,
+            connect_timeout,
+            request_timeout,
+            prompt_timeout,
+            project_ttl,
+            event_reconnect_initial,
+            event_reconnect_max,
+            event_idle_timeout,
+        } = self;
+        f.debug_struct("Settings")
+            .field("base_url", &redact_url(base_url))
+            .field("username", username)
+            .field("password", password)
+            .field("connect_timeout", connect_timeout)
+            .field("request_timeout", request_timeout)
+            .field("prompt_timeout", prompt_timeout)
+            .field("project_ttl", project_ttl)
+            .field("event_reconnect_initial", event_reconnect_initial)
+            .field("event_reconnect_max", event_reconnect_max)
+            .field("event_idle_timeout", event_idle_timeout)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced by `***`, for `Debug` and error messages.
+pub(crate) fn redact_url(raw: &str) -> String {
+    match Url::parse(raw.trim()) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) if raw.contains('@') => "<unparseable URL with credentials>".to_owned(),
+        Err(_) => raw.to_owned(),
+    }
 }
 
 impl Settings {
@@ -101,6 +146,17 @@ mod tests {
         let shown = format!("{settings:?} {:?}", settings.password);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn debug_hides_a_password_written_into_the_url() {
+        let settings = Settings::new("http://harness:hunter2-in-url@127.0.0.1:4096/");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("harness:***@127.0.0.1:4096"), "{shown}");
+        let client = crate::OpencodeClient::new(settings).expect("valid URL");
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
