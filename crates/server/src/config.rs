@@ -20,7 +20,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 pub struct ServerConfig {
     /// Address to listen on. Port 0 picks a free port (see [`crate::Server::local_addr`]).
     pub bind: SocketAddr,
-    /// When set, every `/api` request needs `Authorization: Bearer <token>`.
+    /// When set, every request but `GET /` needs `Authorization: Bearer <token>`.
     /// Required for a non-loopback `bind`.
     pub api_token: Option<Secret>,
     /// Extra host names the server may be reached by (e.g. behind a reverse proxy):

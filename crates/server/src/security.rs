@@ -46,11 +46,17 @@ fn check(state: &AppState, request: &Request) -> Result<(), Error> {
         check_origin(headers, &host)?;
     }
     if let Some(token) = &config.api_token {
-        if request.uri().path().starts_with("/api") && !bearer_matches(headers, token.expose()) {
+        if !is_public(request.uri().path()) && !bearer_matches(headers, token.expose()) {
             return Err(Error::Unauthorized);
         }
     }
     Ok(())
+}
+
+/// Paths served without the token. Everything else needs it, so a route added later
+/// (or a path spelled differently, `/API/tasks`) is protected by default.
+fn is_public(path: &str) -> bool {
+    path == "/"
 }
 
 /// The `Host` header, or the URI authority (HTTP/2 sends `:authority` instead).
@@ -69,11 +75,16 @@ fn changes_state(method: &Method) -> bool {
 
 /// A state-changing request from a browser must come from our own origin. Requests
 /// without `Origin` (curl, the CLI) pass; `Origin: null` (sandboxed frames, some
-/// redirects) does not.
+/// redirects) does not. `Sec-Fetch-Site`, when a browser sends it, must say
+/// `same-origin` or `none` (typed by the user): `same-site` is refused too, because
+/// another port of `localhost` is the same *site* but not our origin.
 fn check_origin(headers: &HeaderMap, host: &str) -> Result<(), Error> {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site.eq_ignore_ascii_case("cross-site") {
-            return Err(Error::Forbidden("cross-site requests may not change state".into()));
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        if site != "same-origin" && site != "none" {
+            return Err(Error::Forbidden(format!(
+                "requests from another site ({site}) may not change state"
+            )));
         }
     }
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
@@ -140,8 +151,20 @@ mod tests {
         assert!(check_origin(&headers, "127.0.0.1:8080").is_err());
         headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(check_origin(&headers, "127.0.0.1:8080").is_err());
-        let mut cross = HeaderMap::new();
-        cross.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(check_origin(&cross, "127.0.0.1:8080").is_err());
+        for (site, allowed) in
+            [("cross-site", false), ("same-site", false), ("same-origin", true), ("none", true)]
+        {
+            let mut fetch = HeaderMap::new();
+            fetch.insert("sec-fetch-site", HeaderValue::from_static(site));
+            assert_eq!(check_origin(&fetch, "127.0.0.1:8080").is_ok(), allowed, "{site}");
+        }
+    }
+
+    #[test]
+    fn only_the_index_is_public() {
+        assert!(is_public("/"));
+        for path in ["/api/tasks", "/API/tasks", "/apix", "/assets/app.js", ""] {
+            assert!(!is_public(path), "{path}");
+        }
     }
 }

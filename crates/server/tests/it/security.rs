@@ -57,6 +57,16 @@ async fn foreign_origins_cannot_change_state() {
         ))
         .await;
     cross.error(StatusCode::FORBIDDEN);
+    // Another port of localhost is the same site, not the same origin.
+    let same_site = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("sec-fetch-site", "same-site")],
+            Some(body.clone()),
+        ))
+        .await;
+    same_site.error(StatusCode::FORBIDDEN);
     let delete = fx
         .call(with_headers(
             Method::DELETE,
@@ -178,6 +188,10 @@ async fn a_configured_token_is_required_for_the_api_but_not_the_index() {
     assert_eq!(index.status, StatusCode::OK);
     assert!(index.text.contains("dashboard is coming"), "{}", index.text);
     fx.get("/api/openapi.json").await.error(StatusCode::UNAUTHORIZED);
+    // Default deny: paths other than the index need the token, routed or not.
+    for path in ["/API/tasks", "/nope", "/api"] {
+        fx.get(path).await.error(StatusCode::UNAUTHORIZED);
+    }
 }
 
 #[tokio::test]
