@@ -80,23 +80,39 @@ pub struct TokenTotals {
     pub cache_write: u64,
 }
 
+// Token counts come from OpenCode: sums saturate rather than overflow, so absurd
+// numbers from a buggy or hostile server cannot panic the monitor.
 impl TokenTotals {
     fn add(&mut self, tokens: &TokenUsage) {
-        self.input += tokens.input;
-        self.output += tokens.output;
-        self.reasoning += tokens.reasoning;
-        self.cache_read += tokens.cache_read;
-        self.cache_write += tokens.cache_write;
+        self.input = self.input.saturating_add(tokens.input);
+        self.output = self.output.saturating_add(tokens.output);
+        self.reasoning = self.reasoning.saturating_add(tokens.reasoning);
+        self.cache_read = self.cache_read.saturating_add(tokens.cache_read);
+        self.cache_write = self.cache_write.saturating_add(tokens.cache_write);
+    }
+
+    fn add_totals(&mut self, other: &TokenTotals) {
+        self.add(&TokenUsage {
+            input: other.input,
+            output: other.output,
+            reasoning: other.reasoning,
+            cache_read: other.cache_read,
+            cache_write: other.cache_write,
+        });
     }
 
     /// All kinds together.
     pub fn total(&self) -> u64 {
-        self.input + self.output + self.reasoning + self.cache_read + self.cache_write
+        [self.output, self.reasoning, self.cache_read, self.cache_write]
+            .into_iter()
+            .fold(self.input, u64::saturating_add)
     }
 }
 
 fn token_total(tokens: &TokenUsage) -> u64 {
-    tokens.input + tokens.output + tokens.reasoning + tokens.cache_read + tokens.cache_write
+    let mut totals = TokenTotals::default();
+    totals.add(tokens);
+    totals.total()
 }
 
 /// Usage of one model in a period.
@@ -240,7 +256,8 @@ pub fn period_usage(sessions: &[SessionUsage], since: Option<DateTime<Utc>>) -> 
         for item in usage.items.iter().filter(|i| since.is_none_or(|since| i.at >= since)) {
             tokens.add(&item.tokens);
             cost += item.cost;
-            *by_model.entry(&item.model).or_default() += token_total(&item.tokens);
+            let written = by_model.entry(&item.model).or_default();
+            *written = written.saturating_add(token_total(&item.tokens));
             let (bucket, seen) = models.entry(item.model.clone()).or_insert_with(|| {
                 let (provider_id, model_id) = match item.model.split_once('/') {
                     Some((p, m)) => (p.to_owned(), m.to_owned()),
@@ -269,11 +286,7 @@ pub fn period_usage(sessions: &[SessionUsage], since: Option<DateTime<Utc>>) -> 
         }
         out.sessions_with_usage += 1;
         out.total_cost += cost;
-        out.total_tokens.input += tokens.input;
-        out.total_tokens.output += tokens.output;
-        out.total_tokens.reasoning += tokens.reasoning;
-        out.total_tokens.cache_read += tokens.cache_read;
-        out.total_tokens.cache_write += tokens.cache_write;
+        out.total_tokens.add_totals(&tokens);
         let model = by_model
             .into_iter()
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
@@ -296,7 +309,7 @@ pub fn period_usage(sessions: &[SessionUsage], since: Option<DateTime<Utc>>) -> 
     }
     out.total_cost = round(out.total_cost, 6);
     out.token_total = out.total_tokens.total();
-    let prompt = out.total_tokens.cache_read + out.total_tokens.input;
+    let prompt = out.total_tokens.cache_read.saturating_add(out.total_tokens.input);
     out.cache_efficiency =
         if prompt > 0 { round(out.total_tokens.cache_read as f64 / prompt as f64, 4) } else { 0.0 };
     let mut by_model: Vec<ModelUsage> = models
@@ -421,6 +434,20 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].model, "p/m");
         assert_eq!(items[0].cost, 0.5);
+    }
+
+    #[test]
+    fn absurd_token_counts_saturate_instead_of_panicking() {
+        let now = Utc::now();
+        let huge = |id: &str| SessionUsage {
+            session: session(id, now),
+            items: vec![item(now, "p/m", u64::MAX / 2 + 1, u64::MAX, 0.0)],
+        };
+        let usage = period_usage(&[huge("ses_a"), huge("ses_b")], None);
+        assert_eq!(usage.total_tokens.input, u64::MAX);
+        assert_eq!(usage.token_total, u64::MAX);
+        assert_eq!(usage.by_model[0].total_tokens, u64::MAX);
+        assert_eq!(usage.top_sessions[0].total_tokens, u64::MAX);
     }
 
     #[test]
