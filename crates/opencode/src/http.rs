@@ -247,20 +247,55 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let body = response
-            .bytes()
+        let limit = if status.is_success() { MAX_BODY_BYTES } else { MAX_ERROR_BODY_BYTES };
+        let (body, complete) = read_at_most(response, limit)
             .await
-            .map_err(|err| Failure::transport(err, label, request.timeout))?
-            .to_vec();
+            .map_err(|err| Failure::transport(err, label, request.timeout))?;
         if status.is_success() {
+            if !complete {
+                return Err(Failure {
+                    error: Error::UnexpectedResponse {
+                        message: format!("{label} answered more than {} MiB", limit >> 20),
+                    },
+                    status: Some(status.as_u16()),
+                    server_json: false,
+                });
+            }
             return Ok(Reply { status, content_type, body, label: label.to_owned() });
         }
+        // A cut error body is still summarised: only its beginning is ever shown.
         Err(Failure {
             error: status_error(status, &content_type, &body, label, request.subject),
             status: Some(status.as_u16()),
             server_json: is_server_error_body(&body),
         })
     }
+}
+
+/// Most of a 2xx body that is read. The largest real answers are message lists of
+/// long sessions (a few MiB); anything near this is a broken server or proxy, and
+/// reading on would only exhaust memory.
+const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Most of an error body that is read: only its message (or first 200 characters)
+/// is used, and an endless one must not hold the call until the timeout.
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// Reads the body up to `limit` bytes; `false` when there was more (left unread).
+async fn read_at_most(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<(Vec<u8>, bool)> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(body.len());
+        if chunk.len() > room {
+            body.extend(chunk.iter().take(room));
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
 }
 
 /// A failed request, with what the caller may need beyond the [`Error`].

@@ -50,3 +50,42 @@ pub fn html_page() -> ResponseTemplate {
 pub fn session_ref(id: &str, directory: &str) -> SessionRef {
     SessionRef { id: id.to_owned(), directory: directory.to_owned() }
 }
+
+/// A loopback server wiremock cannot play: every connection gets `head` (status
+/// line and headers, chunked encoding) and then `chunk` over and over, up to
+/// `total` bytes, and is then held open and silent. For bodies too big to read.
+pub async fn endless_body_server(
+    head: &'static str,
+    chunk: &'static [u8],
+    total: usize,
+) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            // Read the request head first: hyper rejects an answer that comes before it.
+            let mut request = Vec::new();
+            let mut byte = [0_u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                match socket.read(&mut byte).await {
+                    Ok(1) => request.extend_from_slice(&byte),
+                    _ => return,
+                }
+            }
+            let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+            framed.extend_from_slice(chunk);
+            framed.extend_from_slice(b"\r\n");
+            let mut sent = 0;
+            let mut result = socket.write_all(head.as_bytes()).await;
+            while result.is_ok() && sent < total {
+                result = socket.write_all(&framed).await;
+                sent += chunk.len();
+            }
+            open.push(socket);
+        }
+    });
+    (format!("http://{address}"), server)
+}

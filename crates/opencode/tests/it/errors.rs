@@ -1,6 +1,6 @@
 //! Every way a request can fail, and what each becomes (here and in core).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openloom_core::Error as CoreError;
 use openloom_opencode::{Error, OpencodeClient, Secret};
@@ -8,7 +8,8 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    PASSWORD, client, fixture, html_page, json_body, json_error, session_ref, settings,
+    PASSWORD, client, endless_body_server, fixture, html_page, json_body, json_error, session_ref,
+    settings,
 };
 
 #[tokio::test]
@@ -247,4 +248,50 @@ async fn credentials_go_in_a_header_and_never_into_debug_or_errors() {
     let shown = format!("{client:?} {settings:?} {err:?} {err} {core:?} {core}");
     assert!(!shown.contains(PASSWORD), "{shown}");
     assert!(shown.contains("***"), "{shown}");
+}
+
+/// Only the server's message is used from an error body, so a huge (or endless)
+/// one must neither fill memory nor hold the call until the request timeout.
+#[tokio::test]
+async fn an_endless_error_body_is_cut_short() {
+    let head = "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
+    let (uri, server) = endless_body_server(head, &[b'x'; 16 * 1024], usize::MAX).await;
+    let mock = MockServer::start().await; // only for settings' shape
+    let mut settings = settings(&mock);
+    settings.base_url = uri;
+    settings.request_timeout = Duration::from_secs(4);
+    let client = OpencodeClient::new(settings).expect("valid");
+    let started = Instant::now();
+    let err = client.session("ses_1").await.expect_err("500");
+    assert!(started.elapsed() < Duration::from_secs(2), "read for {:?}", started.elapsed());
+    match &err {
+        Error::Upstream { status: 500, message } => {
+            assert!(message.starts_with("Internal Server Error: xxx"), "{message}");
+            assert!(message.len() < 300, "summarised: {} bytes", message.len());
+        }
+        other => panic!("expected Upstream 500, got {other:?}"),
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_buffered() {
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    // Far more than any real answer, but bounded, so a client without a limit
+    // times out instead of exhausting memory.
+    let (uri, server) = endless_body_server(head, &[b' '; 64 * 1024], 160 << 20).await;
+    let mock = MockServer::start().await;
+    let mut settings = settings(&mock);
+    settings.base_url = uri;
+    settings.request_timeout = Duration::from_secs(20);
+    let client = OpencodeClient::new(settings).expect("valid");
+    let err = client.messages(&session_ref("ses_1", "/w"), 0).await.expect_err("too big");
+    match &err {
+        Error::UnexpectedResponse { message } => {
+            assert!(message.contains("more than"), "{message}")
+        }
+        other => panic!("expected UnexpectedResponse, got {other:?}"),
+    }
+    server.abort();
 }
