@@ -10,7 +10,7 @@
 //! [`StreamItem::Reconnected`]; consumers should then re-read state (statuses,
 //! messages) instead of trusting that they saw everything.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -20,6 +20,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 
 use crate::client::OpencodeClient;
+use crate::settings::Settings;
 use crate::wire;
 
 /// Which events to subscribe to.
@@ -97,6 +98,7 @@ impl OpencodeClient {
     /// Subscribes to OpenCode's events. The stream never ends on its own: when the
     /// connection fails, drops, or stays silent for `event_idle_timeout`, it
     /// reconnects with exponential backoff (`event_reconnect_initial` doubling up to
+    /// `event_reconnect_max`, starting over only after a connection that lasted
     /// `event_reconnect_max`) and yields [`StreamItem::Reconnected`]. Drop it to stop.
     pub fn subscribe(&self, scope: EventScope) -> BoxStream<'static, StreamItem> {
         let client = self.clone();
@@ -105,8 +107,10 @@ impl OpencodeClient {
             let mut delay = settings.event_reconnect_initial;
             let mut first_attempt = true;
             loop {
+                let mut open_for = None;
                 match client.open_event_stream(&scope).await {
                     Ok(response) => {
+                        let opened = Instant::now();
                         if !first_attempt {
                             yield StreamItem::Reconnected;
                         }
@@ -115,9 +119,6 @@ impl OpencodeClient {
                         loop {
                             match tokio::time::timeout(settings.event_idle_timeout, events.next()).await {
                                 Ok(Some(Ok(event))) => {
-                                    // Something arrived: the connection works, so the
-                                    // next drop starts backing off from the beginning.
-                                    delay = settings.event_reconnect_initial;
                                     match ServerEvent::parse(&event.data) {
                                         Some(parsed) => yield StreamItem::Event(parsed),
                                         None => tracing::trace!(data = %event.data, "skipped event"),
@@ -137,12 +138,14 @@ impl OpencodeClient {
                                 }
                             }
                         }
+                        open_for = Some(opened.elapsed());
                     }
                     Err(reason) => tracing::warn!(%reason, retry_in = ?delay, "cannot open the event stream"),
                 }
                 first_attempt = false;
-                tokio::time::sleep(delay).await;
-                delay = next_delay(delay, settings.event_reconnect_max);
+                let wait = wait_before_retry(delay, open_for, &settings);
+                tokio::time::sleep(wait).await;
+                delay = next_delay(wait, settings.event_reconnect_max);
             }
         };
         stream.boxed()
@@ -194,6 +197,25 @@ impl OpencodeClient {
     }
 }
 
+/// The wait before the next attempt, given the current backoff and how long the
+/// last connection stayed open (`None`: it did not open).
+///
+/// Only a connection that stayed open for `event_reconnect_max` counts as working
+/// and starts the backoff over. Any event would be too weak a proof: OpenCode greets
+/// every stream with `server.connected`, so a server that drops streams right after
+/// opening them (crash loop, proxy) would be reconnected to every
+/// `event_reconnect_initial`. This way reconnects, and the re-reads each
+/// [`StreamItem::Reconnected`] causes, come at most about once per
+/// `event_reconnect_max`, whatever the server does.
+fn wait_before_retry(delay: Duration, open_for: Option<Duration>, settings: &Settings) -> Duration {
+    match open_for {
+        Some(open_for) if open_for >= settings.event_reconnect_max => {
+            settings.event_reconnect_initial
+        }
+        _ => delay,
+    }
+}
+
 fn next_delay(delay: Duration, max: Duration) -> Duration {
     delay.saturating_mul(2).min(max)
 }
@@ -225,6 +247,18 @@ mod tests {
         let sync = r#"{"directory":"/w","payload":{"type":"sync","syncEvent":{"type":"session.updated.1"}}}"#;
         assert_eq!(ServerEvent::parse(sync), None);
         assert_eq!(ServerEvent::parse("not json"), None);
+    }
+
+    #[test]
+    fn only_a_lasting_connection_starts_the_backoff_over() {
+        let settings = Settings::new("http://127.0.0.1:4096");
+        let (initial, max) = (settings.event_reconnect_initial, settings.event_reconnect_max);
+        let backed_off = Duration::from_secs(8);
+        assert_eq!(wait_before_retry(backed_off, None, &settings), backed_off);
+        let greeted_then_dropped = Some(Duration::from_millis(5));
+        assert_eq!(wait_before_retry(backed_off, greeted_then_dropped, &settings), backed_off);
+        assert_eq!(wait_before_retry(backed_off, Some(max), &settings), initial);
+        assert_eq!(wait_before_retry(backed_off, Some(max * 100), &settings), initial);
     }
 
     #[test]

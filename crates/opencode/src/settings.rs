@@ -67,7 +67,9 @@ pub struct Settings {
     /// First wait before reconnecting the event stream; doubles up to
     /// `event_reconnect_max`.
     pub event_reconnect_initial: Duration,
-    /// Longest wait between event-stream reconnect attempts.
+    /// Longest wait between event-stream reconnect attempts. Also how long a
+    /// connection must have stayed open for the backoff to start over, so the
+    /// stream reconnects at most about once per this period.
     pub event_reconnect_max: Duration,
     /// An event stream silent for this long is treated as dead and reopened.
     /// OpenCode sends a heartbeat every 10 s, so this should be well above that.

@@ -51,13 +51,23 @@ pub fn session_ref(id: &str, directory: &str) -> SessionRef {
     SessionRef { id: id.to_owned(), directory: directory.to_owned() }
 }
 
+/// What [`raw_server`] does with a connection once its body is sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AfterBody {
+    /// Keep it open and silent.
+    HoldOpen,
+    /// Close it (a dropped connection).
+    Close,
+}
+
 /// A loopback server wiremock cannot play: every connection gets `head` (status
 /// line and headers, chunked encoding) and then `chunk` over and over, up to
-/// `total` bytes, and is then held open and silent. For bodies too big to read.
-pub async fn endless_body_server(
+/// `total` bytes; then `after` says whether it is held open or closed.
+pub async fn raw_server(
     head: &'static str,
     chunk: &'static [u8],
     total: usize,
+    after: AfterBody,
 ) -> (String, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -84,7 +94,9 @@ pub async fn endless_body_server(
                 result = socket.write_all(&framed).await;
                 sent += chunk.len();
             }
-            open.push(socket);
+            if after == AfterBody::HoldOpen {
+                open.push(socket);
+            }
         }
     });
     (format!("http://{address}"), server)

@@ -8,8 +8,8 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    PASSWORD, client, endless_body_server, fixture, html_page, json_body, json_error, session_ref,
-    settings,
+    AfterBody, PASSWORD, client, fixture, html_page, json_body, json_error, raw_server,
+    session_ref, settings,
 };
 
 #[tokio::test]
@@ -255,7 +255,7 @@ async fn credentials_go_in_a_header_and_never_into_debug_or_errors() {
 #[tokio::test]
 async fn an_endless_error_body_is_cut_short() {
     let head = "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
-    let (uri, server) = endless_body_server(head, &[b'x'; 16 * 1024], usize::MAX).await;
+    let (uri, server) = raw_server(head, &[b'x'; 16 * 1024], usize::MAX, AfterBody::HoldOpen).await;
     let mock = MockServer::start().await; // only for settings' shape
     let mut settings = settings(&mock);
     settings.base_url = uri;
@@ -280,7 +280,7 @@ async fn an_oversized_answer_is_refused_not_buffered() {
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
     // Far more than any real answer, but bounded, so a client without a limit
     // times out instead of exhausting memory.
-    let (uri, server) = endless_body_server(head, &[b' '; 64 * 1024], 160 << 20).await;
+    let (uri, server) = raw_server(head, &[b' '; 64 * 1024], 160 << 20, AfterBody::HoldOpen).await;
     let mock = MockServer::start().await;
     let mut settings = settings(&mock);
     settings.base_url = uri;

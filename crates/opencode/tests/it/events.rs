@@ -5,12 +5,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use openloom_core::{AgentEvent, AgentServer, SessionActivity};
-use openloom_opencode::{EventScope, OpencodeClient, StreamItem};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use openloom_opencode::{EventScope, OpencodeClient, Settings, StreamItem};
 use wiremock::matchers::{path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{client, fixture, html_page, settings};
+use crate::common::{AfterBody, client, fixture, html_page, raw_server, settings};
 
 fn sse(name: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(fixture(name).into_bytes(), "text/event-stream")
@@ -159,44 +158,63 @@ async fn failed_connections_are_retried_and_announced_as_reconnects() {
     assert!(server.received_requests().await.expect("recorded").len() >= 4);
 }
 
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+
+/// A client of a [`raw_server`] at `uri`, with the test settings.
+async fn raw_client(uri: String, change: impl FnOnce(&mut Settings)) -> OpencodeClient {
+    let mock = MockServer::start().await; // only for settings' shape
+    let mut settings = settings(&mock);
+    settings.base_url = uri;
+    change(&mut settings);
+    OpencodeClient::new(settings).expect("valid")
+}
+
 /// wiremock cannot keep a response open, so a raw socket plays a server that sends
 /// one event and then goes silent.
 #[tokio::test]
 async fn a_silent_stream_is_reopened() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let server = tokio::spawn(async move {
-        let mut open = Vec::new();
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
-            // Read the request head first: hyper rejects an answer that comes before it.
-            let mut head = Vec::new();
-            let mut byte = [0_u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                match socket.read(&mut byte).await {
-                    Ok(1) => head.push(byte[0]),
-                    _ => return,
-                }
-            }
-            let event =
-                r#"data: {"id":"evt_1","type":"session.idle","properties":{"sessionID":"ses_1"}}"#;
-            let chunk = format!("{event}\n\n");
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-            let body = format!("{:x}\r\n{chunk}\r\n", chunk.len());
-            if socket.write_all(format!("{head}{body}").as_bytes()).await.is_err() {
-                return;
-            }
-            open.push(socket); // keep it open and silent
-        }
-    });
-    let mock = MockServer::start().await; // only for settings' shape
-    let mut settings = settings(&mock);
-    settings.base_url = format!("http://{address}");
-    settings.event_idle_timeout = Duration::from_millis(300);
-    let stream = OpencodeClient::new(settings).expect("valid").agent_events(EventScope::Global);
-    let mut stream = stream;
+    const EVENT: &[u8] =
+        b"data: {\"id\":\"evt_1\",\"type\":\"session.idle\",\"properties\":{\"sessionID\":\"ses_1\"}}\n\n";
+    let (uri, server) = raw_server(SSE_HEAD, EVENT, EVENT.len(), AfterBody::HoldOpen).await;
+    let client = raw_client(uri, |s| s.event_idle_timeout = Duration::from_millis(300)).await;
+    let mut stream = client.agent_events(EventScope::Global);
     assert_eq!(until(&mut stream, &AgentEvent::Reconnected).await, [idle("ses_1")]);
     let after = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("in time");
     assert_eq!(after, Some(idle("ses_1")), "the reopened stream is read");
+    server.abort();
+}
+
+/// OpenCode greets every new stream with `server.connected`, so that greeting does
+/// not prove the connection works: a server that drops every stream right after it
+/// (crash loop, proxy) must see the backoff grow, not a reconnect every
+/// `event_reconnect_initial` — each `Reconnected` makes the harness re-check every task.
+#[tokio::test]
+async fn streams_that_drop_right_after_the_greeting_back_off() {
+    const GREETING: &[u8] =
+        b"data: {\"id\":\"evt_1\",\"type\":\"server.connected\",\"properties\":{}}\n\n";
+    let (uri, server) = raw_server(SSE_HEAD, GREETING, GREETING.len(), AfterBody::Close).await;
+    let client = raw_client(uri, |s| {
+        s.event_reconnect_initial = Duration::from_millis(20);
+        s.event_reconnect_max = Duration::from_millis(160);
+    })
+    .await;
+    let mut stream = client.subscribe(EventScope::Global);
+    let mut reconnects = 0;
+    let window = tokio::time::sleep(Duration::from_millis(1500));
+    tokio::pin!(window);
+    loop {
+        tokio::select! {
+            () = &mut window => break,
+            item = stream.next() => {
+                if item == Some(StreamItem::Reconnected) {
+                    reconnects += 1;
+                }
+            }
+        }
+    }
+    // Backing off: waits of 20, 40, 80, then 160 ms, so about 11 in 1.5 s.
+    // Without it, a reconnect every 20 ms or so: over 40.
+    assert!((3..=16).contains(&reconnects), "{reconnects} reconnects in 1.5 s");
     server.abort();
 }
