@@ -5,7 +5,12 @@
 //! Each refresh lists sessions and their statuses, then reads the messages of the
 //! few sessions that changed since they were last read (newest first, a bounded
 //! number per refresh) to learn their token usage and whether a reply is still being
-//! written. A session seen busy stays busy for [`MonitorConfig::busy_hold`], because
+//! written. A session is read in full (up to [`MonitorConfig::probe_message_limit`])
+//! only the first time; after that only its newest
+//! [`MonitorConfig::probe_tail_messages`] are read and merged by message id, since a
+//! session being worked on changes at every refresh and its history does not. When
+//! the newest messages do not reach back to the last one read, the session is read in
+//! full again. A session seen busy stays busy for [`MonitorConfig::busy_hold`], because
 //! OpenCode reports idle for a moment between two steps of one turn and the
 //! dashboard would flicker. The result is published as one immutable
 //! [`MonitorSnapshot`] through a `watch` channel: readers never block the loop.
@@ -16,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
-use openloom_core::{Health, Session, SessionActivity};
+use openloom_core::{AgentMessage, Health, Session, SessionActivity};
 use openloom_opencode::OpencodeClient;
 use serde::Serialize;
 use tokio::sync::{Mutex, Notify, watch};
 
-use crate::telemetry::{SessionUsage, UsageItem, UsageReport, usage_items, usage_report};
+use crate::telemetry::{SessionUsage, UsageItem, UsageReport, usage_item, usage_report};
 
 /// The monitor's pace and bounds.
 #[derive(Debug, Clone)]
@@ -32,8 +37,10 @@ pub struct MonitorConfig {
     pub busy_hold: Duration,
     /// Sessions whose messages are read per refresh.
     pub probes_per_refresh: usize,
-    /// Most messages read from one session.
+    /// Most messages read from a session the first time (and after a gap).
     pub probe_message_limit: usize,
+    /// Messages read from a session already read: its newest ones.
+    pub probe_tail_messages: usize,
     /// Sessions updated this recently get their directory's status read, and may be
     /// shown busy because of an unfinished message.
     pub recent_window: Duration,
@@ -46,6 +53,7 @@ impl Default for MonitorConfig {
             busy_hold: Duration::from_secs(12),
             probes_per_refresh: 8,
             probe_message_limit: 1000,
+            probe_tail_messages: 20,
             recent_window: Duration::from_secs(600),
         }
     }
@@ -141,9 +149,22 @@ struct Memory {
 }
 
 struct Probed {
+    /// The session's update time when it was read.
     updated_at: Option<DateTime<Utc>>,
-    items: Vec<UsageItem>,
-    busy: bool,
+    /// Usage of every assistant message read so far, by message id.
+    items: HashMap<String, UsageItem>,
+    /// The newest message read, to tell whether a read of the newest messages left a
+    /// gap.
+    newest: Option<String>,
+    /// The newest messages show a reply still being written. Only counts while the
+    /// session is recent: a reply abandoned mid-way must not show busy for ever.
+    unfinished: bool,
+}
+
+/// The messages of one probe, and whether they are the whole (bounded) history.
+struct Read {
+    messages: Vec<AgentMessage>,
+    full: bool,
 }
 
 /// Keeps a [`MonitorSnapshot`] fresh. Share it behind an `Arc`.
@@ -259,12 +280,13 @@ impl SessionMonitor {
             }
         };
 
-        self.probe(&mut memory, &sessions, &is_recent).await;
+        self.probe(&mut memory, &sessions).await;
 
         let instant = Instant::now();
         let mut statuses = HashMap::new();
         for session in &visible {
-            let probed_busy = memory.probed.get(&session.id).is_some_and(|p| p.busy);
+            let probed_busy =
+                is_recent(session) && memory.probed.get(&session.id).is_some_and(|p| p.unfinished);
             let mut activity =
                 raw_status.get(&session.id).cloned().unwrap_or(SessionActivity::Idle);
             if probed_busy && activity == SessionActivity::Idle {
@@ -288,7 +310,11 @@ impl SessionMonitor {
             .iter()
             .map(|s| SessionUsage {
                 session: s.clone(),
-                items: memory.probed.get(&s.id).map(|p| p.items.clone()).unwrap_or_default(),
+                items: memory
+                    .probed
+                    .get(&s.id)
+                    .map(|p| p.items.values().cloned().collect())
+                    .unwrap_or_default(),
             })
             .collect();
         self.publish(MonitorSnapshot {
@@ -302,47 +328,74 @@ impl SessionMonitor {
     }
 
     /// Reads the messages of the sessions that changed since last read, newest first.
-    async fn probe(
-        &self,
-        memory: &mut Memory,
-        sessions: &[Session],
-        is_recent: &(dyn Fn(&Session) -> bool + Sync),
-    ) {
+    async fn probe(&self, memory: &mut Memory, sessions: &[Session]) {
         let mut due: Vec<&Session> = sessions
             .iter()
             .filter(|s| memory.probed.get(&s.id).is_none_or(|p| p.updated_at != updated(s)))
             .collect();
         due.sort_by_key(|s| std::cmp::Reverse(updated(s)));
         due.truncate(self.config.probes_per_refresh);
-        let limit = self.config.probe_message_limit;
-        let probes = due.into_iter().cloned().map(|session| {
-            let client = self.client.clone();
-            async move {
-                let result = client.messages(&session.as_ref(), limit).await;
-                (session, result)
-            }
+        // Owned before the futures are built: a closure over borrowed sessions makes
+        // the refresh future not `Send` (a higher-ranked lifetime limitation).
+        let due: Vec<(Session, Option<Option<String>>)> = due
+            .into_iter()
+            .map(|s| (s.clone(), memory.probed.get(&s.id).map(|p| p.newest.clone())))
+            .collect();
+        let probes = due.into_iter().map(|(session, newest)| async move {
+            let result = self.read(&session, newest).await;
+            (session, result)
         });
         let results: Vec<(Session, _)> = stream::iter(probes).buffer_unordered(4).collect().await;
         for (session, result) in results {
-            let session = &session;
-            match result {
-                Ok(messages) => {
-                    let busy =
-                        is_recent(session) && openloom_prompts::messages_indicate_busy(&messages);
-                    memory.probed.insert(
-                        session.id.clone(),
-                        Probed {
-                            updated_at: updated(session),
-                            items: usage_items(session, &messages),
-                            busy,
-                        },
-                    );
-                }
+            let read = match result {
+                Ok(read) => read,
                 Err(error) => {
                     tracing::debug!(session = %session.id, %error, "could not read session messages");
+                    continue;
+                }
+            };
+            let probed = memory.probed.entry(session.id.clone()).or_insert_with(|| Probed {
+                updated_at: None,
+                items: HashMap::new(),
+                newest: None,
+                unfinished: false,
+            });
+            if read.full {
+                probed.items.clear();
+            }
+            for message in &read.messages {
+                if let Some(item) = usage_item(&session, message) {
+                    probed.items.insert(message.id.clone(), item);
+                }
+            }
+            probed.updated_at = updated(&session);
+            probed.newest = read.messages.last().map(|m| m.id.clone()).or(probed.newest.take());
+            probed.unfinished = openloom_prompts::messages_indicate_busy(&read.messages);
+        }
+    }
+
+    /// Reads a session's messages: all of them (bounded) the first time, else the
+    /// newest few, falling back to all when those do not reach back to `newest`, the
+    /// last message read before (`Some(None)`: none was).
+    async fn read(
+        &self,
+        session: &Session,
+        newest: Option<Option<String>>,
+    ) -> Result<Read, openloom_opencode::Error> {
+        let session_ref = session.as_ref();
+        let tail = self.config.probe_tail_messages;
+        if let Some(newest) = newest {
+            if tail > 0 {
+                let messages = self.client.messages(&session_ref, tail).await?;
+                let complete = messages.len() < tail;
+                let reaches_back = newest.is_none_or(|id| messages.iter().any(|m| m.id == id));
+                if complete || reaches_back {
+                    return Ok(Read { messages, full: complete });
                 }
             }
         }
+        let messages = self.client.messages(&session_ref, self.config.probe_message_limit).await?;
+        Ok(Read { messages, full: true })
     }
 
     fn publish(&self, snapshot: MonitorSnapshot) {

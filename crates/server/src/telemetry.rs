@@ -41,27 +41,25 @@ pub struct SessionUsage {
     pub items: Vec<UsageItem>,
 }
 
-/// The usage items of a session's messages: assistant messages with tokens or cost.
+/// The usage item of one message of `session`: `None` unless it is an assistant
+/// message with tokens or cost.
+pub fn usage_item(session: &Session, message: &AgentMessage) -> Option<UsageItem> {
+    if !message.is_assistant() {
+        return None;
+    }
+    let tokens = message.tokens.unwrap_or_default();
+    let cost = message.cost.filter(|c| c.is_finite() && *c > 0.0).unwrap_or(0.0);
+    if token_total(&tokens) == 0 && cost == 0.0 {
+        return None;
+    }
+    let at = message.completed_at.or(message.created_at).or(session.updated_at)?;
+    let model = message.model.clone().filter(|s| !s.trim().is_empty());
+    Some(UsageItem { at, model: model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()), tokens, cost })
+}
+
+/// The usage items of a session's messages (see [`usage_item`]).
 pub fn usage_items(session: &Session, messages: &[AgentMessage]) -> Vec<UsageItem> {
-    messages
-        .iter()
-        .filter(|m| m.is_assistant())
-        .filter_map(|m| {
-            let tokens = m.tokens.unwrap_or_default();
-            let cost = m.cost.filter(|c| c.is_finite() && *c > 0.0).unwrap_or(0.0);
-            if token_total(&tokens) == 0 && cost == 0.0 {
-                return None;
-            }
-            let at = m.completed_at.or(m.created_at).or(session.updated_at)?;
-            let model = m.model.clone().filter(|s| !s.trim().is_empty());
-            Some(UsageItem {
-                at,
-                model: model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
-                tokens,
-                cost,
-            })
-        })
-        .collect()
+    messages.iter().filter_map(|m| usage_item(session, m)).collect()
 }
 
 /// Token counts by kind, as the dashboard shows them.

@@ -197,3 +197,93 @@ async fn opencode_errors_are_gateway_errors() {
         fx.post_empty("/api/sessions/ses_idle/archive").await.error(StatusCode::BAD_GATEWAY);
     assert!(detail.contains("database is locked"), "{detail}");
 }
+
+/// The `limit` of every read of `id`'s messages so far, in order.
+async fn message_limits(fx: &Fixture, id: &str) -> Vec<String> {
+    let requests = fx.opencode.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .filter(|r| r.url.path() == format!("/session/{id}/message"))
+        .map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "limit")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn total_input(fx: &Fixture) -> u64 {
+    fx.state.monitor().snapshot().usage.periods.total.total_tokens.input
+}
+
+/// Mounts the session list with `ses_w` just updated, and its messages per `limit`.
+async fn mount_round(fx: &Fixture, by_limit: &[(&str, serde_json::Value)]) {
+    fx.opencode.reset().await;
+    // A new update time for the session, so the monitor reads it again.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    fx.mount_opencode(json!([session_json("ses_w", &fx.ws(), 0)]), json!({})).await;
+    for (limit, messages) in by_limit {
+        Mock::given(method("GET"))
+            .and(path("/session/ses_w/message"))
+            .and(query_param("limit", *limit))
+            .respond_with(json_reply(messages.clone()))
+            .mount(&fx.opencode)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_read_before_is_read_by_its_newest_messages_unless_there_is_a_gap() {
+    let mut config = test_config();
+    config.monitor.probe_tail_messages = 2;
+    let fx = Fixture::with_config(config).await;
+    let a = |id: &str, input: u64| assistant_message(id, "ok", input, 0.0);
+
+    mount_round(&fx, &[("1000", json!([user_message("msg_u1", "go"), a("msg_a1", 100)]))]).await;
+    fx.state.monitor().refresh().await;
+    assert_eq!(message_limits(&fx, "ses_w").await, ["1000"], "first read: in full");
+    assert_eq!(total_input(&fx), 100);
+
+    // The newest two do not reach back to msg_a1: a gap, so the session is read in full.
+    let full = json!([
+        user_message("msg_u1", "go"),
+        a("msg_a1", 100),
+        user_message("msg_u2", "more"),
+        a("msg_a2", 10)
+    ]);
+    mount_round(
+        &fx,
+        &[("2", json!([user_message("msg_u2", "more"), a("msg_a2", 10)])), ("1000", full)],
+    )
+    .await;
+    fx.state.monitor().refresh().await;
+    assert_eq!(message_limits(&fx, "ses_w").await, ["2", "1000"]);
+    assert_eq!(total_input(&fx), 110);
+
+    // They reach back to msg_a2, the newest read: merged by id, nothing counted twice.
+    mount_round(&fx, &[("2", json!([a("msg_a2", 10), a("msg_a3", 1)]))]).await;
+    fx.state.monitor().refresh().await;
+    assert_eq!(message_limits(&fx, "ses_w").await, ["2"], "only the newest messages are read");
+    assert_eq!(total_input(&fx), 111);
+}
+
+#[tokio::test]
+async fn an_abandoned_unfinished_reply_stops_showing_busy_once_the_session_is_old() {
+    let mut config = test_config();
+    config.monitor.recent_window = std::time::Duration::from_millis(800);
+    config.monitor.busy_hold = std::time::Duration::from_millis(100);
+    let fx = Fixture::with_config(config).await;
+    let unfinished = json!({"info": {"id": "msg_a1", "role": "assistant", "time": {"created": now_ms()}},
+                            "parts": []});
+    mount_round(&fx, &[("1000", json!([user_message("msg_u1", "go"), unfinished]))]).await;
+    fx.state.monitor().refresh().await;
+    let status = |fx: &Fixture| fx.state.monitor().snapshot().statuses.get("ses_w").cloned();
+    assert_eq!(status(&fx), Some(openloom_core::SessionActivity::Busy), "a reply being written");
+
+    // Nothing changes in the session for longer than the recent window.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    fx.state.monitor().refresh().await;
+    assert_eq!(status(&fx), Some(openloom_core::SessionActivity::Idle));
+}
