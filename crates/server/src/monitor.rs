@@ -259,9 +259,13 @@ impl SessionMonitor {
             }
         };
         let now = Utc::now();
-        let window =
-            chrono::Duration::from_std(self.config.recent_window).unwrap_or(chrono::Duration::MAX);
-        let is_recent = |s: &Session| updated(s).is_some_and(|u| u >= now - window);
+        // A window reaching before the start of time (a huge configured duration)
+        // makes every session recent instead of overflowing.
+        let recent_since = chrono::Duration::from_std(self.config.recent_window)
+            .ok()
+            .and_then(|window| now.checked_sub_signed(window));
+        let is_recent =
+            |s: &Session| updated(s).is_some_and(|u| recent_since.is_none_or(|since| u >= since));
         let visible: Vec<&Session> = sessions.iter().filter(|s| is_visible(s)).collect();
 
         let mut directories: Vec<String> = Vec::new();

@@ -287,3 +287,16 @@ async fn an_abandoned_unfinished_reply_stops_showing_busy_once_the_session_is_ol
     fx.state.monitor().refresh().await;
     assert_eq!(status(&fx), Some(openloom_core::SessionActivity::Idle));
 }
+
+#[tokio::test]
+async fn a_huge_recent_window_makes_every_session_recent_without_overflowing() {
+    let mut config = test_config();
+    config.monitor.recent_window = std::time::Duration::MAX;
+    let fx = Fixture::with_config(config).await;
+    let unfinished = json!({"info": {"id": "msg_a1", "role": "assistant", "time": {"created": now_ms()}},
+                            "parts": []});
+    mount_round(&fx, &[("1000", json!([unfinished]))]).await;
+    fx.state.monitor().refresh().await;
+    let snapshot = fx.state.monitor().snapshot();
+    assert_eq!(snapshot.statuses.get("ses_w"), Some(&openloom_core::SessionActivity::Busy));
+}
