@@ -87,22 +87,22 @@ impl OpencodeClient {
     }
 
     /// Whether the server is up, is OpenCode, and accepts our credentials
-    /// (`GET /global/health`). Never fails.
+    /// (`GET /global/health`, within `health_timeout`). Never fails.
     pub async fn health(&self) -> Health {
-        let reply =
-            match self.inner.transport.send(self.request(Method::GET, &["global", "health"])).await
-            {
-                Ok(reply) => reply,
-                Err(Error::Unauthorized { .. }) => {
-                    let reason = if self.inner.transport.has_password() {
-                        "OpenCode refused the username/password (HTTP 401)"
-                    } else {
-                        "OpenCode requires a password (HTTP 401) and none is configured"
-                    };
-                    return Health::Unauthorized { reason: reason.to_owned() };
-                }
-                Err(err) => return Health::Unreachable { reason: err.to_string() },
-            };
+        let request =
+            Request::new(Method::GET, &["global", "health"], self.inner.settings.health_timeout);
+        let reply = match self.inner.transport.send(request).await {
+            Ok(reply) => reply,
+            Err(Error::Unauthorized { .. }) => {
+                let reason = if self.inner.transport.has_password() {
+                    "OpenCode refused the username/password (HTTP 401)"
+                } else {
+                    "OpenCode requires a password (HTTP 401) and none is configured"
+                };
+                return Health::Unauthorized { reason: reason.to_owned() };
+            }
+            Err(err) => return Health::Unreachable { reason: err.to_string() },
+        };
         // Any unknown route answers 200 with the web UI, so 200 alone proves nothing.
         let body = match reply.json() {
             Ok(body) => body,

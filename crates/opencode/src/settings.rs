@@ -59,6 +59,11 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Time allowed for an ordinary request, body included.
     pub request_timeout: Duration,
+    /// Time allowed for `GET /global/health`. Short, because right after a
+    /// (re)start OpenCode accepts connections but never answers a request that
+    /// comes too early: a probe should report that as unreachable quickly instead
+    /// of stalling for `request_timeout`.
+    pub health_timeout: Duration,
     /// Time allowed for a synchronous prompt (`POST /session/{id}/message`), which
     /// only answers when the agent's whole turn is done.
     pub prompt_timeout: Duration,
@@ -84,6 +89,7 @@ impl fmt::Debug for Settings {
             password,
             connect_timeout,
             request_timeout,
+            health_timeout,
             prompt_timeout,
             project_ttl,
             event_reconnect_initial,
@@ -96,6 +102,7 @@ impl fmt::Debug for Settings {
             .field("password", password)
             .field("connect_timeout", connect_timeout)
             .field("request_timeout", request_timeout)
+            .field("health_timeout", health_timeout)
             .field("prompt_timeout", prompt_timeout)
             .field("project_ttl", project_ttl)
             .field("event_reconnect_initial", event_reconnect_initial)
@@ -120,7 +127,8 @@ pub(crate) fn redact_url(raw: &str) -> String {
 
 impl Settings {
     /// Settings with sensible defaults for a local server: user `opencode`, no
-    /// password, 5 s connect, 20 s requests, 10 min synchronous prompts.
+    /// password, 5 s connect, 20 s requests, 5 s health checks, 10 min synchronous
+    /// prompts.
     pub fn new(base_url: impl Into<String>) -> Self {
         Settings {
             base_url: base_url.into(),
@@ -128,6 +136,7 @@ impl Settings {
             password: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(20),
+            health_timeout: Duration::from_secs(5),
             prompt_timeout: Duration::from_secs(600),
             project_ttl: Duration::from_secs(10),
             event_reconnect_initial: Duration::from_millis(500),

@@ -7,7 +7,9 @@ use openloom_opencode::{OpencodeClient, Secret, Settings};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{PASSWORD, client, fixture, html_page, json_body, settings};
+use crate::common::{
+    AfterBody, PASSWORD, client, fixture, html_page, json_body, raw_server, settings,
+};
 
 #[tokio::test]
 async fn a_healthy_server_reports_its_version() {
@@ -78,7 +80,7 @@ async fn no_server_and_slow_server_are_unreachable() {
         .mount(&server)
         .await;
     let mut settings = settings(&server);
-    settings.request_timeout = Duration::from_millis(150);
+    settings.health_timeout = Duration::from_millis(150);
     match OpencodeClient::new(settings).expect("valid").health().await {
         Health::Unreachable { reason } => assert!(reason.contains("timed out"), "{reason}"),
         other => panic!("expected Unreachable, got {other:?}"),
@@ -97,4 +99,26 @@ async fn a_server_error_on_health_is_unreachable() {
         matches!(&health, Health::Unreachable { reason } if reason.contains("503")),
         "{health:?}"
     );
+}
+
+/// Right after a (re)start OpenCode accepts connections but never answers a request
+/// that comes too early. A health probe must say "unreachable" quickly then, not
+/// after the ordinary request timeout.
+#[tokio::test]
+async fn a_server_that_accepts_but_never_answers_is_unreachable_quickly() {
+    let (uri, server) = raw_server("", b"", 0, AfterBody::HoldOpen).await;
+    let mock = MockServer::start().await; // only for settings' shape
+    let mut settings = settings(&mock);
+    settings.base_url = uri;
+    settings.request_timeout = Duration::from_secs(30);
+    settings.health_timeout = Duration::from_millis(300);
+    let client = OpencodeClient::new(settings).expect("valid");
+    let health = tokio::time::timeout(Duration::from_secs(3), client.health())
+        .await
+        .expect("the health timeout, not the request timeout, applies");
+    match health {
+        Health::Unreachable { reason } => assert!(reason.contains("300ms"), "{reason}"),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    server.abort();
 }
