@@ -121,7 +121,9 @@ impl OpencodeClient {
                                 Ok(Some(Ok(event))) => {
                                     match ServerEvent::parse(&event.data) {
                                         Some(parsed) => yield StreamItem::Event(parsed),
-                                        None => tracing::trace!(data = %event.data, "skipped event"),
+                                        // Sync copies repeat whole sessions and messages (prompts,
+                                        // file contents): their size is enough for a log.
+                                        None => tracing::trace!(bytes = event.data.len(), "skipped event"),
                                     }
                                 }
                                 Ok(Some(Err(err))) => {
