@@ -77,8 +77,9 @@ impl LoadReport {
     }
 }
 
-/// Drives `url` per `config`: a warm-up, then the measured period.
-pub async fn drive(url: &str, config: &LoadConfig) -> Result<LoadReport> {
+/// Drives `url` per `config`: a warm-up, then the measured period. Returns both
+/// (the warm-up's report is empty when there is none).
+pub async fn drive(url: &str, config: &LoadConfig) -> Result<(LoadReport, LoadReport)> {
     if config.connections == 0 {
         bail!("the load needs at least one connection");
     }
@@ -88,10 +89,8 @@ pub async fn drive(url: &str, config: &LoadConfig) -> Result<LoadReport> {
         .connect_timeout(Duration::from_secs(5))
         .build()
         .context("building the load generator's HTTP client")?;
-    if !config.warmup.is_zero() {
-        period(&client, url, config, config.warmup).await;
-    }
-    Ok(period(&client, url, config, config.duration).await)
+    let warmup = period(&client, url, config, config.warmup).await;
+    Ok((warmup, period(&client, url, config, config.duration).await))
 }
 
 async fn period(
@@ -222,7 +221,8 @@ mod tests {
             }),
         ))
         .await;
-        let report = drive(&format!("{base}/ok"), &quick(300)).await.expect("load runs");
+        let (warmup, report) = drive(&format!("{base}/ok"), &quick(300)).await.expect("load runs");
+        assert_eq!(warmup.ok() + warmup.errors, 0, "no warm-up was asked for");
         assert_eq!(report.errors, 0, "{:?}", report.first_error);
         assert!(report.ok() > 10, "only {} requests", report.ok());
         assert_eq!(report.mean_body(), 5);
@@ -237,7 +237,7 @@ mod tests {
         let base =
             serve(Router::new().route("/no", get(|| async { (StatusCode::BAD_REQUEST, "nope") })))
                 .await;
-        let report = drive(&format!("{base}/no"), &quick(100)).await.expect("load runs");
+        let (_, report) = drive(&format!("{base}/no"), &quick(100)).await.expect("load runs");
         assert_eq!(report.ok(), 0);
         assert!(report.errors > 0);
         assert!(
@@ -253,7 +253,7 @@ mod tests {
         let mut config = quick(5_000);
         config.max_requests = 40;
         let started = Instant::now();
-        let report = drive(&format!("{base}/ok"), &config).await.expect("load runs");
+        let (_, report) = drive(&format!("{base}/ok"), &config).await.expect("load runs");
         assert_eq!(report.ok(), 40);
         assert!(started.elapsed() < Duration::from_secs(4), "stopped by the cap, not the clock");
     }

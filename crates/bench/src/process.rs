@@ -113,6 +113,31 @@ fn parse_status(text: &str) -> Option<Memory> {
     Some(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
 }
 
+/// CPU time (user + system, all threads) a process has used so far.
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let ticks = parse_stat_ticks(&text).with_context(|| format!("no utime/stime in {path}"))?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|hz| u64::try_from(hz).ok())
+        .filter(|&hz| hz > 0)
+        .context("sysconf(CLK_TCK)")?;
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// utime + stime, in clock ticks, from a `/proc/<pid>/stat` line.
+fn parse_stat_ticks(text: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may contain spaces; count
+    // fields after its closing one: state is field 3, utime 14, stime 15.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// A port on loopback that was free a moment ago.
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
@@ -188,6 +213,25 @@ mod tests {
         let text = "Name:\tx\nVmHWM:\t   12345 kB\nVmRSS:\t    6789 kB\nThreads:\t3\n";
         assert_eq!(parse_status(text), Some(Memory { rss_kib: 6789, peak_kib: 12345 }));
         assert_eq!(parse_status("Name:\tkernel-thread\n"), None);
+    }
+
+    #[test]
+    fn reads_cpu_ticks_past_a_name_with_spaces() {
+        let line = "42 (tokio rt) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 5 0 1 0 0";
+        assert_eq!(parse_stat_ticks(line), Some(280));
+        assert_eq!(parse_stat_ticks("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn its_own_cpu_time_grows() {
+        let before = cpu_time(std::process::id()).expect("own stat");
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(100) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        let after = cpu_time(std::process::id()).expect("own stat");
+        assert!(after > before, "{before:?} -> {after:?} ({x})");
     }
 
     #[test]

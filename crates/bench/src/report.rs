@@ -52,8 +52,8 @@ pub fn watch_table(figures: &[WatchFigures]) -> String {
 /// Benchmark 2's table, one row per endpoint and program, with ratios.
 pub fn throughput_table(figures: &[ServerFigures]) -> String {
     let mut out = String::from(
-        "| endpoint | program | requests/s | p50 | p99 | errors | tasks / sessions in a response | mean body |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| endpoint | program | requests/s | p50 | p99 | errors | server CPU per request | tasks / sessions in a response | mean body |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     let endpoints = figures.first().map(|f| f.endpoints.len()).unwrap_or(0);
     let mut ratios = String::new();
@@ -65,13 +65,14 @@ pub fn throughput_table(figures: &[ServerFigures]) -> String {
                 endpoint.sessions_in_response.map_or("–".to_owned(), |n| n.to_string());
             let _ = writeln!(
                 out,
-                "| GET {} | {} | {:.0} | {} | {} | {} | {} / {} | {:.1} KiB |",
+                "| GET {} | {} | {:.0} | {} | {} | {} | {:.0} µs | {} / {} | {:.1} KiB |",
                 endpoint.path,
                 figure.subject,
                 report.rate(),
                 ms(report.p50()),
                 ms(report.p99()),
                 report.errors,
+                endpoint.cpu_per_request_us(),
                 endpoint.tasks_in_response,
                 sessions,
                 report.mean_body() as f64 / 1024.0
@@ -81,9 +82,11 @@ pub fn throughput_table(figures: &[ServerFigures]) -> String {
             if let (Some(a), Some(b)) = (ours.endpoints.get(index), reference.endpoints.get(index))
             {
                 let ratio = a.report.rate() / b.report.rate().max(1e-9);
+                let cpu = b.cpu_per_request_us() / a.cpu_per_request_us().max(1e-9);
                 let _ = writeln!(
                     ratios,
-                    "- GET {}: ours ÷ reference = **{ratio:.1}×** requests/s (target ≥ {THROUGHPUT_TARGET:.0}×: {}); p50 {} vs {}.",
+                    "- GET {}: ours ÷ reference = **{ratio:.1}×** requests/s (target ≥ {THROUGHPUT_TARGET:.0}×: {}); \
+                     p50 {} vs {}; the reference spends {cpu:.1}× our server CPU per request.",
                     a.path,
                     verdict(ratio >= THROUGHPUT_TARGET),
                     ms(a.report.p50()),
@@ -165,6 +168,8 @@ mod tests {
                 path: "/api/tasks",
                 tasks_in_response: 50,
                 sessions_in_response: None,
+                server_cpu: Duration::from_millis(500),
+                requests_in_cpu_window: rate,
                 report,
             }],
         }
@@ -181,12 +186,11 @@ mod tests {
     fn throughput_verdicts_follow_the_target() {
         let met = throughput_table(&[server("ours", 2000, 8000), server("ref", 100, 60000)]);
         assert!(met.contains("**20.0×** requests/s (target ≥ 20×: met)"), "{met}");
-        assert!(
-            met.contains(
-                "| GET /api/tasks | ours | 2000 | 2.00 ms | 2.00 ms | 0 | 50 / – | 2.0 KiB |"
-            ),
-            "{met}"
-        );
+        // 500 ms over 2000 requests = 250 µs; over 100 requests = 5000 µs: 20×.
+        let row =
+            "| GET /api/tasks | ours | 2000 | 2.00 ms | 2.00 ms | 0 | 250 µs | 50 / – | 2.0 KiB |";
+        assert!(met.contains(row), "{met}");
+        assert!(met.contains("spends 20.0× our server CPU per request"), "{met}");
         let missed = throughput_table(&[server("ours", 1900, 8000), server("ref", 100, 60000)]);
         assert!(missed.contains("MISSED"), "{missed}");
     }

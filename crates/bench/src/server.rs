@@ -9,7 +9,7 @@ use openloom_testkit::{E2e, Launcher, Script};
 use serde_json::Value;
 
 use crate::load::{LoadConfig, LoadReport, drive};
-use crate::process::{Memory, Server, free_port, memory};
+use crate::process::{Memory, Server, cpu_time, free_port, memory};
 use crate::seed;
 use crate::subject::{Environment, Subject};
 
@@ -54,6 +54,20 @@ pub struct EndpointFigures {
     pub sessions_in_response: Option<usize>,
     /// The load result.
     pub report: LoadReport,
+    /// CPU time the server used during the measured period and its warm-up.
+    pub server_cpu: Duration,
+    /// Requests sent in that time (warm-up included), to get CPU per request.
+    pub requests_in_cpu_window: usize,
+}
+
+impl EndpointFigures {
+    /// Server CPU time per request, in microseconds (the load generator excluded).
+    pub fn cpu_per_request_us(&self) -> f64 {
+        if self.requests_in_cpu_window == 0 {
+            return 0.0;
+        }
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests_in_cpu_window as f64
+    }
 }
 
 /// Measures every subject, one at a time, against one OpenCode.
@@ -128,7 +142,10 @@ async fn one(
         let tasks_in_response =
             count(&body, "tasks").with_context(|| format!("GET {url}: no tasks array"))?;
         let sessions_in_response = count(&body, "sessions");
-        let report = drive(&url, &plan.load).await?;
+        let pid = server.pid()?;
+        let cpu_before = cpu_time(pid)?;
+        let (warmup, report) = drive(&url, &plan.load).await?;
+        let server_cpu = cpu_time(pid)?.saturating_sub(cpu_before);
         eprintln!(
             "bench: {} GET {path}: {:.0} req/s, p50 {:?}, p99 {:?}, {} errors",
             subject.name(),
@@ -144,7 +161,15 @@ async fn one(
                 server.log_tail()
             );
         }
-        endpoints.push(EndpointFigures { path, tasks_in_response, sessions_in_response, report });
+        let requests_in_cpu_window = warmup.ok() + warmup.errors + report.ok() + report.errors;
+        endpoints.push(EndpointFigures {
+            path,
+            tasks_in_response,
+            sessions_in_response,
+            report,
+            server_cpu,
+            requests_in_cpu_window,
+        });
     }
     let after_load = memory(server.pid()?)?;
     server.stop().await;
