@@ -1,17 +1,23 @@
 //! `GET /api/events`: live task events over Server-Sent Events.
 //!
 //! On connect the client gets a `snapshot` (the newest tasks and the store version);
-//! then one `task` event per harness event. Every event's SSE `id` is the store
-//! version, so a browser that reconnects sends `Last-Event-ID`: when it equals the
-//! current version nothing was missed and no snapshot is sent, otherwise a fresh one
-//! is. The stream reads the bus's broadcast channel, which never blocks the harness;
-//! a client too slow to keep up falls behind the channel and is disconnected, and
-//! resynchronises from the snapshot when it reconnects.
+//! then one `task` event per harness event, whose SSE `id` is the store version of
+//! the write it announces. The stream reads the bus's broadcast channel, which never
+//! blocks the harness; a client too slow to keep up falls behind the channel and is
+//! disconnected, and resynchronises from the snapshot when it reconnects.
+//!
+//! # Why every connection starts with a snapshot, `Last-Event-ID` or not
+//! One write can be announced by several events with the same store version
+//! (`updated` then `completed`, `updated` then `failed`), and concurrent writers may
+//! emit their events out of version order. So a reconnecting client whose
+//! `Last-Event-ID` equals the current version may still have missed the second event
+//! of that write, or the late event of an older one: no id proves it saw everything.
+//! A snapshot (one page of tasks, read once per connection) always does, so it is
+//! always sent.
 
 use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use openloom_core::TaskQuery;
@@ -24,36 +30,27 @@ use crate::state::AppState;
 /// How long a browser waits before reconnecting, in milliseconds.
 const RETRY_MS: u64 = 2000;
 
-/// The SSE stream.
+/// The SSE stream: a snapshot, then task events.
 pub async fn events(
     State(state): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<SseEvent, Infallible>>>> {
-    let last_seen: Option<u64> = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
     // Subscribe before reading the store: an event for a write after the snapshot is
-    // then always received, never lost in between.
+    // then always received, never lost in between. Tasks are listed after the version
+    // is read, so the snapshot reflects every write up to that version (maybe more;
+    // the events of those later writes repeat what it shows, harmlessly).
     let mut receiver = state.harness().bus().receiver();
     let version = state.store().store_version().await?;
-    let snapshot = if last_seen == Some(version) {
-        None
-    } else {
-        let limit = state.config().snapshot_tasks;
-        let tasks = state.store().list_tasks(&TaskQuery::newest(limit)).await?;
-        let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id.clone())).flatten();
-        Some(
-            json!({ "type": "snapshot", "store_version": version, "tasks": tasks, "next_cursor": next }),
-        )
-    };
+    let limit = state.config().snapshot_tasks;
+    let tasks = state.store().list_tasks(&TaskQuery::newest(limit)).await?;
+    let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id.clone())).flatten();
+    let snapshot = json!({ "type": "snapshot", "store_version": version, "tasks": tasks, "next_cursor": next });
     let mut closing = state.closing();
     let stream = async_stream::stream! {
-        let first = SseEvent::default().retry(std::time::Duration::from_millis(RETRY_MS));
-        match snapshot {
-            Some(data) => yield Ok(first.event("snapshot").id(version.to_string()).data(data.to_string())),
-            None => yield Ok(first.comment("up to date")),
-        }
+        yield Ok(SseEvent::default()
+            .retry(std::time::Duration::from_millis(RETRY_MS))
+            .event("snapshot")
+            .id(version.to_string())
+            .data(snapshot.to_string()));
         loop {
             let received = tokio::select! {
                 received = receiver.recv() => received,

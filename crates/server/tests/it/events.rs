@@ -1,4 +1,5 @@
-//! `/api/events` on a real socket: snapshot, then task events; reconnect rules;
+//! `/api/events` on a real socket: snapshot, then task events; a snapshot on every
+//! reconnect;
 //! shutdown with a stream open.
 
 use std::time::Duration;
@@ -27,7 +28,7 @@ async fn read_until(
 }
 
 #[tokio::test]
-async fn a_client_sees_a_snapshot_then_task_events_and_resumes_by_last_event_id() {
+async fn a_client_sees_a_snapshot_then_task_events_and_a_snapshot_again_on_reconnect() {
     let fx = Fixture::new().await;
     let mut config = test_config();
     config.bind = "127.0.0.1:0".parse().expect("addr");
@@ -70,13 +71,22 @@ async fn a_client_sees_a_snapshot_then_task_events_and_resumes_by_last_event_id(
     let mut beats = String::new();
     read_until(&mut body, &mut beats, ": heartbeat").await;
 
-    // Up to date: no snapshot. Behind: a fresh snapshot with the missed task.
-    let current =
-        http.get(&url).header("Last-Event-ID", version.to_string()).send().await.expect("connect");
+    // Completing announces `updated`/`completed`-style events that may share a store
+    // version; a client whose Last-Event-ID is the current version may have missed one,
+    // so it gets a snapshot showing the task as it is now.
+    let completed = fx.state.harness().complete(&id).await.expect("complete");
+    let current = http
+        .get(&url)
+        .header("Last-Event-ID", completed.to_string())
+        .send()
+        .await
+        .expect("connect");
     let mut current_body = current.bytes_stream();
     let mut head = String::new();
-    read_until(&mut current_body, &mut head, "up to date").await;
-    assert!(!head.contains("snapshot"), "{head}");
+    read_until(&mut current_body, &mut head, "event: snapshot").await;
+    read_until(&mut current_body, &mut head, "\n\n").await;
+    assert!(head.contains(&format!("id: {completed}")), "{head}");
+    assert!(head.contains("\"status\":\"completed\""), "{head}");
     let behind = http
         .get(&url)
         .header("Last-Event-ID", (version - 1).to_string())
