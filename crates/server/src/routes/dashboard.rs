@@ -39,8 +39,7 @@ pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
     let version = state.store().store_version().await?;
     // The first page, as `GET /api/tasks` gives it; older pages come from there.
     let limit = crate::routes::tasks::DEFAULT_PAGE;
-    let tasks = state.store().list_tasks(&TaskQuery::newest(limit)).await?;
-    let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id.clone())).flatten();
+    let (tasks, next) = crate::routes::tasks::task_page(&state, TaskQuery::newest(limit)).await?;
     let counts = state.store().count_by_status().await?;
     let recent = state.recent().recent_workspaces().await?;
 

@@ -41,8 +41,7 @@ pub async fn events(
     let mut receiver = state.harness().bus().receiver();
     let version = state.store().store_version().await?;
     let limit = state.config().snapshot_tasks;
-    let tasks = state.store().list_tasks(&TaskQuery::newest(limit)).await?;
-    let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id.clone())).flatten();
+    let (tasks, next) = crate::routes::tasks::task_page(&state, TaskQuery::newest(limit)).await?;
     let snapshot = json!({ "type": "snapshot", "store_version": version, "tasks": tasks, "next_cursor": next });
     let mut closing = state.closing();
     let stream = async_stream::stream! {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use axum::Json;
 use axum::extract::State;
 use chrono::Utc;
-use openloom_core::{LogQuery, StoreVersion, TaskId, TaskQuery, TaskSpec, TaskStatus};
+use openloom_core::{LogQuery, StoreVersion, Task, TaskId, TaskQuery, TaskSpec, TaskStatus};
 use openloom_prompts::{Plan, PromptOptions, SpecFormat};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::planner;
 use crate::state::AppState;
 
-/// Default and largest page of tasks.
+/// Default page of tasks.
 pub const DEFAULT_PAGE: usize = 50;
 /// Largest page of tasks a client may ask for.
 pub const MAX_PAGE: usize = 500;
@@ -45,6 +45,28 @@ fn parse_statuses(text: Option<&str>) -> Result<Vec<TaskStatus>> {
         .collect()
 }
 
+/// A page of tasks, newest first, and the cursor of the next page (`None` on the last
+/// page: one task more than asked is read, so a full last page never points at an
+/// empty one). An unknown `before` cursor is a bad request.
+pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Task>, Option<TaskId>)> {
+    let limit = query.limit;
+    let cursor = query.before.clone();
+    let probe = TaskQuery { limit: limit.saturating_add(1), ..query };
+    let mut tasks =
+        state.store().list_tasks(&probe).await.map_err(|error| match (error, cursor) {
+            (openloom_core::Error::NotFound { .. }, Some(cursor)) => Error::BadRequest(format!(
+                "unknown cursor {cursor}: pass the next_cursor of the previous page"
+            )),
+            (error, _) => Error::from(error),
+        })?;
+    if tasks.len() <= limit {
+        return Ok((tasks, None));
+    }
+    tasks.truncate(limit);
+    let next = tasks.last().map(|t| t.id.clone());
+    Ok((tasks, next))
+}
+
 /// A page of tasks, newest first, and the cursor of the next page.
 pub async fn list(
     State(state): State<AppState>,
@@ -56,16 +78,8 @@ pub async fn list(
     }
     let statuses = parse_statuses(query.status.as_deref())?;
     let before = query.before.filter(|b| !b.is_empty()).map(TaskId::from);
-    if let Some(cursor) = &before {
-        if state.store().get_task(cursor).await?.is_none() {
-            return Err(Error::BadRequest(format!(
-                "unknown cursor {cursor}: pass the next_cursor of the previous page"
-            )));
-        }
-    }
     let version = state.store().store_version().await?;
-    let tasks = state.store().list_tasks(&TaskQuery { limit, before, statuses }).await?;
-    let next = (tasks.len() == limit).then(|| tasks.last().map(|t| t.id.clone())).flatten();
+    let (tasks, next) = task_page(&state, TaskQuery { limit, before, statuses }).await?;
     Ok(Json(json!({ "tasks": tasks, "store_version": version, "next_cursor": next })))
 }
 
@@ -94,8 +108,15 @@ pub async fn detail(
         .get_task(&id)
         .await?
         .ok_or_else(|| Error::NotFound { what: "task", id: id.to_string() })?;
-    let log = state.store().check_log(&id, &LogQuery { after: query.log_after, limit }).await?;
-    let next = (log.len() == limit).then(|| log.last().map(|e| e.seq)).flatten();
+    // One entry more than asked tells whether there is a next page.
+    let probe = LogQuery { after: query.log_after, limit: limit.saturating_add(1) };
+    let mut log = state.store().check_log(&id, &probe).await?;
+    let next = if log.len() > limit {
+        log.truncate(limit);
+        log.last().map(|e| e.seq)
+    } else {
+        None
+    };
     Ok(Json(json!({
         "task": task,
         "store_version": version,

@@ -170,6 +170,9 @@ async fn pages_follow_the_cursor_and_filter_by_status() {
     }
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
+    let exact = fx.get("/api/tasks?limit=5").await;
+    assert_eq!(exact.json["tasks"].as_array().expect("tasks").len(), 5);
+    assert_eq!(exact.json["next_cursor"], Value::Null, "a full last page has no next page");
 
     let paused = fx.get("/api/tasks?status=paused").await;
     assert_eq!(paused.json["tasks"].as_array().expect("tasks").len(), 1);
@@ -221,8 +224,10 @@ async fn operations_follow_the_lifecycle_and_refuse_what_does_not_fit() {
     let page = fx.get(&format!("{base}?log_limit=2")).await;
     assert_eq!(page.json["log"].as_array().expect("log").len(), 2);
     let cursor = page.json["log_next_cursor"].as_i64().expect("cursor");
-    let rest = fx.get(&format!("{base}?log_after={cursor}")).await;
+    let rest = fx.get(&format!("{base}?log_after={cursor}&log_limit=2")).await;
     assert_eq!(rest.json["log"][0]["summary"], "Marked complete by user");
+    assert_eq!(rest.json["log"].as_array().expect("log").len(), 2);
+    assert_eq!(rest.json["log_next_cursor"], Value::Null, "a full last page has no next page");
 
     let deleted = fx.delete(&base).await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
