@@ -3,7 +3,10 @@
 //!
 //! Every error body is `{"error": "<code>", "detail": "<what happened>"}`. Internal
 //! errors (the store, a bug) are logged with their detail and answered generically:
-//! SQL text, file paths of the database and upstream bodies never reach a client.
+//! SQL text and file paths of the database never reach a client. OpenCode failures
+//! (502, 503) carry OpenCode's own error message, or the first 200 characters of a
+//! body that is not one of its JSON errors, because that is what the user must act
+//! on; OpenCode's password is in neither (the client keeps it out of URLs and errors).
 
 use std::net::SocketAddr;
 
@@ -145,18 +148,18 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let detail = if status.is_server_error() && status != StatusCode::BAD_GATEWAY {
-            if matches!(self, Error::UpstreamUnavailable(_)) {
+        let detail = match &self {
+            // What OpenCode said is what the user needs to act on.
+            Error::Upstream(_) => {
+                tracing::warn!(error = %self, "OpenCode request failed");
                 self.to_string()
-            } else {
+            }
+            Error::UpstreamUnavailable(_) => self.to_string(),
+            _ if status.is_server_error() => {
                 tracing::error!(error = %self, "request failed");
                 "the server failed; see its log for details".to_owned()
             }
-        } else {
-            if status == StatusCode::BAD_GATEWAY {
-                tracing::warn!(error = %self, "OpenCode request failed");
-            }
-            self.to_string()
+            _ => self.to_string(),
         };
         let mut response =
             (status, Json(json!({ "error": self.code(), "detail": detail }))).into_response();
