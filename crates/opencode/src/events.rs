@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use openloom_core::AgentEvent;
@@ -21,7 +20,7 @@ use serde_json::Value;
 
 use crate::client::OpencodeClient;
 use crate::settings::Settings;
-use crate::wire;
+use crate::{sse, wire};
 
 /// Which events to subscribe to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,15 +114,15 @@ impl OpencodeClient {
                             yield StreamItem::Reconnected;
                         }
                         tracing::debug!(?scope, "event stream connected");
-                        let mut events = response.bytes_stream().eventsource();
+                        let mut events = std::pin::pin!(sse::data_events(response.bytes_stream(), sse::MAX_EVENT_BYTES));
                         loop {
                             match tokio::time::timeout(settings.event_idle_timeout, events.next()).await {
-                                Ok(Some(Ok(event))) => {
-                                    match ServerEvent::parse(&event.data) {
+                                Ok(Some(Ok(data))) => {
+                                    match ServerEvent::parse(&data) {
                                         Some(parsed) => yield StreamItem::Event(parsed),
                                         // Sync copies repeat whole sessions and messages (prompts,
                                         // file contents): their size is enough for a log.
-                                        None => tracing::trace!(bytes = event.data.len(), "skipped event"),
+                                        None => tracing::trace!(bytes = data.len(), "skipped event"),
                                     }
                                 }
                                 Ok(Some(Err(err))) => {

@@ -31,6 +31,7 @@ mod error;
 mod events;
 mod http;
 mod settings;
+mod sse;
 mod types;
 pub mod wire;
 

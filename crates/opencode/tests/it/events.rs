@@ -218,3 +218,20 @@ async fn streams_that_drop_right_after_the_greeting_back_off() {
     assert!((3..=16).contains(&reconnects), "{reconnects} reconnects in 1.5 s");
     server.abort();
 }
+
+/// A stream that keeps sending bytes but never ends an event is neither silent nor
+/// closed; buffering it would grow without bound. It is dropped and reopened.
+#[tokio::test]
+async fn an_event_that_never_ends_is_dropped_not_buffered() {
+    // One endless line: `xxxx…` with no line end at all.
+    const NO_LINE_END: &[u8] = &[b'x'; 64 * 1024];
+    // Bounded, so a client without a limit ends up silent rather than out of memory.
+    let (uri, server) = raw_server(SSE_HEAD, NO_LINE_END, 24 << 20, AfterBody::HoldOpen).await;
+    let client = raw_client(uri, |s| s.event_idle_timeout = Duration::from_secs(60)).await;
+    let mut stream = client.subscribe(EventScope::Global);
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the stream is cut long before the idle timeout");
+    assert_eq!(first, Some(StreamItem::Reconnected));
+    server.abort();
+}
