@@ -66,11 +66,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when retrying later may succeed.
+    /// True when retrying later may succeed: unreachable, timed out, or an
+    /// upstream 5xx, 429 (too many requests) or 408 (a proxy's request timeout).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { .. } | Error::Timeout { .. } => true,
-            Error::Upstream { status, .. } => *status >= 500 || *status == 429,
+            Error::Upstream { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
     }
@@ -86,6 +87,10 @@ impl From<Error> for openloom_core::Error {
             }
             Error::Unauthorized { message } => Core::AgentUnauthorized { message },
             Error::NotFound { what, id, .. } => Core::NotFound { what, id },
+            // The core retries upstream 5xx and 429 only; a 408 is a timeout.
+            Error::Upstream { status: 408, message } => {
+                Core::AgentUnavailable { message: format!("request timeout (408): {message}") }
+            }
             Error::Upstream { status, message } => Core::AgentUpstream { status, message },
             Error::UnexpectedResponse { message } => Core::AgentProtocol { message },
             Error::InvalidSettings { message } => Core::Invalid(message),
@@ -133,6 +138,15 @@ mod tests {
         assert_eq!(server_message(br#"{"_tag":"BadRequest"}"#).as_deref(), Some("BadRequest"));
         assert_eq!(server_message(b""), None);
         assert_eq!(server_message(b"<html>oops</html>"), None);
+    }
+
+    #[test]
+    fn a_408_is_a_timeout_and_retried() {
+        let err = Error::Upstream { status: 408, message: "Request Timeout".into() };
+        assert!(err.is_transient());
+        let core = openloom_core::Error::from(err);
+        assert!(core.is_transient(), "{core:?}");
+        assert!(matches!(core, openloom_core::Error::AgentUnavailable { .. }), "{core:?}");
     }
 
     #[test]
