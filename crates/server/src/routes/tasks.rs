@@ -21,6 +21,9 @@ use crate::state::AppState;
 pub const DEFAULT_PAGE: usize = 50;
 /// Largest page of tasks a client may ask for.
 pub const MAX_PAGE: usize = 500;
+/// Longest check interval a task may have (one year). Far larger ones overflow the
+/// harness's date arithmetic when it schedules the next check.
+pub const MAX_CHECK_INTERVAL_SECONDS: u64 = 365 * 24 * 3600;
 /// Default page of a task's check log.
 pub const DEFAULT_LOG_PAGE: usize = 100;
 /// Largest page of a task's check log.
@@ -256,6 +259,12 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateTask>,
 ) -> Result<Json<Value>> {
     let mut spec = body.to_spec()?;
+    if spec.check_interval_seconds > MAX_CHECK_INTERVAL_SECONDS {
+        return Err(Error::BadRequest(format!(
+            "the check interval is {} s; it may be at most one year ({MAX_CHECK_INTERVAL_SECONDS} s)",
+            spec.check_interval_seconds
+        )));
+    }
     let session_id = CreateTask::text(&body.session_id).map(str::to_owned);
     let id = match &session_id {
         Some(session_id) => {

@@ -114,6 +114,20 @@ async fn bad_bodies_are_4xx_json_errors() {
         .expect("request");
     fx.call(no_type).await.error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
+    // Intervals that would overflow the harness's schedule, however they are asked for.
+    let spec = format!(
+        "name: t\nworkspace: {}\ngoal: g\ncheck_interval_seconds: 100000000000000000\n",
+        fx.ws()
+    );
+    for body in [
+        json!({"prompt": "x", "workspace": fx.ws(), "checkIntervalSeconds": 100_000_000_000_000_000_i64}),
+        json!({"prompt": "x", "workspace": fx.ws(), "checkIntervalMinutes": i64::MAX}),
+        json!({"spec": spec}),
+    ] {
+        let detail = fx.post("/api/tasks", body).await.error(StatusCode::BAD_REQUEST);
+        assert!(detail.contains("at most one year"), "{detail}");
+    }
+
     let huge = "x".repeat(2 * 1024 * 1024);
     let too_large = fx.post("/api/tasks", json!({"prompt": huge, "workspace": fx.ws()})).await;
     too_large.error(StatusCode::PAYLOAD_TOO_LARGE);
