@@ -38,6 +38,9 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Timeout of one health probe while waiting for OpenCode to come up.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_millis(750);
 
+/// Ports tried by a first start, in case another process takes the chosen one.
+const PORT_ATTEMPTS: u32 = 3;
+
 /// Default time allowed for OpenCode to answer `/global/health`.
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -177,6 +180,16 @@ impl OpencodeServer {
         model: &ScriptedModel,
         options: OpencodeOptions,
     ) -> Result<Self, Error> {
+        Self::start_on(binary, model, options, free_port()?).await
+    }
+
+    /// Start on `port`, or on another free port if something else takes it first.
+    async fn start_on(
+        binary: PathBuf,
+        model: &ScriptedModel,
+        options: OpencodeOptions,
+        port: u16,
+    ) -> Result<Self, Error> {
         let root = tempfile::Builder::new()
             .prefix("openloom-opencode-")
             .tempdir()
@@ -199,7 +212,6 @@ impl OpencodeServer {
                 source,
             })?;
         let log_path = root.path().join("opencode.log");
-        let port = free_port()?;
         let mut server = Self {
             binary,
             options,
@@ -212,8 +224,20 @@ impl OpencodeServer {
             http,
             startup_time: Duration::ZERO,
         };
-        server.spawn_and_wait().await?;
-        Ok(server)
+        let mut attempts = 1;
+        loop {
+            match server.spawn_and_wait().await {
+                Ok(()) => return Ok(server),
+                // OpenCode exits when its port is taken; a port held by someone
+                // else now was lost in the race `free_port` accepts.
+                Err(error) if attempts < PORT_ATTEMPTS && !port_is_free(server.port) => {
+                    tracing::warn!(port = server.port, %error, "OpenCode's port was taken; trying another");
+                    attempts += 1;
+                    server.port = free_port()?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// `http://127.0.0.1:<port>`, no trailing slash.
@@ -510,12 +534,18 @@ async fn copy_to_log(stream: impl AsyncRead + Unpin, log: PathBuf) {
 
 /// A loopback port nobody listens on right now. OpenCode's own `--port 0` tries
 /// 4096 first, which a developer's real OpenCode (or a parallel test) may hold, so
-/// the port is chosen here; the tiny race until OpenCode binds it is accepted.
+/// the port is chosen here. Someone may take it before OpenCode binds it: the first
+/// start then moves to another port (at most [`PORT_ATTEMPTS`] tries).
 fn free_port() -> Result<u16, Error> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|source| Error::io("finding a free port for OpenCode", source))
+}
+
+/// Whether nothing listens on `port` (binding it works).
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 fn append_line(path: &Path, line: &str) {
@@ -555,6 +585,22 @@ mod tests {
             Some(&json!("Scripted model"))
         );
         assert_eq!(config["permission"], json!({"edit": "ask"}));
+    }
+
+    /// The port is chosen before OpenCode binds it; if something takes it in
+    /// between, OpenCode exits ("ServeError") and the kit must move to another.
+    #[tokio::test]
+    async fn a_port_taken_before_opencode_binds_it_is_replaced() {
+        let Some(launcher) = crate::e2e_launcher() else { return };
+        let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a port");
+        let port = taken.local_addr().expect("address").port();
+        let model = ScriptedModel::start(crate::Script::new()).await.expect("model starts");
+        let options = OpencodeOptions::default();
+        let server = OpencodeServer::start_on(launcher.binary().to_owned(), &model, options, port)
+            .await
+            .expect("starts on another port");
+        assert_ne!(server.port(), port);
+        assert!(server.health().await.is_ok());
     }
 
     #[test]
