@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use openloom_core::{RecentWorkspace, WorkspacePolicy};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -57,31 +58,41 @@ pub async fn forget(
     Ok(Json(json!({ "ok": true, "removed": removed, "path": path })))
 }
 
-/// The folder to browse when none is given: the newest recent workspace, else the
-/// first allowed root, else the home directory.
-async fn default_folder(state: &AppState) -> PathBuf {
-    if let Ok(recent) = state.recent().recent_workspaces().await {
-        if let Some(first) = recent.first() {
-            return PathBuf::from(&first.path);
-        }
-    }
-    let policy = state.harness().workspaces();
-    if let Some(root) = policy.roots().first() {
-        return root.clone();
-    }
-    expand_home("~")
-}
-
 /// Lists the folders inside `path` (symlinks and `..` resolved first; nothing outside
-/// the allowed roots is shown or listed).
+/// the allowed roots is shown or listed). Without a path: the newest recent workspace
+/// still allowed, else the first allowed root, else the home directory.
 pub async fn browse(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PathParam>,
 ) -> Result<Json<Value>> {
-    let asked = match query.path.filter(|p| !p.trim().is_empty()) {
-        Some(path) => expand_home(path.trim()),
-        None => default_folder(&state).await,
+    let asked = query.path.filter(|p| !p.trim().is_empty()).map(|p| expand_home(p.trim()));
+    let recent = match asked {
+        Some(_) => Vec::new(),
+        None => state.recent().recent_workspaces().await.unwrap_or_default(),
     };
+    let policy = state.harness().workspaces().clone();
+    // Every step touches the file system (canonicalize, stat, read_dir): off the
+    // async threads.
+    let listing = tokio::task::spawn_blocking(move || {
+        let folder = asked.unwrap_or_else(|| default_folder(&policy, &recent));
+        listing(&policy, &folder)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("browse task failed: {e}")))??;
+    Ok(Json(listing))
+}
+
+fn default_folder(policy: &WorkspacePolicy, recent: &[RecentWorkspace]) -> PathBuf {
+    if let Some(workspace) = recent.iter().find(|w| policy.allows(&w.path)) {
+        return PathBuf::from(&workspace.path);
+    }
+    match policy.roots().first() {
+        Some(root) => root.clone(),
+        None => expand_home("~"),
+    }
+}
+
+fn listing(policy: &WorkspacePolicy, asked: &Path) -> Result<Value> {
     let shown = asked.display().to_string();
     let folder = asked
         .canonicalize()
@@ -89,29 +100,23 @@ pub async fn browse(
     if !folder.is_dir() {
         return Err(Error::NotFound { what: "directory", id: shown });
     }
-    let policy = state.harness().workspaces().clone();
-    if !allowed(&policy, &folder) {
+    if !allowed(policy, &folder) {
         return Err(Error::Forbidden(format!(
             "{} is outside the allowed workspace roots",
             folder.display()
         )));
     }
-    let listed = folder.clone();
-    let children = tokio::task::spawn_blocking(move || list_folders(&policy, &listed))
-        .await
-        .map_err(|e| Error::Internal(format!("browse task failed: {e}")))??;
-    let parent = folder
-        .parent()
-        .filter(|p| allowed(state.harness().workspaces(), p))
-        .map(|p| p.to_string_lossy().into_owned());
-    Ok(Json(json!({ "path": folder.to_string_lossy(), "parent": parent, "children": children })))
+    let children = list_folders(policy, &folder)?;
+    let parent =
+        folder.parent().filter(|p| allowed(policy, p)).map(|p| p.to_string_lossy().into_owned());
+    Ok(json!({ "path": folder.to_string_lossy(), "parent": parent, "children": children }))
 }
 
-fn allowed(policy: &openloom_core::WorkspacePolicy, path: &Path) -> bool {
+fn allowed(policy: &WorkspacePolicy, path: &Path) -> bool {
     policy.allows(&path.to_string_lossy())
 }
 
-fn list_folders(policy: &openloom_core::WorkspacePolicy, folder: &Path) -> Result<Vec<Value>> {
+fn list_folders(policy: &WorkspacePolicy, folder: &Path) -> Result<Vec<Value>> {
     let entries = std::fs::read_dir(folder)
         .map_err(|e| Error::Forbidden(format!("cannot read {}: {e}", folder.display())))?;
     let mut children: Vec<(String, PathBuf)> = entries

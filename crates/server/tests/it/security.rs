@@ -240,9 +240,18 @@ async fn browse_lists_folders_inside_the_roots_only() {
     fx.get(&format!("/api/browse?path={}/nope", fx.ws())).await.error(StatusCode::NOT_FOUND);
     fx.get(&format!("/api/browse?path={}/file.txt", fx.ws())).await.error(StatusCode::NOT_FOUND);
 
-    // Without a path: the newest recent workspace, else the first root.
+    // Without a path: the newest recent workspace still allowed, else the first root.
     let default = fx.get("/api/browse").await;
     assert_eq!(default.json["path"], path_text(&fx.root), "{}", default.text);
+    let recent = fx.state.recent();
+    let now = chrono::Utc::now();
+    recent.record_workspace(&fx.ws(), now).await.expect("record");
+    // Recorded before the roots were narrowed, say: skipped, not a 403.
+    let outside = path_text(&fx.outside);
+    recent.record_workspace(&outside, now + chrono::Duration::seconds(1)).await.expect("record");
+    let default = fx.get("/api/browse").await;
+    assert_eq!(default.status, StatusCode::OK, "{}", default.text);
+    assert_eq!(default.json["path"], fx.ws(), "{}", default.text);
 }
 
 #[tokio::test]
