@@ -48,17 +48,22 @@ const STEP_KEYS: [&str; 4] = ["title", "name", "acceptance", "checks"];
 ///   intervals are errors naming the field;
 /// - unknown keys are logged as warnings, as a hint at typos.
 ///
+/// Anchors, aliases and `<<` merge keys work as in PyYAML's `safe_load`.
+///
 /// Errors carry the field path and, for semantic errors, the line of the top-level
 /// key the field is under; syntax errors carry the parser's line and column.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
     let location = Location::new(origin);
-    let document: Value = serde_yaml::from_str(text).map_err(|e| {
+    let syntax = |e: serde_yaml::Error| {
         let location = match e.location() {
             Some(at) => location.at(at.line(), Some(at.column())),
             None => location.clone(),
         };
         Error::YamlSyntax { location, message: e.to_string() }
-    })?;
+    };
+    let mut document: Value = serde_yaml::from_str(text).map_err(syntax)?;
+    // `<<: *defaults` merge keys, which the reference's PyYAML applies.
+    document.apply_merge().map_err(syntax)?;
     match document {
         Value::Mapping(map) if !map.is_empty() => {
             spec_from_mapping(&map, &location).map_err(|e| with_key_line(e, text))
