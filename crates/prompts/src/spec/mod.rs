@@ -10,6 +10,7 @@
 
 mod checks;
 mod emit;
+mod expansion;
 mod interval;
 mod markdown;
 mod value;
@@ -22,6 +23,7 @@ use openloom_core::spec::{DEFAULT_AGENT, DEFAULT_MODE};
 
 pub use checks::CHECK_KINDS;
 pub use emit::{DEFAULT_SPEC_FILENAME, default_spec_yaml, spec_to_yaml, write_default_spec};
+pub use expansion::{MAX_EXPANDED_BYTES, MAX_FLOW_OPENERS};
 pub use markdown::parse_markdown;
 pub use yaml::parse_yaml;
 

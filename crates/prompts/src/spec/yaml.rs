@@ -5,6 +5,7 @@ use openloom_core::{Step, TaskSpec};
 use serde_yaml::{Mapping, Value};
 
 use super::checks::parse_check_list;
+use super::expansion::{MAX_EXPANDED_BYTES, MAX_FLOW_OPENERS, Refused, check_expansion};
 use super::interval::interval_seconds;
 use super::value::{is_falsy, kind_of, non_negative_int, optional_text, scalar_text, text_list};
 use crate::error::{Error, Location, Result};
@@ -48,7 +49,11 @@ const STEP_KEYS: [&str; 4] = ["title", "name", "acceptance", "checks"];
 ///   intervals are errors naming the field;
 /// - unknown keys are logged as warnings, as a hint at typos.
 ///
-/// Anchors, aliases and `<<` merge keys work as in PyYAML's `safe_load`.
+/// Anchors, aliases and `<<` merge keys work as in PyYAML's `safe_load`. A document
+/// whose aliases would expand past [`MAX_EXPANDED_BYTES`] is refused before it is
+/// built, so a small hostile text cannot take the memory of the process parsing it;
+/// so is one with more than [`MAX_FLOW_OPENERS`] `[`/`{` (deep flow nesting makes
+/// the YAML parser quadratic).
 ///
 /// Errors carry the field path and, for semantic errors, the line of the top-level
 /// key the field is under; syntax errors carry the parser's line and column.
@@ -61,6 +66,27 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
         };
         Error::YamlSyntax { location, message: e.to_string() }
     };
+    // Before building anything: aliases must not blow a small text up (see `expansion`).
+    check_expansion(text, MAX_EXPANDED_BYTES).map_err(|refused| match refused {
+        Refused::TooLarge => Error::field(
+            &location,
+            "<document>",
+            format!(
+                "expands to more than {} MiB once its aliases (`*name`) are copied in",
+                MAX_EXPANDED_BYTES / (1024 * 1024)
+            ),
+            "a spec that repeats less: write a large shared part once",
+        ),
+        Refused::TooManyOpeners => Error::field(
+            &location,
+            "<document>",
+            format!("has more than {MAX_FLOW_OPENERS} `[` and `{{` characters"),
+            "a spec with less bracketed text: nested flow collections take the YAML \
+             parser quadratic time, so their count is bounded; put large code or data \
+             in a workspace file and name it",
+        ),
+        Refused::Yaml(e) => syntax(e),
+    })?;
     let mut document: Value = serde_yaml::from_str(text).map_err(syntax)?;
     // `<<: *defaults` merge keys, which the reference's PyYAML applies.
     document.apply_merge().map_err(syntax)?;

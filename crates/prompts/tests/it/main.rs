@@ -5,6 +5,7 @@
 mod common;
 mod errors;
 mod files;
+mod limits;
 mod planner;
 mod properties;
 mod reference;
