@@ -72,21 +72,6 @@ impl AppState {
         }
     }
 
-    /// The same state with another configuration (e.g. the port actually bound).
-    pub fn with_config(&self, config: ServerConfig) -> Self {
-        AppState {
-            inner: Arc::new(Inner {
-                harness: Arc::clone(&self.inner.harness),
-                store: Arc::clone(&self.inner.store),
-                recent: Arc::clone(&self.inner.recent),
-                client: self.inner.client.clone(),
-                monitor: Arc::clone(&self.inner.monitor),
-                config,
-                closing: Arc::clone(&self.inner.closing),
-            }),
-        }
-    }
-
     /// The harness.
     pub fn harness(&self) -> &Arc<Harness> {
         &self.inner.harness
