@@ -135,9 +135,7 @@ impl OpencodeClient {
         let fetched = self.json(self.request(Method::GET, &["project"])).await.and_then(|body| {
             wire::list(&body, &["projects", "data"])
                 .map(|items| items.iter().filter_map(Project::from_json).collect::<Vec<_>>())
-                .ok_or_else(|| Error::UnexpectedResponse {
-                    message: "GET /project did not answer a list".to_owned(),
-                })
+                .ok_or_else(|| not_a_list("GET /project"))
         });
         match fetched {
             Ok(projects) => {
@@ -220,12 +218,7 @@ impl OpencodeClient {
             .directory(directory)
             .query("limit", SESSION_LIST_LIMIT.to_string());
         let body = self.json(request).await?;
-        if wire::list(&body, &["sessions", "data"]).is_none() {
-            return Err(Error::UnexpectedResponse {
-                message: "GET /session did not answer a list".to_owned(),
-            });
-        }
-        Ok(wire::sessions(&body))
+        wire::sessions(&body).ok_or_else(|| not_a_list("GET /session"))
     }
 
     /// One session by id (`GET /session/{id}`; works for any directory).
@@ -381,12 +374,8 @@ impl OpencodeClient {
             request = request.query("limit", limit.to_string());
         }
         let body = self.json(request).await?;
-        if wire::list(&body, &["messages", "data"]).is_none() {
-            return Err(Error::UnexpectedResponse {
-                message: "GET …/message did not answer a list".to_owned(),
-            });
-        }
-        Ok(wire::messages(&body))
+        wire::messages(&body)
+            .ok_or_else(|| not_a_list(&format!("GET /session/{}/message", session.id)))
     }
 
     /// File diffs of one turn (`GET /session/{id}/diff?messageID=`), as OpenCode
@@ -467,11 +456,8 @@ impl OpencodeClient {
     pub async fn permissions(&self, directory: &str) -> Result<Vec<PermissionRequest>> {
         let body =
             self.json(self.request(Method::GET, &["permission"]).directory(directory)).await?;
-        let items = wire::list(&body, &["permissions", "data"]).ok_or_else(|| {
-            Error::UnexpectedResponse {
-                message: "GET /permission did not answer a list".to_owned(),
-            }
-        })?;
+        let items = wire::list(&body, &["permissions", "data"])
+            .ok_or_else(|| not_a_list("GET /permission"))?;
         Ok(items.iter().filter_map(PermissionRequest::from_json).collect())
     }
 
@@ -500,9 +486,8 @@ impl OpencodeClient {
     /// Questions the agents of the instance for `directory` wait on.
     pub async fn questions(&self, directory: &str) -> Result<Vec<QuestionRequest>> {
         let body = self.json(self.request(Method::GET, &["question"]).directory(directory)).await?;
-        let items = wire::list(&body, &["questions", "data"]).ok_or_else(|| {
-            Error::UnexpectedResponse { message: "GET /question did not answer a list".to_owned() }
-        })?;
+        let items =
+            wire::list(&body, &["questions", "data"]).ok_or_else(|| not_a_list("GET /question"))?;
         Ok(items.iter().filter_map(QuestionRequest::from_json).collect())
     }
 
@@ -531,6 +516,11 @@ impl OpencodeClient {
             .about("question", request_id);
         self.inner.transport.send(request).await.map(|_| ())
     }
+}
+
+/// The error for a list endpoint (`label`: `METHOD /path`) that answered something else.
+fn not_a_list(label: &str) -> Error {
+    Error::UnexpectedResponse { message: format!("{label} did not answer a list") }
 }
 
 fn prompt_body(prompt: &str, agent: Option<&str>) -> Value {

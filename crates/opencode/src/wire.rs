@@ -87,11 +87,10 @@ pub fn session(value: &Value) -> Option<Session> {
     })
 }
 
-/// The sessions of a list response, skipping entries without an id.
-pub fn sessions(value: &Value) -> Vec<Session> {
-    list(value, &["sessions", "data"])
-        .map(|items| items.iter().filter_map(session).collect())
-        .unwrap_or_default()
+/// The sessions of a list response, skipping entries without an id. `None` when
+/// the response is not a list.
+pub fn sessions(value: &Value) -> Option<Vec<Session>> {
+    list(value, &["sessions", "data"]).map(|items| items.iter().filter_map(session).collect())
 }
 
 /// The activity a status value describes: `"busy"`, `{"type":"busy"}`,
@@ -182,11 +181,10 @@ pub fn message(value: &Value) -> Option<AgentMessage> {
     })
 }
 
-/// The messages of a list response, skipping entries without an id.
-pub fn messages(value: &Value) -> Vec<AgentMessage> {
-    list(value, &["messages", "data"])
-        .map(|items| items.iter().filter_map(message).collect())
-        .unwrap_or_default()
+/// The messages of a list response, skipping entries without an id. `None` when
+/// the response is not a list.
+pub fn messages(value: &Value) -> Option<Vec<AgentMessage>> {
+    list(value, &["messages", "data"]).map(|items| items.iter().filter_map(message).collect())
 }
 
 fn message_error(value: &Value) -> Option<MessageError> {
@@ -398,8 +396,9 @@ mod tests {
         let wrapped = json!({"data": [{"id": "ses_1"}]});
         let named = json!({"sessions": [{"id": "ses_1"}]});
         for v in [bare, wrapped, named] {
-            assert_eq!(sessions(&v).len(), 1, "{v}");
+            assert_eq!(sessions(&v).map(|s| s.len()), Some(1), "{v}");
         }
-        assert!(sessions(&json!("nonsense")).is_empty());
+        assert_eq!(sessions(&json!("nonsense")), None);
+        assert_eq!(messages(&json!({"messages": "nope"})), None);
     }
 }
