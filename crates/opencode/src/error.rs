@@ -9,7 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong talking to OpenCode.
 ///
 /// Messages never contain the password: credentials travel in a header, never in
-/// the URL, and response bodies are reduced to the server's own `message`.
+/// the URL. Of an error body only the server's own `message` is kept, or for a
+/// body in neither of OpenCode's shapes its first 200 characters (HTML: none).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
