@@ -5,7 +5,8 @@
 //! session in a period by its last update, so a session active for a month counted
 //! entirely in "today". We sum the assistant messages instead (the session monitor
 //! reads them) and put each message in the period it was written in. Periods start
-//! at local midnight, the week on Monday, as in the reference.
+//! at midnight in the server's local time zone, the week on Monday, as in the reference
+//! (a server usually runs where its user is; in a container that is often UTC).
 
 use std::collections::HashMap;
 
@@ -205,12 +206,15 @@ pub struct UsageReport {
 pub fn period_starts<Tz: TimeZone>(now: &DateTime<Tz>) -> [DateTime<Utc>; 3] {
     let tz = now.timezone();
     let today = now.date_naive();
+    // The day starts at the first local time of that date: midnight, or where a DST
+    // change skips midnight (clocks jump 00:00 → 01:00), the first minute after the gap.
     let midnight = |date: chrono::NaiveDate| -> DateTime<Utc> {
         let naive = date.and_time(chrono::NaiveTime::MIN);
-        tz.from_local_datetime(&naive)
-            .earliest()
+        (0..=24 * 60)
+            .find_map(|minute| {
+                tz.from_local_datetime(&(naive + chrono::Duration::minutes(minute))).earliest()
+            })
             .map(|d| d.with_timezone(&Utc))
-            // A midnight skipped by a DST change: the UTC midnight is close enough.
             .unwrap_or_else(|| naive.and_utc())
     };
     let week = today - chrono::Days::new(u64::from(today.weekday().num_days_from_monday()));
@@ -335,7 +339,7 @@ pub fn period_usage(sessions: &[SessionUsage], since: Option<DateTime<Utc>>) -> 
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, FixedOffset};
+    use chrono::{Duration, FixedOffset, LocalResult};
 
     use super::*;
 
@@ -369,6 +373,67 @@ mod tests {
         assert_eq!(today.to_rfc3339(), "2025-05-14T22:00:00+00:00");
         assert_eq!(week.to_rfc3339(), "2025-05-11T22:00:00+00:00");
         assert_eq!(month.to_rfc3339(), "2025-04-30T22:00:00+00:00");
+    }
+
+    /// A zone whose clocks jump from 00:00 to 01:00 on 2025-11-02 (UTC-3, then UTC-2),
+    /// as some zones' DST changes did.
+    #[derive(Debug, Clone, Copy)]
+    struct SkipsMidnight;
+
+    impl SkipsMidnight {
+        fn change() -> chrono::NaiveDateTime {
+            chrono::NaiveDate::from_ymd_opt(2025, 11, 2)
+                .and_then(|d| d.and_hms_opt(3, 0, 0))
+                .expect("valid instant")
+        }
+        fn offset(hours: i32) -> FixedOffset {
+            FixedOffset::west_opt(hours * 3600).expect("offset")
+        }
+    }
+
+    impl TimeZone for SkipsMidnight {
+        type Offset = FixedOffset;
+        fn from_offset(_: &FixedOffset) -> Self {
+            SkipsMidnight
+        }
+        fn offset_from_local_date(&self, _: &chrono::NaiveDate) -> LocalResult<FixedOffset> {
+            LocalResult::None
+        }
+        fn offset_from_local_datetime(
+            &self,
+            local: &chrono::NaiveDateTime,
+        ) -> LocalResult<FixedOffset> {
+            // Local wall times: before 00:00 on the day of change UTC-3; from 01:00 UTC-2.
+            let change_local = Self::change() - Duration::hours(3);
+            if *local < change_local {
+                LocalResult::Single(Self::offset(3))
+            } else if *local < change_local + Duration::hours(1) {
+                LocalResult::None
+            } else {
+                LocalResult::Single(Self::offset(2))
+            }
+        }
+        fn offset_from_utc_date(&self, _: &chrono::NaiveDate) -> FixedOffset {
+            Self::offset(3)
+        }
+        fn offset_from_utc_datetime(&self, utc: &chrono::NaiveDateTime) -> FixedOffset {
+            if *utc < Self::change() { Self::offset(3) } else { Self::offset(2) }
+        }
+    }
+
+    #[test]
+    fn a_day_whose_midnight_is_skipped_starts_after_the_gap() {
+        let noon = SkipsMidnight
+            .from_local_datetime(
+                &chrono::NaiveDate::from_ymd_opt(2025, 11, 2)
+                    .and_then(|d| d.and_hms_opt(12, 0, 0))
+                    .expect("valid"),
+            )
+            .single()
+            .expect("noon exists");
+        let [today, ..] = period_starts(&noon);
+        // 01:00 at UTC-2, the first local time of that day.
+        assert_eq!(today.to_rfc3339(), "2025-11-02T03:00:00+00:00");
     }
 
     #[test]
