@@ -552,8 +552,7 @@ impl Harness {
             (_, n) => (completed.len() as f64 / n as f64).min(1.0),
         };
         let idle_checks = task.idle_checks + 1;
-        let next_check =
-            (!status.is_terminal()).then(|| now + interval(task.check_interval_seconds));
+        let next_check = (!status.is_terminal()).then(|| after(now, task.check_interval_seconds));
         update.status = Some(status);
         update.current_step = Some(current_step);
         update.completed_steps = Some(completed);
@@ -588,7 +587,7 @@ impl Harness {
             status: Some(status),
             idle_checks: Some(idle_checks),
             last_check_at: Some(Some(now)),
-            next_check_at: Some(Some(now + interval(task.check_interval_seconds))),
+            next_check_at: Some(Some(after(now, task.check_interval_seconds))),
             ..TaskUpdate::default()
         };
         Decision {
@@ -667,7 +666,7 @@ impl Harness {
             workspace: Some(directory),
             spec: Some(spec),
             last_check_at: Some(Some(now)),
-            next_check_at: Some((!one_shot).then(|| now + interval(task.check_interval_seconds))),
+            next_check_at: Some((!one_shot).then(|| after(now, task.check_interval_seconds))),
             error: Some(None),
             consecutive_errors: Some(0),
             ..TaskUpdate::default()
@@ -729,16 +728,15 @@ impl Harness {
             } else {
                 TaskStatus::Waiting
             };
-            let summary =
-                format!("{error}; retrying in {}s (attempt {errors})", wait.num_seconds());
-            tracing::info!(task_id = %task.id, %error, retry_in = wait.num_seconds(), "transient error");
+            let summary = format!("{error}; retrying in {}s (attempt {errors})", wait.as_secs());
+            tracing::info!(task_id = %task.id, %error, retry_in = wait.as_secs(), "transient error");
             Decision {
                 update: TaskUpdate {
                     status: Some(status),
                     error: Some(Some(error.to_string())),
                     consecutive_errors: Some(errors),
                     last_check_at: Some(Some(now)),
-                    next_check_at: Some(Some(now + wait)),
+                    next_check_at: Some(Some(after(now, wait.as_secs()))),
                     ..TaskUpdate::default()
                 },
                 log: CheckLogEntry::new(now, status, summary.clone(), error.to_string()),
@@ -755,10 +753,9 @@ impl Harness {
         }
     }
 
-    fn backoff(&self, errors: u32) -> chrono::Duration {
+    fn backoff(&self, errors: u32) -> Duration {
         let factor = 2u32.saturating_pow(errors.saturating_sub(1).min(16));
-        let wait = self.config.backoff_base.saturating_mul(factor).min(self.config.backoff_max);
-        chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
+        self.config.backoff_base.saturating_mul(factor).min(self.config.backoff_max)
     }
 
     fn remember_session(&self, session_id: &str, task: &TaskId) {
@@ -989,8 +986,18 @@ fn updated(task: &Task, status: TaskStatus, summary: &str) -> EventPayload {
     }
 }
 
-fn interval(seconds: u64) -> chrono::Duration {
-    chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000))
+/// `seconds` after `now`, saturating at the end of year 9999: an absurd interval from
+/// a spec (10^18 s) means "practically never", not an arithmetic panic in the harness
+/// or a timestamp a store cannot write.
+fn after(now: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
+    let far_future = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|day| day.and_hms_opt(23, 59, 59))
+        .map_or(DateTime::<Utc>::MAX_UTC, |moment| moment.and_utc());
+    i64::try_from(seconds)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|delta| now.checked_add_signed(delta))
+        .map_or(far_future, |at| at.min(far_future))
 }
 
 /// The failure message for a permanent error: what happened and what to do.

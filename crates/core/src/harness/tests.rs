@@ -471,6 +471,21 @@ async fn a_workspace_that_disappears_mid_task_fails_it() {
 }
 
 #[tokio::test]
+async fn an_absurd_interval_schedules_far_away_instead_of_panicking() {
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let mut spec = three_steps(&f.workspace.path());
+    spec.check_interval_seconds = u64::MAX;
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert!(
+        task.next_check_at.expect("scheduled") > Utc::now() + chrono::Duration::days(365 * 1000)
+    );
+}
+
+#[tokio::test]
 async fn a_one_shot_task_is_prompted_once_and_never_checked() {
     let f = fixture(MemoryAgent::replying(&["ok"]));
     let mut spec = TaskSpec::new("quick", f.workspace.path(), "fix the typo");
