@@ -237,9 +237,14 @@ impl SessionMonitor {
                 Health::Unreachable { reason } | Health::Unauthorized { reason } => reason.clone(),
                 Health::Reachable { .. } => String::new(),
             };
+            // The sessions stay listed as last seen, but an OpenCode that cannot be
+            // reached is working on nothing we can see: no stale "busy" (the reference
+            // showed no statuses either).
+            memory.last_busy.clear();
             self.publish(MonitorSnapshot {
                 health: Some(health),
                 error: Some(reason),
+                statuses: HashMap::new(),
                 refreshed_at: Some(Utc::now()),
                 ..(*previous).clone()
             });

@@ -119,6 +119,24 @@ async fn a_busy_session_stays_busy_for_the_hold_time() {
 }
 
 #[tokio::test]
+async fn an_unreachable_opencode_shows_no_stale_busy_sessions() {
+    let fx = monitored().await;
+    assert_eq!(fx.get("/api/state").await.json["sessionStatus"]["ses_busy"], "busy");
+    fx.opencode.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/global/health"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&fx.opencode)
+        .await;
+    fx.state.monitor().refresh().await;
+    let reply = fx.get("/api/state").await;
+    assert_eq!(reply.json["server"]["ok"], false, "{}", reply.text);
+    assert_eq!(reply.json["sessions"][0]["id"], "ses_busy", "sessions stay listed as last seen");
+    assert_eq!(reply.json["sessionStatus"], json!({}), "{}", reply.text);
+    assert_eq!(reply.json["metrics"]["sessionsBusy"], 0);
+}
+
+#[tokio::test]
 async fn messages_and_diff_are_read_from_opencode() {
     let fx = monitored().await;
     let reply = fx.get("/api/sessions/ses_busy/messages?limit=10").await;
