@@ -132,11 +132,20 @@ fn int<T: TryInto<i64> + Copy + std::fmt::Display>(
     })
 }
 
-/// Reads the columns selected with [`TASK_COLUMNS`] back into a task.
+/// Reads the columns selected with [`TASK_COLUMNS`] back into a task; a bad value
+/// is an [`Error::UndecodableTask`] naming the task.
 pub(crate) fn task_from_row(path: &Path, row: &SqliteRow) -> Result<Task> {
     let d = Decoder { path, row };
+    let id: String = d.get("id")?;
+    decode_task(&d, &id).map_err(|error| match error {
+        Error::Decode { path, what, message } => Error::UndecodableTask { path, id, what, message },
+        other => other,
+    })
+}
+
+fn decode_task(d: &Decoder<'_>, id: &str) -> Result<Task> {
     Ok(Task {
-        id: TaskId::from(d.get::<String>("id")?),
+        id: TaskId::from(id),
         name: d.get("name")?,
         spec: d.json("spec_json")?,
         workspace: d.get("workspace")?,

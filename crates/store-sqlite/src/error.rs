@@ -106,6 +106,20 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
+    /// A task row could not be decoded (bad JSON, unknown status, bad timestamp),
+    /// for example after a hand edit or a disk fault. Lists skip such a row (and log
+    /// this error) so one bad task does not hide all the others.
+    #[error("task {id} in the database {} cannot be read: undecodable {what}: {message}", path.display())]
+    UndecodableTask {
+        /// The database path.
+        path: PathBuf,
+        /// The task's id.
+        id: String,
+        /// Which column.
+        what: &'static str,
+        /// What was wrong with it.
+        message: String,
+    },
     /// Any other database failure.
     #[error("database error on {}: {source}", path.display())]
     Sqlite {

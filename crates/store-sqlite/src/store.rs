@@ -99,9 +99,63 @@ impl SqliteStore {
             .ok_or_else(|| not_found(id))
     }
 
-    fn tasks(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Task>> {
-        rows.iter().map(|row| codec::task_from_row(&self.path, row).map_err(Into::into)).collect()
+    /// Up to `limit` readable tasks from `sql`, a task `SELECT` whose last two
+    /// parameters are `LIMIT ? OFFSET ?`, on `conn` (a read transaction, so every
+    /// round sees one snapshot).
+    ///
+    /// A row that does not decode is logged with its task id and skipped, and the
+    /// page is filled from the rows after it: one damaged task must not hide every
+    /// other from the dashboard and the harness, and a reader who takes a short page
+    /// for the last one must still see every readable task. `get_task` on the bad
+    /// id reports the error.
+    async fn readable_tasks(
+        &self,
+        conn: &mut SqliteConnection,
+        sql: &str,
+        params: &[Param<'_>],
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        let mut tasks = Vec::new();
+        let mut offset: i64 = 0;
+        while tasks.len() < limit {
+            let want = limit - tasks.len();
+            let mut query = sqlx::query(sql);
+            for param in params {
+                query = match param {
+                    Param::Int(value) => query.bind(*value),
+                    Param::Text(text) => query.bind(*text),
+                };
+            }
+            let rows = query
+                .bind(sql_int(want))
+                .bind(offset)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            offset = offset.saturating_add(sql_int(rows.len()));
+            for row in &rows {
+                match codec::task_from_row(&self.path, row) {
+                    Ok(task) => tasks.push(task),
+                    Err(error) => tracing::error!(%error, "skipped a task that cannot be read"),
+                }
+            }
+            if rows.len() < want {
+                break;
+            }
+        }
+        Ok(tasks)
     }
+
+    /// A read transaction: the rounds of [`Self::readable_tasks`] see one snapshot.
+    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.pool.begin().await.map_err(|e| self.fail(e))
+    }
+}
+
+/// A bound parameter of a task list query.
+enum Param<'a> {
+    Int(i64),
+    Text(&'a str),
 }
 
 /// A write transaction holding both locks; dropping it uncommitted rolls back.
@@ -134,7 +188,7 @@ fn not_found(id: &TaskId) -> openloom_core::Error {
     openloom_core::Error::NotFound { what: "task", id: id.to_string() }
 }
 
-fn limit(n: usize) -> i64 {
+fn sql_int(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -254,9 +308,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
-        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+        let mut tx = self.begin_read().await?;
         let before = match &query.before {
-            Some(cursor) => self.require_seq(&mut conn, cursor).await?,
+            Some(cursor) => self.require_seq(&mut tx, cursor).await?,
             None => i64::MAX,
         };
         let filter = if query.statuses.is_empty() {
@@ -265,15 +319,12 @@ impl Store for SqliteStore {
             format!("AND status IN ({})", status_list(&query.statuses))
         };
         let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < ? {filter} ORDER BY seq DESC LIMIT ?"
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < ? {filter} \
+             ORDER BY seq DESC LIMIT ? OFFSET ?"
         );
-        let rows = sqlx::query(&sql)
-            .bind(before)
-            .bind(limit(query.limit))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| self.fail(e))?;
-        self.tasks(&rows)
+        let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Int(before)], query.limit).await?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(tasks)
     }
 
     async fn find_by_prefix(&self, prefix: &str, limit_n: usize) -> Result<Vec<Task>> {
@@ -281,15 +332,12 @@ impl Store for SqliteStore {
         // every id contains) as a wildcard.
         let sql = format!(
             "SELECT {TASK_COLUMNS} FROM tasks WHERE substr(id, 1, length(?1)) = ?1 \
-             ORDER BY seq DESC LIMIT ?2"
+             ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
         );
-        let rows = sqlx::query(&sql)
-            .bind(prefix)
-            .bind(limit(limit_n))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.fail(e))?;
-        self.tasks(&rows)
+        let mut tx = self.begin_read().await?;
+        let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Text(prefix)], limit_n).await?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(tasks)
     }
 
     async fn list_due_tasks(&self, now: DateTime<Utc>, limit_n: usize) -> Result<Vec<Task>> {
@@ -301,15 +349,13 @@ impl Store for SqliteStore {
              WHERE status IN ('pending', 'running', 'waiting') \
                AND (next_check_at IS NULL OR next_check_at <= ?1) \
                AND (status = 'pending' OR check_interval_seconds > 0) \
-             ORDER BY next_check_at ASC, seq ASC LIMIT ?2"
+             ORDER BY next_check_at ASC, seq ASC LIMIT ?2 OFFSET ?3"
         );
-        let rows = sqlx::query(&sql)
-            .bind(codec::timestamp(&now)?)
-            .bind(limit(limit_n))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.fail(e))?;
-        self.tasks(&rows)
+        let now = codec::timestamp(&now)?;
+        let mut tx = self.begin_read().await?;
+        let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Text(&now)], limit_n).await?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(tasks)
     }
 
     async fn delete_task(&self, id: &TaskId) -> Result<StoreVersion> {
@@ -361,7 +407,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(&sql)
             .bind(id.as_str())
             .bind(query.after.unwrap_or(i64::MIN))
-            .bind(limit(query.limit))
+            .bind(sql_int(query.limit))
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.fail(e))?;
@@ -378,8 +424,11 @@ impl Store for SqliteStore {
                 .map_err(|e| self.fail(e))?;
         let mut counts = HashMap::new();
         for (status, count) in rows {
-            let status: TaskStatus =
-                status.parse().map_err(|e| Error::decode(&self.path, "status", e))?;
+            // An unknown status is a damaged row, which the lists skip too.
+            let Ok(status) = status.parse::<TaskStatus>() else {
+                tracing::error!(path = %self.path.display(), status, count, "tasks with an unknown status not counted");
+                continue;
+            };
             let count =
                 u64::try_from(count).map_err(|_| Error::decode(&self.path, "count", count))?;
             counts.insert(status, count);

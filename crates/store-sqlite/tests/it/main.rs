@@ -7,6 +7,7 @@ mod child;
 mod common;
 mod concurrency;
 mod crash;
+mod damaged;
 mod failures;
 mod parity;
 mod queries;
