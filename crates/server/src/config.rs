@@ -157,6 +157,22 @@ mod tests {
         for host in ["127.0.0.1:9090", "evil.example:8080", "localhost", "192.168.1.2:8080", ""] {
             assert!(!c.allows_host(host), "{host}");
         }
+        // Spellings that reach loopback in some browsers or resolvers but are not ours:
+        // refused (a false refusal is safe, a false acceptance is not).
+        for host in [
+            "0.0.0.0:8080",
+            "127.0.0.1.:8080",
+            "localhost.:8080",
+            "127.1:8080",
+            "2130706433:8080",
+            "[::ffff:127.0.0.1]:8080",
+            "[::1]:8080:8080",
+            "localhost:8080@evil.example",
+            "evil.example#@localhost:8080",
+            "[::1]]:8080",
+        ] {
+            assert!(!c.allows_host(host), "{host}");
+        }
     }
 
     #[test]

@@ -189,7 +189,7 @@ async fn a_configured_token_is_required_for_the_api_but_not_the_index() {
     assert!(index.text.contains("dashboard is coming"), "{}", index.text);
     fx.get("/api/openapi.json").await.error(StatusCode::UNAUTHORIZED);
     // Default deny: paths other than the index need the token, routed or not.
-    for path in ["/API/tasks", "/nope", "/api"] {
+    for path in ["/API/tasks", "/nope", "/api", "/api/events", "/api/state"] {
         fx.get(path).await.error(StatusCode::UNAUTHORIZED);
     }
 }
