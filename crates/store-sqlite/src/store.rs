@@ -152,6 +152,46 @@ impl SqliteStore {
     }
 }
 
+/// Newest-first tasks before a `seq` (`?`), with an optional `AND status IN (...)`
+/// filter; then `LIMIT ? OFFSET ?`.
+fn list_sql(filter: &str) -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < ? {filter} \
+         ORDER BY seq DESC LIMIT ? OFFSET ?"
+    )
+}
+
+/// Tasks whose id starts with `?1`, newest first. `substr` rather than LIKE: LIKE is
+/// case-insensitive and treats `_` (which every id contains) as a wildcard. It scans
+/// the table, which only the CLI's lookups do.
+fn prefix_sql() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE substr(id, 1, length(?1)) = ?1 \
+         ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
+    )
+}
+
+/// The harness's due tasks at `?1`, by the reference's rules: active statuses;
+/// never checked or due; one-shot tasks (interval 0) only while pending. NULL sorts
+/// first, like "due since forever"; `seq` keeps creation order among equal times.
+fn due_sql() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks \
+         WHERE status IN ('pending', 'running', 'waiting') \
+           AND (next_check_at IS NULL OR next_check_at <= ?1) \
+           AND (status = 'pending' OR check_interval_seconds > 0) \
+         ORDER BY next_check_at ASC, seq ASC LIMIT ?2 OFFSET ?3"
+    )
+}
+
+/// A task's check log after a `seq`, oldest first.
+fn log_sql() -> String {
+    format!(
+        "SELECT {LOG_COLUMNS} FROM check_log WHERE task_id = ? AND seq > ? \
+         ORDER BY seq ASC LIMIT ?"
+    )
+}
+
 /// A bound parameter of a task list query.
 enum Param<'a> {
     Int(i64),
@@ -318,22 +358,14 @@ impl Store for SqliteStore {
         } else {
             format!("AND status IN ({})", status_list(&query.statuses))
         };
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < ? {filter} \
-             ORDER BY seq DESC LIMIT ? OFFSET ?"
-        );
+        let sql = list_sql(&filter);
         let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Int(before)], query.limit).await?;
         tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(tasks)
     }
 
     async fn find_by_prefix(&self, prefix: &str, limit_n: usize) -> Result<Vec<Task>> {
-        // `substr` rather than LIKE: LIKE is case-insensitive and treats `_` (which
-        // every id contains) as a wildcard.
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE substr(id, 1, length(?1)) = ?1 \
-             ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
-        );
+        let sql = prefix_sql();
         let mut tx = self.begin_read().await?;
         let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Text(prefix)], limit_n).await?;
         tx.commit().await.map_err(|e| self.fail(e))?;
@@ -341,16 +373,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_due_tasks(&self, now: DateTime<Utc>, limit_n: usize) -> Result<Vec<Task>> {
-        // The reference's rules: active statuses; never checked or due; one-shot tasks
-        // (interval 0) only while pending. NULL sorts first, like "due since forever";
-        // `seq` keeps creation order among equal times.
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks \
-             WHERE status IN ('pending', 'running', 'waiting') \
-               AND (next_check_at IS NULL OR next_check_at <= ?1) \
-               AND (status = 'pending' OR check_interval_seconds > 0) \
-             ORDER BY next_check_at ASC, seq ASC LIMIT ?2 OFFSET ?3"
-        );
+        let sql = due_sql();
         let now = codec::timestamp(&now)?;
         let mut tx = self.begin_read().await?;
         let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Text(&now)], limit_n).await?;
@@ -400,11 +423,7 @@ impl Store for SqliteStore {
     async fn check_log(&self, id: &TaskId, query: &LogQuery) -> Result<Vec<StoredLogEntry>> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
         self.require_seq(&mut conn, id).await?;
-        let sql = format!(
-            "SELECT {LOG_COLUMNS} FROM check_log WHERE task_id = ? AND seq > ? \
-             ORDER BY seq ASC LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&log_sql())
             .bind(id.as_str())
             .bind(query.after.unwrap_or(i64::MIN))
             .bind(sql_int(query.limit))
@@ -443,5 +462,43 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))?;
         StoreVersion::try_from(version)
             .map_err(|_| Error::decode(&self.path, "store_version", version).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan for `sql`, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str) -> String {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(store.pool())
+                .await
+                .expect("explain");
+        rows.into_iter().map(|(.., detail)| detail).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn the_frequent_queries_use_indexes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path().join("db.sqlite3")).await.expect("open");
+        let running = format!("AND status IN ({})", status_list(&[TaskStatus::Running]));
+        let cases = [
+            (list_sql(""), "USING INTEGER PRIMARY KEY"),
+            (list_sql(&running), "USING INDEX tasks_by_status (status=? AND seq<?)"),
+            (due_sql(), "USING INDEX tasks_due (status=?)"),
+            (log_sql(), "INDEX check_log_by_task (task_id=? AND seq>?)"),
+            ("SELECT seq FROM tasks WHERE id = ?".to_owned(), "sqlite_autoindex_tasks_1 (id=?)"),
+            ("SELECT status, COUNT(*) FROM tasks GROUP BY status".to_owned(), "tasks_by_status"),
+            // ON DELETE CASCADE looks the log rows up by task.
+            ("DELETE FROM check_log WHERE task_id = ?".to_owned(), "check_log_by_task (task_id=?)"),
+        ];
+        for (sql, expected) in cases {
+            let plan = plan(&store, &sql).await;
+            assert!(plan.contains(expected), "{sql}\n{plan}");
+            assert!(!plan.contains("SCAN tasks\n") && !plan.ends_with("SCAN tasks"), "{plan}");
+            assert!(!plan.contains("SCAN check_log"), "{plan}");
+        }
     }
 }

@@ -94,3 +94,55 @@ async fn writers_in_separate_processes_never_see_a_locked_database() {
         assert_eq!(log.len(), 1);
     }
 }
+
+#[tokio::test]
+async fn every_connection_waits_five_seconds_by_default() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = common::open(&common::db_path(dir.path())).await;
+    // Several connections at once, so more than the first one is looked at.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = store.pool().acquire().await.expect("connection");
+        let timeout: i64 =
+            sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut *conn).await.expect("pragma");
+        assert_eq!(timeout, 5_000);
+        held.push(conn);
+    }
+}
+
+#[tokio::test]
+async fn a_write_lock_held_past_the_busy_timeout_is_a_busy_error_naming_the_file() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = common::db_path(dir.path());
+    common::open(&path).await.close().await;
+    let options = openloom_store_sqlite::StoreOptions {
+        busy_timeout: std::time::Duration::from_millis(300),
+        ..openloom_store_sqlite::StoreOptions::default()
+    };
+    let store = openloom_store_sqlite::SqliteStore::open_with(&path, &options).await.expect("open");
+    // Another "process" takes the write lock and keeps it.
+    let connect = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut other = sqlx::SqliteConnection::connect_with(&connect).await.expect("connect");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.expect("take the write lock");
+
+    let started = std::time::Instant::now();
+    let err = store.create_task(&common::task("task_a", Utc::now())).await.expect_err("busy");
+    let waited = started.elapsed();
+    assert!(waited >= std::time::Duration::from_millis(250), "gave up after {waited:?}");
+    let openloom_core::Error::Store { source: Some(source), message } = &err else {
+        panic!("a store error: {err:?}")
+    };
+    assert!(
+        matches!(
+            source.downcast_ref::<openloom_store_sqlite::Error>(),
+            Some(openloom_store_sqlite::Error::Busy { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(message.contains(&path.display().to_string()), "{message}");
+
+    // Once the lock is released, the same store writes again.
+    sqlx::query("ROLLBACK").execute(&mut other).await.expect("release");
+    store.create_task(&common::task("task_a", Utc::now())).await.expect("written after release");
+}
