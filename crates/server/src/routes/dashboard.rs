@@ -58,14 +58,12 @@ pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
 
     let statuses: HashMap<&str, &str> =
         snapshot.statuses.iter().map(|(id, a)| (id.as_str(), activity_name(a))).collect();
-    let mut sessions_busy = 0;
-    let mut sessions_retry = 0;
-    let mut sessions_idle = 0;
-    for name in statuses.values() {
-        match *name {
-            "busy" => sessions_busy += 1,
-            "retry" => sessions_retry += 1,
-            _ => sessions_idle += 1,
+    let (mut sessions_busy, mut sessions_retry, mut sessions_idle) = (0, 0, 0);
+    for activity in snapshot.statuses.values() {
+        match activity {
+            SessionActivity::Busy => sessions_busy += 1,
+            SessionActivity::Retry { .. } => sessions_retry += 1,
+            SessionActivity::Idle => sessions_idle += 1,
         }
     }
     let count = |s: TaskStatus| counts.get(&s).copied().unwrap_or(0);

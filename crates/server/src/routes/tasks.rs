@@ -249,6 +249,17 @@ pub fn resolve_workspace(state: &AppState, raw: &str) -> Result<String> {
     Ok(path_text(&resolved))
 }
 
+/// The resolved workspace of an existing session: its directory, or `fallback` when
+/// OpenCode does not say (the reference's rule), through the same policy.
+async fn session_workspace(state: &AppState, session_id: &str, fallback: &str) -> Result<String> {
+    let session = state.client().session(session_id).await?;
+    let directory = if session.directory.is_empty() { fallback } else { &session.directory };
+    if directory.trim().is_empty() {
+        return Err(Error::BadRequest("cannot resolve the workspace of the session".into()));
+    }
+    resolve_workspace(state, directory)
+}
+
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -268,18 +279,7 @@ pub async fn create(
     let session_id = CreateTask::text(&body.session_id).map(str::to_owned);
     let id = match &session_id {
         Some(session_id) => {
-            let session = state.client().session(session_id).await?;
-            let directory = if session.directory.is_empty() {
-                spec.workspace.clone()
-            } else {
-                session.directory
-            };
-            if directory.trim().is_empty() {
-                return Err(Error::BadRequest(
-                    "cannot resolve the workspace of the session".into(),
-                ));
-            }
-            spec.workspace = resolve_workspace(&state, &directory)?;
+            spec.workspace = session_workspace(&state, session_id, &spec.workspace).await?;
             state.harness().add_task_for_session(spec.clone(), session_id).await?
         }
         None => {
@@ -326,13 +326,7 @@ pub async fn plan(
         .to_owned();
     let workspace = match CreateTask::text(&body.session_id) {
         Some(session_id) => {
-            let session = state.client().session(session_id).await?;
-            let directory = if session.directory.is_empty() {
-                body.workspace.clone().unwrap_or_default()
-            } else {
-                session.directory
-            };
-            resolve_workspace(&state, &directory)?
+            session_workspace(&state, session_id, body.workspace.as_deref().unwrap_or("")).await?
         }
         None => resolve_workspace(&state, body.workspace.as_deref().unwrap_or(""))?,
     };
