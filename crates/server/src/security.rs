@@ -8,16 +8,17 @@
 //! commands through executable checks) to same-origin pages and local tools.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::Error;
 use crate::state::AppState;
 
-/// Runs the checks; answers the first failure, else passes the request on.
+/// Runs the checks; answers the first failure, else passes the request on. Every
+/// answer gets the [`harden`] headers.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match check(&state, &request) {
+    let mut response = match check(&state, &request) {
         Ok(()) => next.run(request).await,
         Err(error) => {
             tracing::info!(
@@ -28,7 +29,21 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             );
             error.into_response()
         }
-    }
+    };
+    harden(response.headers_mut());
+    response
+}
+
+/// No page may frame ours: a framed dashboard's clicks are same-origin requests that
+/// the `Origin` check lets through (clickjacking). And no answer is sniffed into
+/// another type: error details echo request text.
+fn harden(headers: &mut HeaderMap) {
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
 fn check(state: &AppState, request: &Request) -> Result<(), Error> {
@@ -119,8 +134,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
 
     #[test]

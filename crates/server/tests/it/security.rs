@@ -124,6 +124,19 @@ async fn no_cors_headers_are_ever_sent() {
 }
 
 #[tokio::test]
+async fn no_page_may_frame_ours_and_nothing_is_sniffed() {
+    let fx = Fixture::new().await;
+    let index = fx.get("/").await;
+    let refused =
+        fx.call(with_headers(Method::GET, "/", &[("host", "rebind.attacker.example")], None)).await;
+    for reply in [index, refused, fx.get("/api/tasks").await] {
+        assert_eq!(reply.headers["x-frame-options"], "DENY");
+        assert_eq!(reply.headers["content-security-policy"], "frame-ancestors 'none'");
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+    }
+}
+
+#[tokio::test]
 async fn foreign_hosts_are_refused_as_dns_rebinding() {
     let fx = Fixture::new().await;
     for host in ["rebind.attacker.example:38080", "127.0.0.1:1", "localhost"] {
