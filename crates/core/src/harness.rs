@@ -55,6 +55,8 @@ pub struct HarnessConfig {
     pub unauthorized_limit: u32,
     /// How often [`Harness::run`] looks for due tasks.
     pub poll_every: Duration,
+    /// How long [`Harness::run`] lets checks in flight finish once told to stop.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HarnessConfig {
@@ -67,6 +69,7 @@ impl Default for HarnessConfig {
             backoff_max: Duration::from_secs(300),
             unauthorized_limit: 5,
             poll_every: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -891,18 +894,28 @@ impl Harness {
         let mut ticker = tokio::time::interval(self.config.poll_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running = JoinSet::new();
+        // Dispatching reads the store and asks OpenCode for statuses, which can stall
+        // (OpenCode right after a restart answers nothing until the request times
+        // out). It runs beside the loop, one at a time, so events and the stop signal
+        // are never kept waiting by it.
+        let dispatching = Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             tokio::select! {
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() { break; }
                 }
                 _ = ticker.tick() => {
-                    match self.dispatch_due().await {
-                        Ok(mut set) => {
-                            while let Some(result) = set.try_join_next() { drop(result); }
-                            running.spawn(async move { while set.join_next().await.is_some() {} });
-                        }
-                        Err(error) => tracing::warn!(%error, "could not list due tasks"),
+                    if !dispatching.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                        let harness = Arc::clone(&self);
+                        let dispatching = Arc::clone(&dispatching);
+                        running.spawn(async move {
+                            let dispatched = harness.dispatch_due().await;
+                            dispatching.store(false, std::sync::atomic::Ordering::Release);
+                            match dispatched {
+                                Ok(mut checks) => while checks.join_next().await.is_some() {},
+                                Err(error) => tracing::warn!(%error, "could not list due tasks"),
+                            }
+                        });
                     }
                 }
                 event = next_event(&mut events) => match event {
@@ -912,8 +925,16 @@ impl Harness {
             }
             while running.try_join_next().is_some() {}
         }
-        // Let checks in flight finish their store writes.
-        while running.join_next().await.is_some() {}
+        // Let checks in flight finish their store writes, for a while. A check's
+        // writes are one transaction each, so cutting one short loses nothing.
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("checks still running at shutdown were stopped");
+            running.shutdown().await;
+        }
     }
 
     fn on_agent_event(self: &Arc<Self>, event: AgentEvent, running: &mut JoinSet<()>) {

@@ -694,3 +694,71 @@ where
     }
     panic!("condition not reached within 2 s");
 }
+
+#[tokio::test]
+async fn run_stops_promptly_even_when_the_agent_server_hangs() {
+    /// Answers nothing about statuses, like OpenCode right after a restart.
+    struct Hanging(MemoryAgent);
+    #[async_trait]
+    impl AgentServer for Hanging {
+        async fn health(&self) -> crate::agent::Health {
+            self.0.health().await
+        }
+        async fn create_session(&self, d: &str, t: &str) -> Result<crate::agent::Session> {
+            self.0.create_session(d, t).await
+        }
+        async fn find_session(&self, id: &str) -> Result<Option<crate::agent::Session>> {
+            self.0.find_session(id).await
+        }
+        async fn send_prompt(&self, s: &SessionRef, p: &str, a: Option<&str>) -> Result<()> {
+            self.0.send_prompt(s, p, a).await
+        }
+        async fn session_activity(&self, _: &[String]) -> Result<HashMap<String, SessionActivity>> {
+            std::future::pending().await
+        }
+        async fn messages(&self, s: &SessionRef, l: usize) -> Result<Vec<AgentMessage>> {
+            self.0.messages(s, l).await
+        }
+        async fn abort(&self, s: &SessionRef) -> Result<()> {
+            self.0.abort(s).await
+        }
+    }
+    let store = Arc::new(MemoryStore::new());
+    let parts = HarnessParts {
+        agent: Arc::new(Hanging(MemoryAgent::replying(&["working"]))),
+        store: store.clone(),
+        checker: Arc::new(Markers),
+        dialogue: Arc::new(Words),
+        bus: EventBus::new(),
+        workspaces: WorkspacePolicy::any(),
+    };
+    let config = HarnessConfig {
+        poll_every: Duration::from_millis(20),
+        shutdown_grace: Duration::from_millis(200),
+        ..HarnessConfig::default()
+    };
+    let harness = Arc::new(Harness::with_config(parts, config));
+    let workspace = tempfile_dir::Dir::new();
+    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(harness.clone().run(stop_rx));
+    // Started, then due again: the next dispatch hangs on the status request.
+    wait_for(|| async {
+        store
+            .get_task(&id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|t| t.status == TaskStatus::Running)
+            .map(|_| ())
+    })
+    .await;
+    let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
+    store.update_task(&id, &update, None).await.expect("due");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(2), runner)
+        .await
+        .expect("stops within the grace")
+        .expect("joins");
+}
