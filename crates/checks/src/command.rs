@@ -52,7 +52,7 @@ pub(crate) async fn run_command(spec: CommandSpec<'_>) -> Result<Evidence> {
     let mut child =
         command.spawn().map_err(|source| Error::Spawn { program: "sh".to_owned(), source })?;
     // Armed from here on: every exit path, including a dropped future, kills the group.
-    let group = ProcessGroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()) };
+    let mut group = ProcessGroupGuard { pgid: child.id().and_then(|id| i32::try_from(id).ok()) };
 
     let output = Arc::new(Mutex::new(TailBuffer::new(spec.output_cap)));
     let mut readers = JoinSet::new();
@@ -63,19 +63,27 @@ pub(crate) async fn run_command(spec: CommandSpec<'_>) -> Result<Evidence> {
         readers.spawn(copy_into(stderr, Arc::clone(&output)));
     }
 
-    let waited = tokio::time::timeout(spec.timeout, child.wait()).await;
-    let (status, timed_out) = match waited {
-        Ok(status) => (status, false),
+    // Wait for the shell to exit *without reaping it*: while it is an unreaped
+    // zombie its pid, which is the group's id, cannot be handed to a new process,
+    // so the group kill below cannot reach an unrelated group that reused the number.
+    let exited = exit_without_reaping(group.pgid);
+    tokio::pin!(exited);
+    let timed_out = match tokio::time::timeout(spec.timeout, &mut exited).await {
+        Ok(()) => false,
         Err(_elapsed) => {
             tracing::warn!(command = spec.command, timeout = ?spec.timeout, "check timed out");
             group.kill();
-            (child.wait().await, true)
+            exited.as_mut().await;
+            true
         }
     };
-    let status = status.map_err(|source| Error::Spawn { program: "sh".to_owned(), source })?;
     // Background children of a finished command are killed too: they would hold
     // the pipes open and outlive the check.
     group.kill();
+    let status = child.wait().await;
+    // Reaped: the number may now be reused, so the guard must never kill it again.
+    group.disarm();
+    let status = status.map_err(|source| Error::Spawn { program: "sh".to_owned(), source })?;
     let drained = tokio::time::timeout(PIPE_DRAIN_GRACE, async {
         while readers.join_next().await.is_some() {}
     })
@@ -133,7 +141,33 @@ async fn copy_into(mut pipe: impl AsyncRead + Unpin, output: Arc<Mutex<TailBuffe
     }
 }
 
-/// Kills a process group with SIGKILL when told to and again when dropped.
+/// Resolves once the process `pid` (a child of ours) has exited, leaving it unreaped
+/// for `Child::wait` to collect. Resolves at once without a pid, and when waiting
+/// fails (the child is already gone), so a caller never hangs on it.
+fn exit_without_reaping(pid: Option<i32>) -> impl Future<Output = ()> {
+    let waiting = pid.map(|pid| {
+        tokio::task::spawn_blocking(move || {
+            use nix::sys::wait::{Id, WaitPidFlag, waitid};
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+            loop {
+                match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(_) | Err(_) => return,
+                }
+            }
+        })
+    });
+    async move {
+        if let Some(waiting) = waiting {
+            // A failed join (the runtime shutting down) counts as exited: the caller
+            // then reaps, which waits for real.
+            let _ = waiting.await;
+        }
+    }
+}
+
+/// Kills a process group with SIGKILL when told to and again when dropped, until
+/// disarmed once its leader is reaped.
 struct ProcessGroupGuard {
     pgid: Option<i32>,
 }
@@ -146,6 +180,13 @@ impl ProcessGroupGuard {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
             Err(error) => tracing::warn!(pgid, %error, "cannot kill the check's process group"),
         }
+    }
+}
+
+impl ProcessGroupGuard {
+    /// Forgets the group: after the leader is reaped its id may belong to someone else.
+    fn disarm(&mut self) {
+        self.pgid = None;
     }
 }
 
