@@ -59,11 +59,8 @@ async fn reading_a_damaged_task_names_it_and_the_column() {
 async fn lists_skip_damaged_tasks_and_still_fill_their_pages() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store_with_damage(dir.path()).await;
-    let readable: Vec<String> = (0..12)
-        .rev()
-        .filter(|i| ![9, 8, 4].contains(i))
-        .map(|i| format!("task_{i:02}"))
-        .collect();
+    let readable: Vec<String> =
+        (0..12).rev().filter(|i| ![9, 8, 4].contains(i)).map(|i| format!("task_{i:02}")).collect();
 
     let all = store.list_tasks(&TaskQuery::newest(100)).await.expect("list");
     assert_eq!(ids(&all), readable);
