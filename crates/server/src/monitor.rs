@@ -15,7 +15,7 @@
 //! dashboard would flicker. The result is published as one immutable
 //! [`MonitorSnapshot`] through a `watch` channel: readers never block the loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -313,7 +313,9 @@ impl SessionMonitor {
             statuses.insert(session.id.clone(), activity);
         }
         memory.last_busy.retain(|_, at| instant.duration_since(*at) < self.config.busy_hold);
-        memory.probed.retain(|id, _| sessions.iter().any(|s| &s.id == id));
+        // A set, not a scan per entry: thousands of sessions are a normal history.
+        let listed: HashSet<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+        memory.probed.retain(|id, _| listed.contains(id.as_str()));
 
         let usage: Vec<SessionUsage> = sessions
             .iter()
