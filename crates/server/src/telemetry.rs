@@ -58,11 +58,6 @@ pub fn usage_item(session: &Session, message: &AgentMessage) -> Option<UsageItem
     Some(UsageItem { at, model: model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()), tokens, cost })
 }
 
-/// The usage items of a session's messages (see [`usage_item`]).
-pub fn usage_items(session: &Session, messages: &[AgentMessage]) -> Vec<UsageItem> {
-    messages.iter().filter_map(|m| usage_item(session, m)).collect()
-}
-
 /// Token counts by kind, as the dashboard shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -493,7 +488,7 @@ mod tests {
             {"id": "m3", "role": "assistant", "created_at": now}
         ]);
         let messages: Vec<AgentMessage> = serde_json::from_value(json).expect("messages");
-        let items = usage_items(&s, &messages);
+        let items: Vec<UsageItem> = messages.iter().filter_map(|m| usage_item(&s, m)).collect();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].model, "p/m");
         assert_eq!(items[0].cost, 0.5);
