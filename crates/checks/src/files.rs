@@ -4,6 +4,7 @@
 //! thread pool.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use regex::Regex;
@@ -50,7 +51,14 @@ pub(crate) fn file_contains(
         return Ok(Evidence::judged(false, format!("{relative} does not exist")));
     }
     let io_error = |source| Error::Io { path: relative.to_owned(), source };
-    let file = std::fs::File::open(&resolved.path).map_err(io_error)?;
+    // Non-blocking: opening a named pipe for reading would otherwise wait for a
+    // writer forever. It changes nothing for regular files; everything else is
+    // refused by the type check on what was actually opened (no race with a swap).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&resolved.path)
+        .map_err(io_error)?;
     if !file.metadata().map_err(io_error)?.is_file() {
         return Err(Error::NotAFile { path: relative.to_owned() });
     }

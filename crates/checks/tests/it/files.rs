@@ -88,3 +88,42 @@ async fn paths_outside_the_workspace_are_refused() {
     let inside = runner.run(ws.path(), &exists("src/../docs/readme.md")).await;
     assert!(inside.passed, "{inside:?}");
 }
+
+#[tokio::test]
+async fn file_contains_on_a_named_pipe_fails_instead_of_hanging() {
+    let ws = Workspace::new();
+    let fifo = ws.join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let runner = CheckRunner::new();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        runner.run(ws.path(), &contains("pipe", "x")),
+    )
+    .await;
+    if outcome.is_err() {
+        // Release the reader stuck in open(2), so the test binary can exit.
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+    }
+    let outcome = outcome.expect("a pipe with no writer must not block the check");
+    assert!(!outcome.passed);
+    assert!(
+        outcome.error.as_deref().is_some_and(|e| e.contains("not a regular file")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn pathological_patterns_run_in_linear_time_or_are_refused() {
+    let ws = Workspace::new();
+    ws.write("big.txt", &"x".repeat(1024 * 1024));
+    let runner = CheckRunner::new();
+    let started = std::time::Instant::now();
+    // Catastrophic for a backtracking engine; the regex crate has none.
+    let outcome = runner.run(ws.path(), &contains("big.txt", r"(x+x+)+y")).await;
+    assert!(!outcome.passed && outcome.error.is_none(), "{outcome:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    // A pattern that would compile to a huge program hits the compiled-size limit.
+    let outcome = runner.run(ws.path(), &contains("big.txt", r"(\w{1000}){1000}")).await;
+    assert!(outcome.error.as_deref().is_some_and(|e| e.contains("invalid pattern")), "{outcome:?}");
+}
