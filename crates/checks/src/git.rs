@@ -69,6 +69,28 @@ pub(crate) async fn changes_within(
     })
 }
 
+/// The variables that point git at another repository, index or object store
+/// (`git rev-parse --local-env-vars`). OpenLoom started from a git hook, or from a
+/// shell with `GIT_DIR` set, would otherwise judge that repository instead of the
+/// workspace's and pass a check it never looked at.
+const GIT_REPOSITORY_ENV: [&str; 15] = [
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_SHALLOW_FILE",
+    "GIT_COMMON_DIR",
+];
+
 /// Runs git in the workspace and returns its stdout, or why it failed.
 async fn git(workspace: &Path, env: &[(OsString, OsString)], args: &[&str]) -> Result<Vec<u8>> {
     let mut command = Command::new("git");
@@ -76,7 +98,7 @@ async fn git(workspace: &Path, env: &[(OsString, OsString)], args: &[&str]) -> R
         .args(args)
         .current_dir(workspace)
         .env_clear()
-        .envs(env.iter().cloned())
+        .envs(env.iter().filter(|(name, _)| !GIT_REPOSITORY_ENV.iter().any(|v| name == v)).cloned())
         // A check must not take the index lock the agent may need.
         .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(Stdio::null())

@@ -95,3 +95,36 @@ async fn allowed_paths_that_escape_are_refused() {
     assert!(!outcome.passed);
     assert!(outcome.error.as_deref().is_some_and(|e| e.contains("escapes the workspace")));
 }
+
+#[tokio::test]
+async fn git_variables_of_the_harness_do_not_redirect_the_check() {
+    // OpenLoom started from a git hook (or a shell with GIT_DIR set) must still judge
+    // the workspace's own repository.
+    let ws = committed_repo();
+    ws.write("README.md", "changed outside src\n");
+    let other = committed_repo();
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    let git_dir = other.join(".git");
+    let runner = CheckRunner::new().with_base_env([
+        ("PATH", path.as_str()),
+        ("GIT_DIR", git_dir.to_str().expect("utf-8 temp path")),
+        ("GIT_WORK_TREE", other.path().to_str().expect("utf-8 temp path")),
+        ("GIT_INDEX_FILE", git_dir.join("index").to_str().expect("utf-8 temp path")),
+    ]);
+    let outcome = runner.run(ws.path(), &within(&["src"])).await;
+    assert!(!outcome.passed, "the workspace's change was judged: {outcome:?}");
+    assert!(outcome.output_tail.lines().any(|line| line == "README.md"), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn paths_with_spaces_and_newlines_are_read_exactly() {
+    let ws = committed_repo();
+    ws.write("src/with space.rs", "// ok\n");
+    ws.write("src/new\nline.rs", "// ok\n");
+    let runner = CheckRunner::new();
+    assert!(runner.run(ws.path(), &within(&["src"])).await.passed);
+    ws.write("top level\nfile.txt", "outside\n");
+    let outcome = runner.run(ws.path(), &within(&["src"])).await;
+    assert!(!outcome.passed);
+    assert!(outcome.output_tail.ends_with("top level\nfile.txt"), "{:?}", outcome.output_tail);
+}
