@@ -22,6 +22,11 @@
 //! changing the workspace after the verdict. The group kill keeps a check's effects
 //! inside its run. Checks also never see OpenLoom's own secrets: every `OPENLOOM_*`
 //! variable (and configured names) is removed from the environment they inherit.
+//! That stops accidental leaks (a test printing `env` into output that reaches the
+//! agent and the check log); it is not a sandbox. A check runs as OpenLoom's user
+//! and can read what that user can: OpenLoom's config file, and its process's
+//! `/proc/<pid>/environ` and command line, unless the binary makes itself
+//! non-dumpable.
 //!
 //! Failures are outcomes, not errors: a refused path or a missing git repository is
 //! a failed check whose `error` says why, so a spec's author sees it in the report.

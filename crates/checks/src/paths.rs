@@ -4,6 +4,12 @@
 //! paths and `..` that climbs out are refused lexically, and symlinks are resolved
 //! (on the deepest part of the path that exists) and must land inside the canonical
 //! workspace. A check therefore never reads or reports on files elsewhere.
+//!
+//! The proof holds at the moment of the check: a process that swaps a directory for
+//! a symlink between [`resolve`] and the read (the agent, running beside the check)
+//! can win that race. This is accepted: the agent can already read those files
+//! itself, the result is only a pass or fail with the spec author's path in it, and
+//! `file_contains` never prints the file's content.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};

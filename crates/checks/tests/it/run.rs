@@ -160,3 +160,26 @@ async fn a_missing_workspace_is_a_failed_check() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_process_that_escapes_the_group_with_the_pipes_open_does_not_hold_the_check() {
+    let ws = Workspace::new();
+    let runner = CheckRunner::new();
+    let started = Instant::now();
+    // `setsid` leaves the process group, so the group kill cannot reach it, and it
+    // keeps stdout open: the check waits a short grace for the pipes, then goes on.
+    let outcome = runner
+        .run(
+            ws.path(),
+            &run("echo before; setsid sh -c 'echo $$ > escaped.pid; exec sleep 30' & \
+                  while [ ! -s escaped.pid ]; do sleep 0.05; done; echo after"),
+        )
+        .await;
+    let took = started.elapsed();
+    let escaped = read_pid(&ws, "escaped.pid");
+    // This test started it; end it by its id.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(escaped), nix::sys::signal::SIGKILL);
+    assert!(outcome.passed, "{outcome:?}");
+    assert_eq!(outcome.output_tail, "before\nafter\n", "output up to the exit is kept");
+    assert!(took < Duration::from_secs(10), "held by the escaped process for {took:?}");
+}
