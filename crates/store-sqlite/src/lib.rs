@@ -9,6 +9,8 @@
 //!   under the working directory unless [`DATABASE_ENV`] says otherwise.
 //! - [`Error`] names the file and the condition (not a database, read-only, disk
 //!   full, newer schema, ...); it converts into [`openloom_core::Error::Store`].
+//!   A damaged task row is [`Error::UndecodableTask`], naming the task; the lists
+//!   and the due query log and skip it rather than fail for every task.
 //!
 //! # Design: every write is one `BEGIN IMMEDIATE` transaction that bumps the version
 //! A write takes SQLite's write lock before reading anything, does its work (a task
