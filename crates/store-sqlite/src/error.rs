@@ -87,6 +87,22 @@ pub enum Error {
         /// The newest schema version this build knows.
         known: i64,
     },
+    /// The file is a SQLite database with tables but no migration history: not one
+    /// this OpenLoom created (perhaps the Python OpenLoom's, which uses the same
+    /// default path). It was left untouched.
+    #[error(
+        "the database {} was not created by this OpenLoom (it has the tables {} but no \
+         migration history; the Python OpenLoom uses the same default path); move it \
+         aside or point OPENLOOM_DATABASE elsewhere (the database was not changed)",
+        path.display(),
+        tables.join(", ")
+    )]
+    ForeignSchema {
+        /// The database path.
+        path: PathBuf,
+        /// The tables found.
+        tables: Vec<String>,
+    },
     /// Applying the embedded migrations failed.
     #[error("cannot migrate the database {}: {source}", path.display())]
     Migrate {

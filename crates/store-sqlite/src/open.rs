@@ -90,30 +90,53 @@ pub(crate) async fn open_pool(path: &Path, options: &StoreOptions) -> Result<Sql
         .synchronous(synchronous)
         .foreign_keys(true)
         .busy_timeout(options.busy_timeout);
+    refuse_unknown_schema(path).await?;
     let pool = SqlitePoolOptions::new()
         .max_connections(options.max_connections.max(1))
         .connect_with(connect)
         .await
         .at(path)?;
-    refuse_newer_schema(&pool, path).await?;
     migrate(&pool, path).await?;
     Ok(pool)
 }
 
-/// Fails with [`Error::NewerSchema`] if the database records a migration this build
-/// does not embed, before anything is written to it.
-async fn refuse_newer_schema(pool: &SqlitePool, path: &Path) -> Result<()> {
-    let table: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_optional(pool)
-    .await
-    .at(path)?;
-    if table.is_none() {
+/// Fails, before anything is written to an existing file (not even the switch to
+/// WAL mode), with [`Error::NewerSchema`] if the database records a migration this
+/// build does not embed, and with [`Error::ForeignSchema`] if it has tables but no
+/// migration history: another program's database, such as the Python OpenLoom's,
+/// which uses the same default path. Migrating that would fail half-way with "table
+/// already exists" after creating the history table.
+async fn refuse_unknown_schema(path: &Path) -> Result<()> {
+    use sqlx::Connection;
+    if !path.is_file() {
         return Ok(());
     }
+    let probe = SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&probe).await.at(path)?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .at(path)?;
+    let verdict = if tables.iter().any(|t| t == "_sqlx_migrations") {
+        refuse_newer_schema(&mut conn, path).await
+    } else if tables.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ForeignSchema { path: path.to_path_buf(), tables })
+    };
+    // A failure to close a read-only connection changes nothing worth reporting.
+    let _ = conn.close().await;
+    verdict
+}
+
+/// Fails with [`Error::NewerSchema`] if the database records a migration this build
+/// does not embed.
+async fn refuse_newer_schema(conn: &mut sqlx::SqliteConnection, path: &Path) -> Result<()> {
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .at(path)?;
     let known: BTreeSet<i64> = MIGRATOR.iter().map(|m| m.version).collect();

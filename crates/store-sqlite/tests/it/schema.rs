@@ -87,3 +87,51 @@ async fn reopening_a_current_database_applies_nothing_new() {
     .expect("pragmas");
     assert_eq!(pragmas, ("wal".to_owned(), 1, 2), "WAL, foreign keys on, synchronous=FULL");
 }
+
+/// The Python OpenLoom's schema (openloom/core/store.py), at the same default path.
+const PYTHON_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tasks (\
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, spec_json TEXT NOT NULL,\
+    workspace TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',\
+    current_step INTEGER NOT NULL DEFAULT 0, session_ids_json TEXT NOT NULL DEFAULT '[]',\
+    active_session_id TEXT, check_interval_seconds INTEGER NOT NULL DEFAULT 300,\
+    completed_steps_json TEXT NOT NULL DEFAULT '[]', idle_checks INTEGER NOT NULL DEFAULT 0,\
+    progress REAL NOT NULL DEFAULT 0, check_log_json TEXT NOT NULL DEFAULT '[]',\
+    last_summary TEXT, error TEXT, last_check_at REAL, next_check_at REAL,\
+    created_at REAL NOT NULL, updated_at REAL NOT NULL);\
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);\
+    INSERT OR IGNORE INTO meta(key, value) VALUES ('store_version', '0');";
+
+#[tokio::test]
+async fn another_programs_database_is_refused_byte_for_byte_untouched() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("openloom.sqlite3");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.expect("create");
+    sqlx::raw_sql(PYTHON_SCHEMA).execute(&mut conn).await.expect("the Python schema");
+    conn.close().await.expect("close");
+    let before = std::fs::read(&path).expect("read");
+
+    let err = SqliteStore::open(&path).await.expect_err("refused");
+    match &err {
+        Error::ForeignSchema { tables, .. } => assert_eq!(tables, &["meta", "tasks"]),
+        other => panic!("expected ForeignSchema, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()) && text.contains("Python"), "{text}");
+    assert_eq!(std::fs::read(&path).expect("read back"), before, "the file was changed");
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["openloom.sqlite3"], "no WAL or journal files left behind");
+}
+
+#[tokio::test]
+async fn an_empty_file_becomes_a_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("openloom.sqlite3");
+    std::fs::write(&path, b"").expect("touch");
+    let store = common::open(&path).await;
+    store.create_task(&common::task("task_a", chrono::Utc::now())).await.expect("writable");
+}
