@@ -43,6 +43,11 @@ pub async fn bind(
         config = config.with_token(token.clone());
     }
     config.public_hosts = settings.public_hosts.clone();
+    // `--host localhost` or `--host myhost`: requests will name it, so answer to it.
+    let host = settings.ui_host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().is_err() && !config.public_hosts.iter().any(|h| h == host) {
+        config.public_hosts.push(host.to_owned());
+    }
     let parts =
         ServerParts { harness: Arc::clone(harness), recent: store, client: (**client).clone() };
     Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))
