@@ -43,6 +43,35 @@ struct Inner {
     /// Turns true when the server shuts down, so endless streams (SSE) end and the
     /// graceful shutdown does not wait for them for ever.
     closing: Arc<watch::Sender<bool>>,
+    /// Encoded task pages by query, with the store version they were read at.
+    pages: PageCache,
+}
+
+/// Encoded answers of `GET /api/tasks`, keyed by query and valid while the store
+/// version is unchanged. Every store write bumps the version, so a hit is exactly
+/// what a fresh read would give; dashboards polling an idle server then cost one
+/// version read instead of a page read and its JSON encoding.
+#[derive(Default)]
+pub(crate) struct PageCache {
+    pages: std::sync::Mutex<std::collections::HashMap<String, (u64, axum::body::Bytes)>>,
+}
+
+impl PageCache {
+    /// Most distinct queries kept; past that the cache starts over.
+    const CAPACITY: usize = 64;
+
+    pub(crate) fn get(&self, key: &str, version: u64) -> Option<axum::body::Bytes> {
+        let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        pages.get(key).filter(|(at, _)| *at == version).map(|(_, body)| body.clone())
+    }
+
+    pub(crate) fn put(&self, key: String, version: u64, body: axum::body::Bytes) {
+        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        if pages.len() >= Self::CAPACITY && !pages.contains_key(&key) {
+            pages.clear();
+        }
+        pages.insert(key, (version, body));
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -68,6 +97,7 @@ impl AppState {
                 monitor,
                 config,
                 closing: Arc::new(watch::channel(false).0),
+                pages: PageCache::default(),
             }),
         }
     }
@@ -100,6 +130,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// The cache of encoded task pages.
+    pub(crate) fn pages(&self) -> &PageCache {
+        &self.inner.pages
     }
 
     /// A receiver that turns true when the server shuts down.

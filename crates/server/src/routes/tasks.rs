@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use chrono::Utc;
 use openloom_core::{LogQuery, StoreVersion, Task, TaskId, TaskQuery, TaskSpec, TaskStatus};
 use openloom_prompts::{Plan, PromptOptions, SpecFormat};
@@ -74,16 +75,28 @@ pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Task>,
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Value>> {
+) -> Result<axum::response::Response> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
     }
     let statuses = parse_statuses(query.status.as_deref())?;
     let before = query.before.filter(|b| !b.is_empty()).map(TaskId::from);
+    let key = format!("{limit}|{before:?}|{statuses:?}");
     let version = state.store().store_version().await?;
-    let (tasks, next) = task_page(&state, TaskQuery { limit, before, statuses }).await?;
-    Ok(Json(json!({ "tasks": tasks, "store_version": version, "next_cursor": next })))
+    let body = match state.pages().get(&key, version) {
+        Some(body) => body,
+        None => {
+            let (tasks, next) = task_page(&state, TaskQuery { limit, before, statuses }).await?;
+            let page = json!({ "tasks": tasks, "store_version": version, "next_cursor": next });
+            let body = axum::body::Bytes::from(serde_json::to_vec(&page).map_err(|error| {
+                Error::Internal(format!("could not encode a task page: {error}"))
+            })?);
+            state.pages().put(key, version, body.clone());
+            body
+        }
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET /api/tasks/{id}` query: which page of the check log.

@@ -366,3 +366,23 @@ async fn an_unreachable_opencode_is_a_503_not_a_500() {
     let reply = fx.post("/api/tasks/plan", json!({"intent": "x", "workspace": fx.ws()})).await;
     reply.error(StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn a_cached_task_page_never_outlives_a_write() {
+    let fx = Fixture::new().await;
+    let id = fx.create_prompt_task("first").await;
+    let first = fx.get("/api/tasks").await;
+    let again = fx.get("/api/tasks").await;
+    assert_eq!(first.text, again.text, "an unchanged store answers the same page");
+    assert_eq!(first.json["tasks"][0]["status"], "pending");
+
+    let paused = fx.post_empty(&format!("/api/tasks/{id}/pause")).await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
+    let after = fx.get("/api/tasks").await;
+    assert_eq!(after.json["tasks"][0]["status"], "paused", "the write is visible at once");
+    assert!(after.json["store_version"].as_u64() > first.json["store_version"].as_u64());
+
+    // Another query is another page.
+    let filtered = fx.get("/api/tasks?status=running").await;
+    assert_eq!(filtered.json["tasks"], json!([]));
+}
