@@ -55,25 +55,10 @@ impl Verdict {
     }
 }
 
-/// `(label, detail)` for every failed check, in run order, for the prompt that tells
-/// the agent what is still wrong. The detail names a timeout or error first, then
-/// the output tail.
+/// `(label, evidence)` for every failed check, in run order: what the agent is told is
+/// still wrong ([`CheckOutcome::evidence_text`]).
 pub fn summarize_failures(outcomes: &[CheckOutcome]) -> Vec<(String, String)> {
-    outcomes.iter().filter(|o| !o.passed).map(|o| (o.label.clone(), failure_detail(o))).collect()
-}
-
-fn failure_detail(outcome: &CheckOutcome) -> String {
-    let mut parts = Vec::new();
-    if let Some(error) = &outcome.error {
-        parts.push(format!("error: {error}"));
-    } else if let Some(status) = outcome.exit_status {
-        parts.push(format!("exit status {status}"));
-    }
-    let output = outcome.output_tail.trim_end();
-    if !output.is_empty() {
-        parts.push(output.to_owned());
-    }
-    if parts.is_empty() { "failed without output".to_owned() } else { parts.join("\n") }
+    outcomes.iter().filter(|o| !o.passed).map(|o| (o.label.clone(), o.evidence_text())).collect()
 }
 
 #[cfg(test)]
@@ -112,8 +97,8 @@ mod tests {
         let silent = outcome("silent", false);
         let summary = summarize_failures(&[outcome("ok", true), errored, exited, silent]);
         assert_eq!(summary.len(), 3);
-        assert_eq!(summary[0].1, "error: path \"../x\" escapes the workspace");
-        assert_eq!(summary[1], ("run: false".to_owned(), "exit status 1\nboom".to_owned()));
+        assert_eq!(summary[0].1, "path \"../x\" escapes the workspace");
+        assert_eq!(summary[1], ("run: false".to_owned(), "(exit status 1)\nboom".to_owned()));
         assert_eq!(summary[2].1, "failed without output");
     }
 

@@ -110,6 +110,27 @@ pub struct CheckOutcome {
     pub error: Option<String>,
 }
 
+impl CheckOutcome {
+    /// What a reader (the agent, a log) needs to see of a check: why it failed (its
+    /// error, or the timeout), its exit status, then the tail of its output.
+    pub fn evidence_text(&self) -> String {
+        let mut parts = Vec::new();
+        match self.error.as_deref().filter(|e| !e.is_empty()) {
+            Some(error) => parts.push(error.to_owned()),
+            None if self.timed_out => parts.push("(timed out)".to_owned()),
+            None => {}
+        }
+        if let Some(status) = self.exit_status {
+            parts.push(format!("(exit status {status})"));
+        }
+        let output = self.output_tail.trim_end();
+        if !output.is_empty() {
+            parts.push(output.to_owned());
+        }
+        if parts.is_empty() { "failed without output".to_owned() } else { parts.join("\n") }
+    }
+}
+
 /// What a checker may look at.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckContext<'a> {
@@ -133,4 +154,40 @@ pub struct CheckContext<'a> {
 pub trait Checker: Send + Sync {
     /// Looks at the session (and anything else the checker trusts) and reports.
     async fn check(&self, context: CheckContext<'_>) -> Result<CheckResult>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome() -> CheckOutcome {
+        CheckOutcome {
+            label: "run: cargo test".into(),
+            passed: false,
+            exit_status: None,
+            duration_ms: 1,
+            output_tail: String::new(),
+            timed_out: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn evidence_names_the_reason_the_status_and_the_output() {
+        let mut exited = outcome();
+        exited.exit_status = Some(101);
+        exited.output_tail = "test foo ... FAILED\n".into();
+        assert_eq!(exited.evidence_text(), "(exit status 101)\ntest foo ... FAILED");
+
+        let mut missing = outcome();
+        missing.error = Some("b does not exist".into());
+        assert_eq!(missing.evidence_text(), "b does not exist");
+
+        let mut slow = outcome();
+        slow.timed_out = true;
+        slow.output_tail = "still compiling".into();
+        assert_eq!(slow.evidence_text(), "(timed out)\nstill compiling");
+
+        assert_eq!(outcome().evidence_text(), "failed without output");
+    }
 }

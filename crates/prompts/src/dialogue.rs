@@ -9,24 +9,6 @@ use crate::{progress, prompts};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReferenceDialogue;
 
-/// What the agent should see of a failed check: its output tail, and the checker's
-/// explanation when there is one (a missing file has no output, only a reason).
-fn failure_evidence(outcome: &CheckOutcome) -> (String, String) {
-    let mut evidence = String::new();
-    if outcome.timed_out {
-        evidence.push_str("(timed out)\n");
-    }
-    if let Some(error) = outcome.error.as_deref().filter(|e| !e.is_empty()) {
-        evidence.push_str(error);
-        evidence.push('\n');
-    }
-    if let Some(status) = outcome.exit_status {
-        evidence.push_str(&format!("(exit status {status})\n"));
-    }
-    evidence.push_str(&outcome.output_tail);
-    (outcome.label.clone(), evidence)
-}
-
 impl Dialogue for ReferenceDialogue {
     fn bootstrap(&self, spec: &TaskSpec, current_step: usize) -> String {
         prompts::build_bootstrap_prompt(spec, current_step)
@@ -56,8 +38,11 @@ impl Dialogue for ReferenceDialogue {
         step: Option<u32>,
         failures: &[CheckOutcome],
     ) -> String {
-        let failures: Vec<(String, String)> =
-            failures.iter().filter(|o| !o.passed).map(failure_evidence).collect();
+        let failures: Vec<(String, String)> = failures
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| (o.label.clone(), o.evidence_text()))
+            .collect();
         prompts::build_verification_failed_prompt(step, &failures)
     }
 
