@@ -17,6 +17,7 @@ use crate::exit::Coded;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     install_tracing();
+    protect_secrets();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -30,6 +31,16 @@ fn main() -> ExitCode {
             eprintln!("openloom: error: {error:#}");
             ExitCode::from(error.downcast_ref::<Coded>().map_or(exit::FAILURE, |c| c.code))
         }
+    }
+}
+
+/// Keeps other processes of the same user — the checks OpenLoom runs, the agent's
+/// tools — from reading this process's environment (the OpenCode password, the API
+/// token) through `/proc/<pid>/environ`, and from attaching a debugger to it.
+fn protect_secrets() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+        tracing::debug!(%error, "could not mark the process non-dumpable");
     }
 }
 

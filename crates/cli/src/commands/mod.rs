@@ -21,6 +21,12 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let settings = Settings::resolve(&cli.global, &env, &cwd)
         .map_err(|e| crate::exit::coded(crate::exit::BAD_INPUT, format!("{e:#}")))?;
     tracing::debug!(?settings, "settings resolved");
+    if std::env::args().any(|arg| arg == "--token" || arg.starts_with("--token=")) {
+        eprintln!(
+            "openloom: warning: --token is visible to every user in the process list; \
+             prefer OPENLOOM_API_TOKEN or `api_token` in the config file"
+        );
+    }
     match cli.command {
         Command::Init { path, force } => init::run(&cwd, &path, force),
         Command::Watch { spec, fresh, ui, server } => {
