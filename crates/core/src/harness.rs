@@ -285,6 +285,21 @@ impl Harness {
         Ok(())
     }
 
+    /// Tells the harness a session went idle, as OpenCode's event stream does; the
+    /// task driving it (if any, and in scope) is checked at once, without asking the
+    /// agent server for statuses again. For whoever watches sessions anyway (the
+    /// server's session monitor), so a lost event stream does not slow the harness.
+    pub async fn notify_idle(self: &Arc<Self>, session_id: &str) {
+        let Some(id) = self.task_for_session(session_id).filter(|id| self.in_scope(id)) else {
+            return;
+        };
+        let known = HashMap::from([(session_id.to_owned(), SessionActivity::Idle)]);
+        match self.require(&id).await {
+            Ok(task) => self.check_guarded(task, Some(Arc::new(known)), Trigger::Event).await,
+            Err(error) => tracing::debug!(%error, task_id = %id, "idle session's task is gone"),
+        }
+    }
+
     async fn check_guarded(
         &self,
         task: Task,
@@ -940,7 +955,10 @@ impl Harness {
     fn on_agent_event(self: &Arc<Self>, event: AgentEvent, running: &mut JoinSet<()>) {
         let ids: Vec<TaskId> = match event {
             AgentEvent::SessionIdle { session_id } => {
-                self.task_for_session(&session_id).into_iter().collect()
+                // The event says what the status is: no need to ask for it again.
+                let harness = Arc::clone(self);
+                running.spawn(async move { harness.notify_idle(&session_id).await });
+                return;
             }
             AgentEvent::Reconnected => {
                 self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()

@@ -695,34 +695,35 @@ where
     panic!("condition not reached within 2 s");
 }
 
+/// Answers nothing about statuses, like OpenCode right after a restart.
+struct Hanging(MemoryAgent);
+#[async_trait]
+impl AgentServer for Hanging {
+    async fn health(&self) -> crate::agent::Health {
+        self.0.health().await
+    }
+    async fn create_session(&self, d: &str, t: &str) -> Result<crate::agent::Session> {
+        self.0.create_session(d, t).await
+    }
+    async fn find_session(&self, id: &str) -> Result<Option<crate::agent::Session>> {
+        self.0.find_session(id).await
+    }
+    async fn send_prompt(&self, s: &SessionRef, p: &str, a: Option<&str>) -> Result<()> {
+        self.0.send_prompt(s, p, a).await
+    }
+    async fn session_activity(&self, _: &[String]) -> Result<HashMap<String, SessionActivity>> {
+        std::future::pending().await
+    }
+    async fn messages(&self, s: &SessionRef, l: usize) -> Result<Vec<AgentMessage>> {
+        self.0.messages(s, l).await
+    }
+    async fn abort(&self, s: &SessionRef) -> Result<()> {
+        self.0.abort(s).await
+    }
+}
+
 #[tokio::test]
 async fn run_stops_promptly_even_when_the_agent_server_hangs() {
-    /// Answers nothing about statuses, like OpenCode right after a restart.
-    struct Hanging(MemoryAgent);
-    #[async_trait]
-    impl AgentServer for Hanging {
-        async fn health(&self) -> crate::agent::Health {
-            self.0.health().await
-        }
-        async fn create_session(&self, d: &str, t: &str) -> Result<crate::agent::Session> {
-            self.0.create_session(d, t).await
-        }
-        async fn find_session(&self, id: &str) -> Result<Option<crate::agent::Session>> {
-            self.0.find_session(id).await
-        }
-        async fn send_prompt(&self, s: &SessionRef, p: &str, a: Option<&str>) -> Result<()> {
-            self.0.send_prompt(s, p, a).await
-        }
-        async fn session_activity(&self, _: &[String]) -> Result<HashMap<String, SessionActivity>> {
-            std::future::pending().await
-        }
-        async fn messages(&self, s: &SessionRef, l: usize) -> Result<Vec<AgentMessage>> {
-            self.0.messages(s, l).await
-        }
-        async fn abort(&self, s: &SessionRef) -> Result<()> {
-            self.0.abort(s).await
-        }
-    }
     let store = Arc::new(MemoryStore::new());
     let parts = HarnessParts {
         agent: Arc::new(Hanging(MemoryAgent::replying(&["working"]))),
@@ -761,4 +762,36 @@ async fn run_stops_promptly_even_when_the_agent_server_hangs() {
         .await
         .expect("stops within the grace")
         .expect("joins");
+}
+
+#[tokio::test]
+async fn an_idle_notice_is_acted_on_without_asking_for_statuses() {
+    let agent = Arc::new(Hanging(MemoryAgent::replying(&["STEP DONE: 1"])));
+    let store = Arc::new(MemoryStore::new());
+    let parts = HarnessParts {
+        agent: agent.clone(),
+        store: store.clone(),
+        checker: Arc::new(Markers),
+        dialogue: Arc::new(Words),
+        bus: EventBus::new(),
+        workspaces: WorkspacePolicy::any(),
+    };
+    let harness = Arc::new(Harness::new(parts));
+    let workspace = tempfile_dir::Dir::new();
+    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    harness.tick().await.expect("start (a pending task needs no statuses)");
+    let session = store
+        .get_task(&id)
+        .await
+        .expect("store")
+        .expect("task")
+        .active_session_id
+        .expect("session");
+    // Status requests would hang for ever; the notice says the session is idle.
+    tokio::time::timeout(Duration::from_secs(2), harness.notify_idle(&session))
+        .await
+        .expect("no status request");
+    assert_eq!(agent.0.prompts().last().map(|(_, p)| p.as_str()), Some("NEXT step 2"));
+    // A session no task drives is ignored.
+    harness.notify_idle("ses_unknown").await;
 }
