@@ -101,6 +101,13 @@ impl Server {
         // The Host check must accept the port actually bound.
         config.bind = local;
         let monitor = Arc::new(SessionMonitor::new(parts.client.clone(), config.monitor.clone()));
+        // What the monitor sees go idle, the harness checks at once (see `on_idle`).
+        let harness = Arc::clone(&parts.harness);
+        monitor.on_idle(move |session_id| {
+            let harness = Arc::clone(&harness);
+            let session_id = session_id.to_owned();
+            tokio::spawn(async move { harness.notify_idle(&session_id).await });
+        });
         let state = AppState::new(config, parts, monitor);
         Ok(Server { listener, state })
     }

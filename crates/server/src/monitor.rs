@@ -146,7 +146,13 @@ impl MonitorSnapshot {
 struct Memory {
     last_busy: HashMap<String, Instant>,
     probed: HashMap<String, Probed>,
+    /// Sessions OpenCode reported busy or retrying at the last successful status
+    /// read (without the display hold), to notice the ones that went idle.
+    active: HashSet<String>,
 }
+
+/// Called with the id of each session that went idle between two refreshes.
+type IdleListener = Box<dyn Fn(&str) + Send + Sync>;
 
 struct Probed {
     /// The session's update time when it was read.
@@ -174,6 +180,7 @@ pub struct SessionMonitor {
     sender: watch::Sender<Arc<MonitorSnapshot>>,
     memory: Mutex<Memory>,
     poke: Notify,
+    on_idle: std::sync::OnceLock<IdleListener>,
 }
 
 impl std::fmt::Debug for SessionMonitor {
@@ -193,6 +200,17 @@ impl SessionMonitor {
             sender,
             memory: Mutex::new(Memory::default()),
             poke: Notify::new(),
+            on_idle: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Shares what the monitor learns: `listener` is called with each session that
+    /// went from busy (or retrying) to idle between two refreshes. The server passes
+    /// it to the harness, so a lost OpenCode event stream does not leave a finished
+    /// step waiting for the next scheduled check. Only the first listener set counts.
+    pub fn on_idle(&self, listener: impl Fn(&str) + Send + Sync + 'static) {
+        if self.on_idle.set(Box::new(listener)).is_err() {
+            tracing::warn!("session monitor already has an idle listener; the new one is ignored");
         }
     }
 
@@ -281,8 +299,18 @@ impl SessionMonitor {
         }
         directories.truncate(8);
         let mut error = None;
+        let mut went_idle = Vec::new();
         let raw_status = match self.client.session_status(&directories).await {
-            Ok(map) => map,
+            Ok(map) => {
+                let active: HashSet<String> = map
+                    .iter()
+                    .filter(|(_, activity)| **activity != SessionActivity::Idle)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                went_idle = memory.active.difference(&active).cloned().collect();
+                memory.active = active;
+                map
+            }
             Err(e) => {
                 error = Some(format!("cannot read session statuses: {e}"));
                 previous.statuses.clone()
@@ -336,6 +364,11 @@ impl SessionMonitor {
             error,
             refreshed_at: Some(Utc::now()),
         });
+        if let Some(listener) = self.on_idle.get() {
+            for session_id in &went_idle {
+                listener(session_id);
+            }
+        }
     }
 
     /// Reads the messages of the sessions that changed since last read, newest first.

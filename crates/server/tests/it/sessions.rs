@@ -318,3 +318,54 @@ async fn a_huge_recent_window_makes_every_session_recent_without_overflowing() {
     let snapshot = fx.state.monitor().snapshot();
     assert_eq!(snapshot.statuses.get("ses_w"), Some(&openloom_core::SessionActivity::Busy));
 }
+
+#[tokio::test]
+async fn the_monitor_tells_who_went_idle_once() {
+    let opencode = wiremock::MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/global/health"))
+        .respond_with(json_reply(json!({"healthy": true, "version": "1.18.34"})))
+        .mount(&opencode)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/project"))
+        .respond_with(json_reply(json!([{"id": "global", "worktree": "/w"}])))
+        .mount(&opencode)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session"))
+        .respond_with(json_reply(json!([session_json("ses_work", "/w", 0)])))
+        .mount(&opencode)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session/ses_work/message"))
+        .respond_with(json_reply(json!([])))
+        .mount(&opencode)
+        .await;
+    // Busy at the first refresh, idle (absent) afterwards.
+    Mock::given(method("GET"))
+        .and(path("/session/status"))
+        .respond_with(json_reply(json!({"ses_work": {"type": "busy"}})))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&opencode)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session/status"))
+        .respond_with(json_reply(json!({})))
+        .mount(&opencode)
+        .await;
+
+    let monitor = openloom_server::SessionMonitor::new(
+        client_for(&opencode),
+        openloom_server::MonitorConfig::default(),
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    monitor.on_idle(move |id| sink.lock().expect("lock").push(id.to_owned()));
+    monitor.refresh().await;
+    assert!(seen.lock().expect("lock").is_empty(), "busy is not idle");
+    monitor.refresh().await;
+    monitor.refresh().await;
+    assert_eq!(*seen.lock().expect("lock"), vec!["ses_work".to_owned()], "told once");
+}
