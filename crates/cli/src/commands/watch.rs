@@ -47,6 +47,12 @@ pub async fn run(
                 "openloom: resuming task {} ({}) — an unfinished task for this spec exists; --fresh starts a new one",
                 task.id, task.status
             );
+            if changed_since(&task.spec, &spec) {
+                println!(
+                    "openloom: note: the spec changed since this task started; it goes on with the \
+                     spec it started with (--fresh starts a new task with the new one)"
+                );
+            }
             if task.status == TaskStatus::Paused || task.status == TaskStatus::Waiting {
                 harness.resume(&task.id).await.context("could not resume the task")?;
             }
@@ -109,6 +115,15 @@ pub async fn run(
             Ok(exit::INTERRUPTED)
         }
     }
+}
+
+/// True when what the agent is asked to do differs (the workspace is resolved at
+/// start, so it is not compared).
+fn changed_since(started: &TaskSpec, now: &TaskSpec) -> bool {
+    started.goal != now.goal
+        || started.steps != now.steps
+        || started.acceptance != now.acceptance
+        || started.checks != now.checks
 }
 
 /// The newest unfinished task for this spec (same name and workspace), if any.
