@@ -130,6 +130,8 @@ struct Decision {
     update: TaskUpdate,
     log: CheckLogEntry,
     events: Vec<EventPayload>,
+    /// True when the checker read the transcript (not a busy or waiting note).
+    judged: bool,
 }
 
 /// Releases a task's in-flight mark when a check ends, however it ends.
@@ -388,7 +390,16 @@ impl Harness {
         };
         let decision = self.decide(task, &session, &messages, activity, trigger).await?;
         let Some(mut decision) = decision else { return Ok(()) };
-        decision.update.last_message_id = Some(newest);
+        if decision.judged {
+            // Only a transcript that was judged is "seen": a busy session's newest
+            // message is still being written, and its idle event must be acted on.
+            decision.update.last_message_id = Some(newest);
+        }
+        // The user may have paused, archived or completed the task while this check
+        // ran (verification can take minutes): their change wins.
+        if !self.still_active(&task.id).await? {
+            return Ok(());
+        }
         decision.update.consecutive_errors = Some(0);
         decision.update.error.get_or_insert(None);
         self.commit(&task.id, decision).await
@@ -548,15 +559,16 @@ impl Harness {
         }
 
         if let Some(prompt) = nudge {
+            if !self.still_active(&task.id).await? {
+                return Ok(None);
+            }
             self.agent.send_prompt(session, &prompt, spec.agent_override()).await?;
         }
         if result.step_done > 0 && failed_verification.is_none() {
             // "STEP DONE: n" (verified, when there are checks) means steps 1..=n are done.
-            let last = if step_count == 0 {
-                result.step_done
-            } else {
-                result.step_done.min(u32::try_from(step_count).unwrap_or(u32::MAX))
-            };
+            // Clamped to the spec's steps: the number comes from the agent's text, and a
+            // spec without steps has none to mark.
+            let last = result.step_done.min(u32::try_from(step_count).unwrap_or(u32::MAX));
             for number in 1..=last {
                 if !completed.contains(&number) {
                     completed.push(number);
@@ -588,7 +600,7 @@ impl Harness {
         let mut log =
             CheckLogEntry::new(now, status, summary, format!("session idle; trigger {trigger:?}"));
         log.evidence = evidence;
-        Ok(Some(Decision { update, log, events }))
+        Ok(Some(Decision { update, log, events, judged: true }))
     }
 
     /// A check that only records status (busy or waiting), without asking the checker.
@@ -605,10 +617,16 @@ impl Harness {
             status: Some(status),
             idle_checks: Some(idle_checks),
             last_check_at: Some(Some(now)),
-            next_check_at: Some(Some(after(now, task.check_interval_seconds))),
+            // At least a short pause: a waiting task is due whatever its interval, and
+            // one with interval 0 must not be re-checked every tick while it waits.
+            next_check_at: Some(Some(after(
+                now,
+                task.check_interval_seconds.max(MIN_RECHECK_SECONDS),
+            ))),
             ..TaskUpdate::default()
         };
         Decision {
+            judged: false,
             update,
             log: CheckLogEntry::new(now, status, summary, detail),
             events: vec![EventPayload::Updated {
@@ -696,7 +714,7 @@ impl Harness {
             format!("session={}", session.id),
         );
         let started = EventPayload::Started { session_id: session.id.clone(), summary };
-        self.commit(&task.id, Decision { update, log, events: vec![started] }).await
+        self.commit(&task.id, Decision { update, log, events: vec![started], judged: false }).await
     }
 
     /// Writes a decision (update and log in one transaction), then announces it.
@@ -711,6 +729,11 @@ impl Harness {
     /// Records a failed check: transient errors make the task wait and retry with
     /// backoff; permanent ones fail it with what to do.
     async fn record_error(&self, task: &Task, error: Error) {
+        // A task the user paused or archived meanwhile keeps the user's status.
+        if matches!(self.still_active(&task.id).await, Ok(false)) {
+            tracing::info!(task_id = %task.id, %error, "check failed after the task was stopped");
+            return;
+        }
         let now = Utc::now();
         let errors = task.consecutive_errors + 1;
         let permanent = match &error {
@@ -736,6 +759,7 @@ impl Harness {
                     message.clone(),
                 ),
                 events: vec![EventPayload::Failed { error: message }],
+                judged: false,
             }
         } else {
             let wait = self.backoff(errors);
@@ -764,6 +788,7 @@ impl Harness {
                     progress: task.progress,
                     summary,
                 }],
+                judged: false,
             }
         };
         if let Err(store_error) = self.commit(&task.id, decision).await {
@@ -785,6 +810,12 @@ impl Harness {
 
     fn task_for_session(&self, session_id: &str) -> Option<TaskId> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(session_id).cloned()
+    }
+
+    /// True while the task is still one the harness drives (not paused, completed,
+    /// archived or deleted by someone else since the check began).
+    async fn still_active(&self, id: &TaskId) -> Result<bool> {
+        Ok(self.store.get_task(id).await?.is_some_and(|t| t.status.is_active()))
     }
 
     async fn require(&self, id: &TaskId) -> Result<Task> {
@@ -994,6 +1025,9 @@ impl Harness {
         }
     }
 }
+
+/// Shortest wait before a busy or waiting task is looked at again on schedule.
+const MIN_RECHECK_SECONDS: u64 = 10;
 
 /// How long a prompt without an answer counts as "the agent is about to answer".
 /// Longer than that, the answer is taken as lost and the task is judged as it is.

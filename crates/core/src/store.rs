@@ -88,8 +88,11 @@ pub trait Store: Send + Sync {
     /// Tasks whose id starts with `prefix` (for the CLI), at most `limit`.
     async fn find_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Task>>;
 
-    /// Tasks the harness should check now: pending ones, and running or waiting ones
-    /// with a positive interval whose next check is due. Oldest due first.
+    /// Tasks the harness should check now: pending and waiting ones whose next check
+    /// is due, and running ones with a positive interval whose next check is due (a
+    /// running task with interval 0 is checked only when its session goes idle; a
+    /// waiting one must come back after its backoff whatever its interval). Oldest due
+    /// first.
     async fn list_due_tasks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>>;
 
     /// Deletes a task and its check log. Fails with `NotFound` if it does not exist.
@@ -253,7 +256,7 @@ impl Store for MemoryStore {
             .iter()
             .filter(|t| t.status.is_active())
             .filter(|t| t.next_check_at.is_none_or(|at| at <= now))
-            .filter(|t| t.status == TaskStatus::Pending || t.check_interval_seconds > 0)
+            .filter(|t| t.status != TaskStatus::Running || t.check_interval_seconds > 0)
             .cloned()
             .collect();
         due.sort_by_key(|t| t.next_check_at.unwrap_or(DateTime::<Utc>::MIN_UTC));

@@ -179,7 +179,7 @@ fn due_sql() -> String {
         "SELECT {TASK_COLUMNS} FROM tasks \
          WHERE status IN ('pending', 'running', 'waiting') \
            AND (next_check_at IS NULL OR next_check_at <= ?1) \
-           AND (status = 'pending' OR check_interval_seconds > 0) \
+           AND (status <> 'running' OR check_interval_seconds > 0) \
          ORDER BY next_check_at ASC, seq ASC LIMIT ?2 OFFSET ?3"
     )
 }

@@ -795,3 +795,82 @@ async fn an_idle_notice_is_acted_on_without_asking_for_statuses() {
     // A session no task drives is ignored.
     harness.notify_idle("ses_unknown").await;
 }
+
+#[tokio::test]
+async fn a_busy_check_does_not_swallow_the_idle_event_that_follows() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    // A scheduled check while the reply is still being written: busy.
+    f.agent.set_activity(&session, SessionActivity::Busy);
+    f.check_due(&id).await;
+    assert_eq!(f.task(&id).await.last_summary.as_deref(), Some("Agent is busy"));
+    // The session goes idle with the same newest message: it is judged now.
+    f.agent.set_activity(&session, SessionActivity::Idle);
+    f.harness.notify_idle(&session).await;
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
+}
+
+/// Stops the task (as a user would) while the check runs, then claims a step.
+struct PausesMidCheck {
+    store: Arc<MemoryStore>,
+}
+
+#[async_trait]
+impl Checker for PausesMidCheck {
+    async fn check(&self, context: CheckContext<'_>) -> Result<CheckResult> {
+        let update = TaskUpdate { status: Some(TaskStatus::Paused), ..TaskUpdate::default() };
+        self.store.update_task(&context.task.id, &update, None).await?;
+        Ok(CheckResult { step_done: 1, ..CheckResult::default() })
+    }
+}
+
+#[tokio::test]
+async fn a_pause_during_a_check_wins_over_the_check() {
+    let agent = Arc::new(MemoryAgent::replying(&["working"]));
+    let store = Arc::new(MemoryStore::new());
+    let parts = HarnessParts {
+        agent: agent.clone(),
+        store: store.clone(),
+        checker: Arc::new(PausesMidCheck { store: store.clone() }),
+        dialogue: Arc::new(Words),
+        bus: EventBus::new(),
+        workspaces: WorkspacePolicy::any(),
+    };
+    let harness = Arc::new(Harness::new(parts));
+    let workspace = tempfile_dir::Dir::new();
+    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    harness.tick().await.expect("start");
+    let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
+    store.update_task(&id, &update, None).await.expect("due");
+    harness.tick().await.expect("check");
+    assert_eq!(store.get_task(&id).await.expect("store").expect("task").status, TaskStatus::Paused);
+    assert_eq!(agent.prompts().len(), 1, "no nudge after the pause");
+}
+
+#[tokio::test]
+async fn a_huge_step_number_in_a_spec_without_steps_is_harmless() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 4000000000"]));
+    let id =
+        f.harness.add_task(TaskSpec::new("goal only", f.workspace.path(), "g")).await.expect("add");
+    f.harness.tick().await.expect("start");
+    tokio::time::timeout(Duration::from_secs(5), f.check_due(&id)).await.expect("quick");
+    assert!(f.task(&id).await.completed_steps.is_empty());
+}
+
+#[tokio::test]
+async fn a_task_without_interval_comes_back_after_a_transient_error() {
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let mut spec = three_steps(&f.workspace.path());
+    spec.check_interval_seconds = 0;
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.agent.fail_next(Error::AgentUnavailable { message: "down".into() });
+    f.agent.fail_next(Error::AgentUnavailable { message: "down".into() });
+    f.harness.check_now(&id, Trigger::Event).await.expect("event check");
+    assert_eq!(f.task(&id).await.status, TaskStatus::Waiting);
+    // After the backoff it is due again, although its interval is 0.
+    f.check_due(&id).await;
+    assert_eq!(f.task(&id).await.status, TaskStatus::Running);
+}
