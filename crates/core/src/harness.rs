@@ -501,7 +501,8 @@ impl Harness {
                 status = TaskStatus::Failed;
                 summary = format!(
                     "Verification of {claim} failed {rounds} times (limit {max_rounds}): {}; \
-                     see `openloom log {}` for the evidence, fix the workspace and `resume`",
+                     see `openloom log {}` for the evidence; `openloom watch` on the spec again \
+                     resumes it with fresh rounds",
                     failed.join(", "),
                     task.id
                 );
@@ -859,7 +860,7 @@ impl Harness {
     }
 
     /// Resumes a paused, waiting or failed task: it is checked again now, with errors
-    /// and verification rounds reset.
+    /// and verification rounds reset. A failed task continues in a new session.
     pub async fn resume(&self, id: &TaskId) -> Result<StoreVersion> {
         let task = self.require(id).await?;
         if !matches!(task.status, TaskStatus::Paused | TaskStatus::Waiting | TaskStatus::Failed) {
@@ -868,21 +869,24 @@ impl Harness {
                 task.status
             )));
         }
-        let status = if task.active_session_id.is_some() {
-            TaskStatus::Running
-        } else {
-            TaskStatus::Pending
-        };
+        // A failed task starts over in a new session (its old one may be gone, and its
+        // context led to the failure), keeping the steps already done; a paused or
+        // waiting one goes on in its session.
+        let fresh_session = task.status == TaskStatus::Failed || task.active_session_id.is_none();
+        let status = if fresh_session { TaskStatus::Pending } else { TaskStatus::Running };
         let update = TaskUpdate {
             status: Some(status),
+            active_session_id: fresh_session.then_some(None),
             next_check_at: Some(Some(Utc::now())),
             error: Some(None),
             consecutive_errors: Some(0),
             verification_rounds: Some(0),
             ..TaskUpdate::default()
         };
-        let payload = updated(&task, status, "Resumed by user");
-        self.user_change(&task, update, "Resumed by user", payload).await
+        let summary =
+            if fresh_session { "Resumed by user in a new session" } else { "Resumed by user" };
+        let payload = updated(&task, status, summary);
+        self.user_change(&task, update, summary, payload).await
     }
 
     /// Marks a task completed by hand.
@@ -1078,11 +1082,12 @@ fn advice(error: &Error) -> String {
     match error {
         Error::NotFound { what: "session", id } => format!(
             "session {id} no longer exists on the agent server (deleted?); \
-             start the task again to create a new session"
+             `openloom watch` on the spec again resumes the task in a new session"
         ),
         Error::AgentUnauthorized { message } => format!(
             "the agent server keeps refusing the credentials ({message}); \
-             set OPENLOOM_OPENCODE_USERNAME / OPENLOOM_OPENCODE_PASSWORD and resume the task"
+             set OPENLOOM_OPENCODE_USERNAME / OPENLOOM_OPENCODE_PASSWORD, then `openloom watch` \
+             on the spec again (or the API's resume) resumes the task"
         ),
         Error::Invalid(message) => message.clone(),
         other => format!("{other}"),

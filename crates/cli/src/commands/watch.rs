@@ -53,7 +53,8 @@ pub async fn run(
                      spec it started with (--fresh starts a new task with the new one)"
                 );
             }
-            if task.status == TaskStatus::Paused || task.status == TaskStatus::Waiting {
+            if matches!(task.status, TaskStatus::Paused | TaskStatus::Waiting | TaskStatus::Failed)
+            {
                 harness.resume(&task.id).await.context("could not resume the task")?;
             }
             task.id
@@ -85,7 +86,7 @@ pub async fn run(
     let runner = tokio::spawn(Arc::clone(&harness).run(stop_signal));
     let outcome = tokio::select! {
         outcome = wait_for_end(&harness, &task_id, &mut events) => outcome,
-        _ = tokio::signal::ctrl_c() => Ok(None),
+        () = super::serve::shutdown_signal() => Ok(None),
     };
     let _ = stop.send(true);
     let _ = runner.await;
@@ -126,7 +127,8 @@ fn changed_since(started: &TaskSpec, now: &TaskSpec) -> bool {
         || started.checks != now.checks
 }
 
-/// The newest unfinished task for this spec (same name and workspace), if any.
+/// The newest unfinished (or failed, which `watch` resumes) task for this spec (same
+/// name and workspace), if any.
 async fn open_task_for(store: &dyn Store, spec: &TaskSpec) -> Result<Option<Task>> {
     let query = TaskQuery {
         limit: 200,
@@ -135,6 +137,7 @@ async fn open_task_for(store: &dyn Store, spec: &TaskSpec) -> Result<Option<Task
             TaskStatus::Running,
             TaskStatus::Waiting,
             TaskStatus::Paused,
+            TaskStatus::Failed,
         ],
         ..TaskQuery::default()
     };

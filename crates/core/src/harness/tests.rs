@@ -874,3 +874,30 @@ async fn a_task_without_interval_comes_back_after_a_transient_error() {
     f.check_due(&id).await;
     assert_eq!(f.task(&id).await.status, TaskStatus::Running);
 }
+
+#[tokio::test]
+async fn a_failed_task_resumes_in_a_new_session_keeping_its_steps() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.check_due(&id).await;
+    let first = f.task(&id).await.active_session_id.expect("session");
+    f.agent.delete_session(&first);
+    f.check_due(&id).await;
+    assert_eq!(f.task(&id).await.status, TaskStatus::Failed);
+
+    f.harness.resume(&id).await.expect("resume");
+    let resumed = f.task(&id).await;
+    assert_eq!(resumed.status, TaskStatus::Pending);
+    assert_eq!(resumed.active_session_id, None);
+    f.harness.tick().await.expect("restart");
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!(task.session_ids.len(), 2, "a new session, the old one kept in the history");
+    assert_eq!(task.completed_steps, vec![1]);
+    assert_eq!(
+        f.prompts().last().expect("prompt"),
+        "BOOTSTRAP three step 2",
+        "focused on the next step"
+    );
+}
