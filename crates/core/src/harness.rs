@@ -872,8 +872,12 @@ impl Harness {
         // A failed task starts over in a new session (its old one may be gone, and its
         // context led to the failure), keeping the steps already done; a paused or
         // waiting one goes on in its session.
-        let fresh_session = task.status == TaskStatus::Failed || task.active_session_id.is_none();
-        let status = if fresh_session { TaskStatus::Pending } else { TaskStatus::Running };
+        let fresh_session = task.status == TaskStatus::Failed && task.active_session_id.is_some();
+        let status = if fresh_session || task.active_session_id.is_none() {
+            TaskStatus::Pending
+        } else {
+            TaskStatus::Running
+        };
         let update = TaskUpdate {
             status: Some(status),
             active_session_id: fresh_session.then_some(None),

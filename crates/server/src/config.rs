@@ -67,6 +67,14 @@ impl ServerConfig {
             }
         } else if !self.bind.ip().is_loopback() {
             return Err(Error::InsecureBind { bind: self.bind });
+        } else if let Some(name) = self.public_hosts.iter().find(|h| !names_this_machine(h)) {
+            // A public name means a proxy brings other machines' requests to this
+            // loopback port: they need the token as much as a public bind would.
+            return Err(Error::InvalidConfig(format!(
+                "the public host name {name:?} lets other machines reach this server (through a \
+                 proxy), and tasks can run commands: set {API_TOKEN_ENV} (or pass --token) to \
+                 require `Authorization: Bearer <token>`"
+            )));
         }
         if self.body_limit == 0 {
             return Err(Error::InvalidConfig("the body limit must be positive".into()));
@@ -149,6 +157,19 @@ mod tests {
     }
 
     #[test]
+    fn a_public_host_name_needs_a_token_even_on_loopback() {
+        let mut proxied = config("127.0.0.1:8080");
+        proxied.public_hosts = vec!["loom.example.com".into()];
+        let error = proxied.clone().validate().expect_err("a proxy brings remote callers");
+        assert!(error.to_string().contains("OPENLOOM_API_TOKEN"), "{error}");
+        assert!(proxied.with_token("s3cret-token").validate().is_ok());
+
+        let mut local = config("127.0.0.1:8080");
+        local.public_hosts = vec!["localhost".into(), "127.0.0.1:8080".into(), "[::1]".into()];
+        assert!(local.validate().is_ok(), "names of this machine need no token");
+    }
+
+    #[test]
     fn loopback_hosts_on_the_bound_port_are_allowed() {
         let c = config("127.0.0.1:8080");
         for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080", "[::1]:8080"] {
@@ -194,4 +215,13 @@ mod tests {
         assert_eq!(split_host("[::1]:8"), ("[::1]", Some(8)));
         assert_eq!(split_host("::1"), ("::1", None));
     }
+}
+
+/// True for host names that only ever mean this machine: `localhost` and loopback
+/// addresses (with or without a port).
+fn names_this_machine(host: &str) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let (name, _) = split_host(&host);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
