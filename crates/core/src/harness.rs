@@ -289,15 +289,31 @@ impl Harness {
 
     /// Tells the harness a session went idle, as OpenCode's event stream does; the
     /// task driving it (if any, and in scope) is checked at once, without asking the
-    /// agent server for statuses again. For whoever watches sessions anyway (the
-    /// server's session monitor), so a lost event stream does not slow the harness.
+    /// agent server for statuses again. Only for a source that *knows* the session is
+    /// idle; see [`Harness::notify_possibly_idle`] otherwise.
     pub async fn notify_idle(self: &Arc<Self>, session_id: &str) {
+        let known = HashMap::from([(session_id.to_owned(), SessionActivity::Idle)]);
+        self.check_session(session_id, Some(Arc::new(known))).await;
+    }
+
+    /// Tells the harness a session *seems* to have stopped (it left a polled status
+    /// map, which also happens when a status read missed its directory): the task is
+    /// checked at once, and the check asks the agent server for the session's status
+    /// before it judges anything. The server's session monitor uses this.
+    pub async fn notify_possibly_idle(self: &Arc<Self>, session_id: &str) {
+        self.check_session(session_id, None).await;
+    }
+
+    async fn check_session(
+        self: &Arc<Self>,
+        session_id: &str,
+        activity: Option<Arc<HashMap<String, SessionActivity>>>,
+    ) {
         let Some(id) = self.task_for_session(session_id).filter(|id| self.in_scope(id)) else {
             return;
         };
-        let known = HashMap::from([(session_id.to_owned(), SessionActivity::Idle)]);
         match self.require(&id).await {
-            Ok(task) => self.check_guarded(task, Some(Arc::new(known)), Trigger::Event).await,
+            Ok(task) => self.check_guarded(task, activity, Trigger::Event).await,
             Err(error) => tracing::debug!(%error, task_id = %id, "idle session's task is gone"),
         }
     }

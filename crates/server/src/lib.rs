@@ -106,7 +106,7 @@ impl Server {
         monitor.on_idle(move |session_id| {
             let harness = Arc::clone(&harness);
             let session_id = session_id.to_owned();
-            tokio::spawn(async move { harness.notify_idle(&session_id).await });
+            tokio::spawn(async move { harness.notify_possibly_idle(&session_id).await });
         });
         let state = AppState::new(config, parts, monitor);
         Ok(Server { listener, state })

@@ -59,6 +59,8 @@ pub(crate) struct PageCache {
 impl PageCache {
     /// Most distinct queries kept; past that the cache starts over.
     const CAPACITY: usize = 64;
+    /// Largest encoded page kept (a page of 500 tasks with big specs is not).
+    const MAX_PAGE_BYTES: usize = 1024 * 1024;
 
     pub(crate) fn get(&self, key: &str, version: u64) -> Option<axum::body::Bytes> {
         let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,6 +69,12 @@ impl PageCache {
 
     pub(crate) fn put(&self, key: String, version: u64, body: axum::body::Bytes) {
         let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the newest version's pages are worth keeping; older ones can never be
+        // served again. Very large pages are not kept at all.
+        pages.retain(|_, (at, _)| *at == version);
+        if body.len() > Self::MAX_PAGE_BYTES {
+            return;
+        }
         if pages.len() >= Self::CAPACITY && !pages.contains_key(&key) {
             pages.clear();
         }

@@ -901,3 +901,17 @@ async fn a_failed_task_resumes_in_a_new_session_keeping_its_steps() {
         "focused on the next step"
     );
 }
+
+#[tokio::test]
+async fn a_possible_idle_notice_asks_for_the_status_before_judging() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    f.agent.set_activity(&session, SessionActivity::Busy);
+    f.harness.notify_possibly_idle(&session).await;
+    assert_eq!(f.prompts().len(), 1, "still busy: nothing judged, nothing sent");
+    f.agent.set_activity(&session, SessionActivity::Idle);
+    f.harness.notify_possibly_idle(&session).await;
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
+}
