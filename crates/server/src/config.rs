@@ -135,6 +135,15 @@ fn split_host(host: &str) -> (&str, Option<u16>) {
     }
 }
 
+/// True for host names that only ever mean this machine: `localhost` and loopback
+/// addresses (with or without a port).
+fn names_this_machine(host: &str) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    let (name, _) = split_host(&host);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,13 +224,4 @@ mod tests {
         assert_eq!(split_host("[::1]:8"), ("[::1]", Some(8)));
         assert_eq!(split_host("::1"), ("::1", None));
     }
-}
-
-/// True for host names that only ever mean this machine: `localhost` and loopback
-/// addresses (with or without a port).
-fn names_this_machine(host: &str) -> bool {
-    let host = host.trim().to_ascii_lowercase();
-    let (name, _) = split_host(&host);
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
