@@ -141,11 +141,16 @@ impl Transport {
         // move them to the Authorization header instead.
         let mut username = settings.username.clone();
         let mut password = settings.password.clone();
+        // The URL keeps them percent-encoded (`p%40ss` for `p@ss`); the header needs
+        // them as written.
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+        };
         if !base.username().is_empty() {
-            username = base.username().to_owned();
+            username = decode(base.username());
         }
         if let Some(embedded) = base.password() {
-            password = Some(Secret::new(embedded));
+            password = Some(Secret::new(decode(embedded)));
         }
         let _ = base.set_username("");
         let _ = base.set_password(None);
@@ -392,6 +397,14 @@ mod tests {
         assert_eq!(transport.username, "harness");
         assert_eq!(transport.password.as_ref().map(Secret::expose), Some("s3cret"));
         assert!(!format!("{transport:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn embedded_credentials_are_percent_decoded() {
+        let settings = Settings::new("http://har%40ness:p%40ss%3Aw%2F@127.0.0.1:4096/");
+        let transport = Transport::new(&settings).expect("valid URL");
+        assert_eq!(transport.username, "har@ness");
+        assert_eq!(transport.password.as_ref().map(Secret::expose), Some("p@ss:w/"));
     }
 
     #[test]
