@@ -698,7 +698,16 @@ impl Harness {
         if prompt.trim().is_empty() {
             return Err(Error::Invalid("the task has neither a prompt nor a goal to send".into()));
         }
-        self.agent.send_prompt(&session, &prompt, spec.agent_override()).await?;
+        // A retry after a prompt whose answer timed out although OpenCode got it
+        // must not send it twice: on a session we attach to, look first.
+        let already_sent =
+            attached
+                && self.agent.messages(&session, self.config.message_limit).await?.iter().any(
+                    |m| m.role == crate::agent::Role::User && m.text().contains(prompt.trim()),
+                );
+        if !already_sent {
+            self.agent.send_prompt(&session, &prompt, spec.agent_override()).await?;
+        }
         self.remember_session(&session.id, &task.id);
 
         let mut session_ids = task.session_ids.clone();
@@ -737,6 +746,9 @@ impl Harness {
     /// Writes a decision (update and log in one transaction), then announces it.
     async fn commit(&self, id: &TaskId, decision: Decision) -> Result<()> {
         let version = self.store.update_task(id, &decision.update, Some(&decision.log)).await?;
+        if decision.update.status.is_some_and(TaskStatus::is_terminal) {
+            self.forget_sessions_of(id);
+        }
         for payload in decision.events {
             self.bus.emit(Event::new(id.clone(), version, payload));
         }
@@ -825,6 +837,12 @@ impl Harness {
             .insert(session_id.to_owned(), task.clone());
     }
 
+    /// Stops routing idle events to a task that is over: its sessions leave the map,
+    /// so a reconnect does not re-check every task ever driven.
+    fn forget_sessions_of(&self, task: &TaskId) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, id| id != task);
+    }
+
     fn task_for_session(&self, session_id: &str) -> Option<TaskId> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(session_id).cloned()
     }
@@ -853,6 +871,9 @@ impl Harness {
         let status = update.status.unwrap_or(task.status);
         let log = CheckLogEntry::new(Utc::now(), status, summary, "by user");
         let version = self.store.update_task(&task.id, &update, Some(&log)).await?;
+        if status.is_terminal() {
+            self.forget_sessions_of(&task.id);
+        }
         self.bus.emit(Event::new(task.id.clone(), version, payload));
         Ok(version)
     }

@@ -915,3 +915,26 @@ async fn a_possible_idle_notice_asks_for_the_status_before_judging() {
     f.harness.notify_possibly_idle(&session).await;
     assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
 }
+
+#[tokio::test]
+async fn a_retried_start_does_not_send_a_prompt_that_got_through() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    // The first start created the session and OpenCode got the bootstrap, but the
+    // answer was lost: the task is still pending with its session stored.
+    let session = f.agent.create_session(&f.workspace.path(), "three").await.expect("session");
+    let reference = SessionRef { id: session.id.clone(), directory: session.directory.clone() };
+    f.agent
+        .send_prompt(&reference, &Words.bootstrap(&f.task(&id).await.spec, 0), None)
+        .await
+        .expect("sent");
+    let update = TaskUpdate {
+        active_session_id: Some(Some(session.id.clone())),
+        session_ids: Some(vec![session.id.clone()]),
+        ..TaskUpdate::default()
+    };
+    f.store.update_task(&id, &update, None).await.expect("store");
+    f.harness.tick().await.expect("retry");
+    assert_eq!(f.task(&id).await.status, TaskStatus::Running);
+    assert_eq!(f.prompts().len(), 1, "the bootstrap is not sent twice");
+}
