@@ -10,8 +10,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::Utc;
 
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
 use crate::agent::{
-    AgentMessage, AgentServer, Health, MessagePart, Role, Session, SessionActivity, SessionRef,
+    AgentEvent, AgentMessage, AgentServer, Health, MessagePart, Role, Session, SessionActivity,
+    SessionRef,
 };
 use crate::error::{Error, Result};
 
@@ -21,6 +25,9 @@ type Responder = Box<dyn Fn(&str, usize) -> Option<String> + Send + Sync>;
 pub struct MemoryAgent {
     state: Mutex<State>,
     responder: Responder,
+    announcer: mpsc::UnboundedSender<AgentEvent>,
+    /// The receiving end of [`MemoryAgent::announce`], handed out once by `events()`.
+    announced: Mutex<Option<mpsc::UnboundedReceiver<AgentEvent>>>,
 }
 
 #[derive(Default)]
@@ -31,6 +38,8 @@ struct State {
     activity: HashMap<String, SessionActivity>,
     failures: VecDeque<Error>,
     prompt_failures: VecDeque<Error>,
+    /// When set, `session_activity` never answers (like OpenCode right after a restart).
+    statuses_hang: bool,
     next_id: u64,
 }
 
@@ -44,7 +53,13 @@ impl MemoryAgent {
     /// An agent that answers the `n`th prompt (zero-based) with `responder(prompt, n)`,
     /// or stays silent when it returns `None`.
     pub fn new(responder: impl Fn(&str, usize) -> Option<String> + Send + Sync + 'static) -> Self {
-        MemoryAgent { state: Mutex::new(State::default()), responder: Box::new(responder) }
+        let (announcer, announced) = mpsc::unbounded_channel();
+        MemoryAgent {
+            state: Mutex::new(State::default()),
+            responder: Box::new(responder),
+            announcer,
+            announced: Mutex::new(Some(announced)),
+        }
     }
 
     /// An agent that answers the prompts in turn with `replies`, then stays silent.
@@ -65,6 +80,18 @@ impl MemoryAgent {
     /// Makes the next `send_prompt` fail with `error` (after any `fail_next` ones).
     pub fn fail_next_prompt(&self, error: Error) {
         self.lock().prompt_failures.push_back(error);
+    }
+
+    /// Puts an event on the agent's event stream (see [`AgentServer::events`]).
+    pub fn announce(&self, event: AgentEvent) {
+        // The receiver lives as long as the agent; sending cannot fail before that.
+        let _ = self.announcer.send(event);
+    }
+
+    /// Makes every later `session_activity` call hang, as OpenCode does right after a
+    /// restart (it accepts the connection and answers nothing).
+    pub fn hang_statuses(&self) {
+        self.lock().statuses_hang = true;
     }
 
     /// Sets what `session_activity` reports for a session.
@@ -178,10 +205,12 @@ impl AgentServer for MemoryAgent {
         &self,
         _directories: &[String],
     ) -> Result<HashMap<String, SessionActivity>> {
+        if self.lock().statuses_hang {
+            std::future::pending::<()>().await;
+        }
         self.take_failure()?;
         Ok(self.lock().activity.clone())
     }
-
     async fn messages(&self, session: &SessionRef, limit: usize) -> Result<Vec<AgentMessage>> {
         self.take_failure()?;
         let state = self.lock();
@@ -195,5 +224,11 @@ impl AgentServer for MemoryAgent {
 
     async fn abort(&self, _session: &SessionRef) -> Result<()> {
         self.take_failure()
+    }
+
+    /// The events given to [`MemoryAgent::announce`]; handed out to the first caller.
+    fn events(&self) -> Option<BoxStream<'static, AgentEvent>> {
+        let mut receiver = self.announced.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        Some(Box::pin(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))))
     }
 }

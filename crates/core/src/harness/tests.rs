@@ -135,27 +135,38 @@ mod tempfile_dir {
     }
 }
 
+/// A harness over `agent` and `store` with the test wording, any workspace allowed,
+/// 1 s backoff, and `config` applied on top.
+fn harness_over(
+    agent: Arc<MemoryAgent>,
+    store: Arc<MemoryStore>,
+    checker: Arc<dyn Checker>,
+    bus: EventBus,
+    workspaces: WorkspacePolicy,
+    config: HarnessConfig,
+) -> Arc<Harness> {
+    let parts = HarnessParts { agent, store, checker, dialogue: Arc::new(Words), bus, workspaces };
+    Arc::new(Harness::with_config(parts, config))
+}
+
+fn test_config() -> HarnessConfig {
+    HarnessConfig { backoff_base: Duration::from_secs(1), ..HarnessConfig::default() }
+}
+
 fn fixture_with(agent: MemoryAgent, checker: Arc<dyn Checker>) -> Fixture {
     let agent = Arc::new(agent);
     let store = Arc::new(MemoryStore::new());
     let bus = EventBus::new();
     let events = bus.receiver();
-    let parts = HarnessParts {
-        agent: agent.clone(),
-        store: store.clone(),
+    let harness = harness_over(
+        agent.clone(),
+        store.clone(),
         checker,
-        dialogue: Arc::new(Words),
         bus,
-        workspaces: WorkspacePolicy::any(),
-    };
-    let config = HarnessConfig { backoff_base: Duration::from_secs(1), ..HarnessConfig::default() };
-    Fixture {
-        harness: Arc::new(Harness::with_config(parts, config)),
-        agent,
-        store,
-        events,
-        workspace: tempfile_dir::Dir::new(),
-    }
+        WorkspacePolicy::any(),
+        test_config(),
+    );
+    Fixture { harness, agent, store, events, workspace: tempfile_dir::Dir::new() }
 }
 
 fn fixture(agent: MemoryAgent) -> Fixture {
@@ -444,15 +455,14 @@ async fn refused_credentials_fail_only_after_the_limit() {
 async fn a_workspace_outside_the_roots_fails_at_start() {
     let f = fixture(MemoryAgent::replying(&[]));
     let allowed = tempfile_dir::Dir::new();
-    let parts = HarnessParts {
-        agent: f.agent.clone(),
-        store: f.store.clone(),
-        checker: Arc::new(Markers),
-        dialogue: Arc::new(Words),
-        bus: EventBus::new(),
-        workspaces: WorkspacePolicy::within([allowed.0.clone()]),
-    };
-    let harness = Arc::new(Harness::new(parts));
+    let harness = harness_over(
+        f.agent.clone(),
+        f.store.clone(),
+        Arc::new(Markers),
+        EventBus::new(),
+        WorkspacePolicy::within([allowed.0.clone()]),
+        test_config(),
+    );
     let err = harness.add_task(three_steps(&f.workspace.path())).await.expect_err("refused");
     assert!(err.to_string().contains("outside the allowed roots"), "{err}");
 }
@@ -575,15 +585,14 @@ async fn restart_resumes_running_tasks_without_starting_them_again() {
     f.harness.tick().await.expect("start");
 
     // A new harness over the same store and agent, as after a process restart.
-    let parts = HarnessParts {
-        agent: f.agent.clone(),
-        store: f.store.clone(),
-        checker: Arc::new(Markers),
-        dialogue: Arc::new(Words),
-        bus: EventBus::new(),
-        workspaces: WorkspacePolicy::any(),
-    };
-    let restarted = Arc::new(Harness::new(parts));
+    let restarted = harness_over(
+        f.agent.clone(),
+        f.store.clone(),
+        Arc::new(Markers),
+        EventBus::new(),
+        WorkspacePolicy::any(),
+        test_config(),
+    );
     let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
     f.store.update_task(&id, &update, None).await.expect("due");
     restarted.tick().await.expect("tick");
@@ -606,76 +615,19 @@ async fn a_restricted_harness_leaves_other_tasks_alone() {
 
 #[tokio::test]
 async fn run_reacts_to_idle_events_and_stops_on_signal() {
-    // Event-driven path: an agent whose event stream announces the session idle.
-    struct Evented {
-        inner: MemoryAgent,
-        events: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<AgentEvent>>>,
-    }
-    #[async_trait]
-    impl AgentServer for Evented {
-        async fn health(&self) -> crate::agent::Health {
-            self.inner.health().await
-        }
-        async fn create_session(&self, d: &str, t: &str) -> Result<crate::agent::Session> {
-            self.inner.create_session(d, t).await
-        }
-        async fn find_session(&self, id: &str) -> Result<Option<crate::agent::Session>> {
-            self.inner.find_session(id).await
-        }
-        async fn send_prompt(&self, s: &SessionRef, p: &str, a: Option<&str>) -> Result<()> {
-            self.inner.send_prompt(s, p, a).await
-        }
-        async fn session_activity(&self, d: &[String]) -> Result<HashMap<String, SessionActivity>> {
-            self.inner.session_activity(d).await
-        }
-        async fn messages(&self, s: &SessionRef, l: usize) -> Result<Vec<AgentMessage>> {
-            self.inner.messages(s, l).await
-        }
-        async fn abort(&self, s: &SessionRef) -> Result<()> {
-            self.inner.abort(s).await
-        }
-        fn events(&self) -> Option<futures::stream::BoxStream<'static, AgentEvent>> {
-            let receiver = self.events.lock().expect("lock").take()?;
-            Some(Box::pin(tokio_stream_from(receiver)))
-        }
-    }
-    fn tokio_stream_from(
-        mut receiver: tokio::sync::mpsc::UnboundedReceiver<AgentEvent>,
-    ) -> impl futures::Stream<Item = AgentEvent> {
-        futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
-    }
-
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let agent = Arc::new(Evented {
-        inner: MemoryAgent::replying(&["STEP DONE: 1"]),
-        events: Mutex::new(Some(receiver)),
-    });
-    let store = Arc::new(MemoryStore::new());
-    let parts = HarnessParts {
-        agent: agent.clone(),
-        store: store.clone(),
-        checker: Arc::new(Markers),
-        dialogue: Arc::new(Words),
-        bus: EventBus::new(),
-        workspaces: WorkspacePolicy::any(),
-    };
-    let workspace = tempfile_dir::Dir::new();
-    let harness = Arc::new(Harness::new(parts));
-    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let runner = tokio::spawn(harness.clone().run(stop_rx));
+    let runner = tokio::spawn(f.harness.clone().run(stop_rx));
 
     // Wait for the start, then announce the idle session: the nudge follows at once,
     // long before the 300 s interval.
     let session = wait_for(|| async {
-        store.get_task(&id).await.ok().flatten().and_then(|t| t.active_session_id)
+        f.store.get_task(&id).await.ok().flatten().and_then(|t| t.active_session_id)
     })
     .await;
-    sender.send(AgentEvent::SessionIdle { session_id: session }).expect("send");
-    wait_for(|| async {
-        agent.inner.prompts().iter().any(|(_, p)| p == "NEXT step 2").then_some(())
-    })
-    .await;
+    f.agent.announce(AgentEvent::SessionIdle { session_id: session });
+    wait_for(|| async { f.prompts().iter().any(|p| p == "NEXT step 2").then_some(()) }).await;
 
     stop.send(true).expect("stop");
     tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
@@ -695,52 +647,24 @@ where
     panic!("condition not reached within 2 s");
 }
 
-/// Answers nothing about statuses, like OpenCode right after a restart.
-struct Hanging(MemoryAgent);
-#[async_trait]
-impl AgentServer for Hanging {
-    async fn health(&self) -> crate::agent::Health {
-        self.0.health().await
-    }
-    async fn create_session(&self, d: &str, t: &str) -> Result<crate::agent::Session> {
-        self.0.create_session(d, t).await
-    }
-    async fn find_session(&self, id: &str) -> Result<Option<crate::agent::Session>> {
-        self.0.find_session(id).await
-    }
-    async fn send_prompt(&self, s: &SessionRef, p: &str, a: Option<&str>) -> Result<()> {
-        self.0.send_prompt(s, p, a).await
-    }
-    async fn session_activity(&self, _: &[String]) -> Result<HashMap<String, SessionActivity>> {
-        std::future::pending().await
-    }
-    async fn messages(&self, s: &SessionRef, l: usize) -> Result<Vec<AgentMessage>> {
-        self.0.messages(s, l).await
-    }
-    async fn abort(&self, s: &SessionRef) -> Result<()> {
-        self.0.abort(s).await
-    }
-}
-
 #[tokio::test]
 async fn run_stops_promptly_even_when_the_agent_server_hangs() {
-    let store = Arc::new(MemoryStore::new());
-    let parts = HarnessParts {
-        agent: Arc::new(Hanging(MemoryAgent::replying(&["working"]))),
-        store: store.clone(),
-        checker: Arc::new(Markers),
-        dialogue: Arc::new(Words),
-        bus: EventBus::new(),
-        workspaces: WorkspacePolicy::any(),
-    };
+    let f = fixture(MemoryAgent::replying(&["working"]));
     let config = HarnessConfig {
         poll_every: Duration::from_millis(20),
         shutdown_grace: Duration::from_millis(200),
-        ..HarnessConfig::default()
+        ..test_config()
     };
-    let harness = Arc::new(Harness::with_config(parts, config));
-    let workspace = tempfile_dir::Dir::new();
-    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    let harness = harness_over(
+        f.agent.clone(),
+        f.store.clone(),
+        Arc::new(Markers),
+        EventBus::new(),
+        WorkspacePolicy::any(),
+        config,
+    );
+    let store = f.store.clone();
+    let id = harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(harness.clone().run(stop_rx));
     // Started, then due again: the next dispatch hangs on the status request.
@@ -754,6 +678,8 @@ async fn run_stops_promptly_even_when_the_agent_server_hangs() {
             .map(|_| ())
     })
     .await;
+    // Statuses hang from now on, like OpenCode right after a restart.
+    f.agent.hang_statuses();
     let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
     store.update_task(&id, &update, None).await.expect("due");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -766,32 +692,17 @@ async fn run_stops_promptly_even_when_the_agent_server_hangs() {
 
 #[tokio::test]
 async fn an_idle_notice_is_acted_on_without_asking_for_statuses() {
-    let agent = Arc::new(Hanging(MemoryAgent::replying(&["STEP DONE: 1"])));
-    let store = Arc::new(MemoryStore::new());
-    let parts = HarnessParts {
-        agent: agent.clone(),
-        store: store.clone(),
-        checker: Arc::new(Markers),
-        dialogue: Arc::new(Words),
-        bus: EventBus::new(),
-        workspaces: WorkspacePolicy::any(),
-    };
-    let harness = Arc::new(Harness::new(parts));
-    let workspace = tempfile_dir::Dir::new();
-    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
-    harness.tick().await.expect("start (a pending task needs no statuses)");
-    let session = store
-        .get_task(&id)
-        .await
-        .expect("store")
-        .expect("task")
-        .active_session_id
-        .expect("session");
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start (a pending task needs no statuses)");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    f.agent.hang_statuses();
+    let harness = f.harness.clone();
     // Status requests would hang for ever; the notice says the session is idle.
     tokio::time::timeout(Duration::from_secs(2), harness.notify_idle(&session))
         .await
         .expect("no status request");
-    assert_eq!(agent.0.prompts().last().map(|(_, p)| p.as_str()), Some("NEXT step 2"));
+    assert_eq!(f.prompts().last().map(String::as_str), Some("NEXT step 2"));
     // A session no task drives is ignored.
     harness.notify_idle("ses_unknown").await;
 }
@@ -828,19 +739,18 @@ impl Checker for PausesMidCheck {
 
 #[tokio::test]
 async fn a_pause_during_a_check_wins_over_the_check() {
-    let agent = Arc::new(MemoryAgent::replying(&["working"]));
-    let store = Arc::new(MemoryStore::new());
-    let parts = HarnessParts {
-        agent: agent.clone(),
-        store: store.clone(),
-        checker: Arc::new(PausesMidCheck { store: store.clone() }),
-        dialogue: Arc::new(Words),
-        bus: EventBus::new(),
-        workspaces: WorkspacePolicy::any(),
-    };
-    let harness = Arc::new(Harness::new(parts));
-    let workspace = tempfile_dir::Dir::new();
-    let id = harness.add_task(three_steps(&workspace.path())).await.expect("add");
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let store = f.store.clone();
+    let agent = f.agent.clone();
+    let harness = harness_over(
+        agent.clone(),
+        store.clone(),
+        Arc::new(PausesMidCheck { store: store.clone() }),
+        EventBus::new(),
+        WorkspacePolicy::any(),
+        test_config(),
+    );
+    let id = harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
     harness.tick().await.expect("start");
     let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
     store.update_task(&id, &update, None).await.expect("due");
