@@ -118,14 +118,9 @@ impl Settings {
     /// Resolves settings from flags/env (`args`), the config file and defaults.
     pub fn resolve(args: &GlobalArgs, env: Env<'_>, cwd: &Path) -> Result<Settings> {
         let file = load_file(args.config.as_deref(), cwd)?;
+        // The server's host, port and token come from `ServeArgs` (flag or environment,
+        // read by clap) on top of these; see `with_server_args`.
         let password = env("OPENLOOM_OPENCODE_PASSWORD").filter(|p| !p.is_empty());
-        let api_token = env("OPENLOOM_API_TOKEN").filter(|t| !t.is_empty());
-        let ui_port = match env("OPENLOOM_UI_PORT") {
-            Some(port) => Some(port.parse::<u16>().with_context(|| {
-                format!("OPENLOOM_UI_PORT={port:?} is not a port number (1-65535)")
-            })?),
-            None => file.ui_port,
-        };
         let roots: Vec<PathBuf> = match (&args.allowed_roots, file.allowed_roots) {
             (Some(joined), _) => split_roots(joined),
             (None, Some(Roots::Joined(joined))) => split_roots(&joined),
@@ -162,11 +157,9 @@ impl Settings {
             database: absolute(&expand_home(&database, env), cwd),
             allowed_roots: roots,
             strict_roots: strict,
-            ui_host: env("OPENLOOM_UI_HOST")
-                .or(file.ui_host)
-                .unwrap_or_else(|| DEFAULT_UI_HOST.to_owned()),
-            ui_port: ui_port.unwrap_or(DEFAULT_UI_PORT),
-            api_token: api_token.or(file.api_token),
+            ui_host: file.ui_host.unwrap_or_else(|| DEFAULT_UI_HOST.to_owned()),
+            ui_port: file.ui_port.unwrap_or(DEFAULT_UI_PORT),
+            api_token: file.api_token.filter(|t| !t.is_empty()),
             public_hosts: file.public_hosts.unwrap_or_default(),
         })
     }
@@ -286,11 +279,13 @@ mod tests {
             opencode_url: Some("http://flag:2".into()),
             ..GlobalArgs::default()
         };
-        let env = env_of(&[("OPENLOOM_UI_PORT", "9100")]);
-        let settings = Settings::resolve(&args, &env, dir.path()).expect("resolve");
+        let settings = Settings::resolve(&args, &env_of(&[]), dir.path()).expect("resolve");
         assert_eq!(settings.opencode_url, "http://flag:2");
         assert_eq!(settings.opencode_username, "fromfile");
-        assert_eq!(settings.ui_port, 9100, "env beats file");
+        assert_eq!(settings.ui_port, 9000, "the file beats the default");
+        // `--port` (or OPENLOOM_UI_PORT, which clap reads for it) beats the file.
+        let serve = crate::cli::ServeArgs { port: Some(9100), ..crate::cli::ServeArgs::default() };
+        assert_eq!(settings.with_server_args(&serve).ui_port, 9100, "flag/env beats file");
         assert_eq!(settings.allowed_roots, vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]);
         assert!(settings.strict_roots, "roots make the policy strict by default");
     }
@@ -298,13 +293,9 @@ mod tests {
     #[test]
     fn bad_values_are_explained() {
         let cwd = Path::new("/");
-        let err = Settings::resolve(
-            &GlobalArgs::default(),
-            &env_of(&[("OPENLOOM_UI_PORT", "http")]),
-            cwd,
-        )
-        .expect_err("bad port");
-        assert!(err.to_string().contains("OPENLOOM_UI_PORT"), "{err}");
+        let args = GlobalArgs { strict_roots: Some("maybe".into()), ..GlobalArgs::default() };
+        let err = Settings::resolve(&args, &env_of(&[]), cwd).expect_err("bad boolean");
+        assert!(format!("{err:#}").contains("OPENLOOM_STRICT_ROOTS"), "{err:#}");
 
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("c.yaml");
@@ -316,10 +307,13 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let env =
-            env_of(&[("OPENLOOM_OPENCODE_PASSWORD", "hunter2"), ("OPENLOOM_API_TOKEN", "tok3n")]);
-        let settings =
-            Settings::resolve(&GlobalArgs::default(), &env, Path::new("/")).expect("resolve");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("c.yaml");
+        std::fs::write(&config, "api_token: tok3n\n").expect("write");
+        let args = GlobalArgs { config: Some(config), ..GlobalArgs::default() };
+        let env = env_of(&[("OPENLOOM_OPENCODE_PASSWORD", "hunter2")]);
+        let settings = Settings::resolve(&args, &env, dir.path()).expect("resolve");
+        assert_eq!(settings.api_token.as_deref(), Some("tok3n"));
         let debug = format!("{settings:?}");
         assert!(!debug.contains("hunter2") && !debug.contains("tok3n"), "{debug}");
     }
