@@ -70,6 +70,8 @@ fn ci(root: &Path) -> Result<()> {
     let started = Instant::now();
     run(root, "cargo", &["fmt", "--all", "--", "--check"], &[])?;
     run(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], &[])?;
+    // The opt-in TLS build (`--features https`) compiles and its own test passes.
+    run(root, "cargo", &["test", "-p", "openloom-opencode", "--features", "https", "--lib"], &[])?;
     layering(root)?;
     if std::env::var("OPENLOOM_E2E").is_ok_and(|v| v == "required") {
         e2e_setup(root)?;

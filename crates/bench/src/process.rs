@@ -95,6 +95,10 @@ pub struct Memory {
     pub rss_kib: u64,
     /// `VmHWM`: the most ever resident, KiB.
     pub peak_kib: u64,
+    /// `RssAnon`: the resident part that is the program's own data (heap, stacks), KiB.
+    pub anon_kib: u64,
+    /// `RssFile`: the resident part mapped from files (its code, libraries), KiB.
+    pub file_kib: u64,
 }
 
 /// Reads [`Memory`] of `pid`.
@@ -110,7 +114,12 @@ fn parse_status(text: &str) -> Option<Memory> {
             .find_map(|line| line.strip_prefix(name))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     };
-    Some(Memory { rss_kib: field("VmRSS:")?, peak_kib: field("VmHWM:")? })
+    Some(Memory {
+        rss_kib: field("VmRSS:")?,
+        peak_kib: field("VmHWM:")?,
+        anon_kib: field("RssAnon:").unwrap_or(0),
+        file_kib: field("RssFile:").unwrap_or(0),
+    })
 }
 
 /// CPU time (user + system, all threads) a process has used so far.
@@ -210,8 +219,11 @@ mod tests {
 
     #[test]
     fn reads_rss_and_peak_from_proc_status() {
-        let text = "Name:\tx\nVmHWM:\t   12345 kB\nVmRSS:\t    6789 kB\nThreads:\t3\n";
-        assert_eq!(parse_status(text), Some(Memory { rss_kib: 6789, peak_kib: 12345 }));
+        let text = "Name:\tx\nVmHWM:\t   12345 kB\nVmRSS:\t    6789 kB\nRssAnon:\t  1000 kB\nRssFile:\t  5700 kB\nThreads:\t3\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Memory { rss_kib: 6789, peak_kib: 12345, anon_kib: 1000, file_kib: 5700 })
+        );
         assert_eq!(parse_status("Name:\tkernel-thread\n"), None);
     }
 

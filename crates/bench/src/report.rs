@@ -105,14 +105,16 @@ pub fn throughput_table(figures: &[ServerFigures]) -> String {
 /// Benchmark 3's table.
 pub fn memory_table(figures: &[ServerFigures]) -> String {
     let mut out = String::from(
-        "| program | idle VmRSS (start-up + idle) | VmRSS after the load | VmHWM (peak) |\n| --- | ---: | ---: | ---: |\n",
+        "| program | idle VmRSS (start-up + idle) | of it: data / mapped files | VmRSS after the load | VmHWM (peak) |\n| --- | ---: | ---: | ---: | ---: |\n",
     );
     for figure in figures {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} KiB / {} KiB | {} | {} |",
             figure.subject,
             kib(figure.idle.rss_kib),
+            figure.idle.anon_kib,
+            figure.idle.file_kib,
             kib(figure.after_load.rss_kib),
             kib(figure.after_load.peak_kib)
         );
@@ -162,8 +164,13 @@ mod tests {
         };
         ServerFigures {
             subject,
-            idle: Memory { rss_kib, peak_kib: rss_kib },
-            after_load: Memory { rss_kib: rss_kib * 2, peak_kib: rss_kib * 3 },
+            idle: Memory { rss_kib, peak_kib: rss_kib, anon_kib: 0, file_kib: rss_kib },
+            after_load: Memory {
+                rss_kib: rss_kib * 2,
+                peak_kib: rss_kib * 3,
+                anon_kib: 0,
+                file_kib: 0,
+            },
             endpoints: vec![EndpointFigures {
                 path: "/api/tasks",
                 tasks_in_response: 50,

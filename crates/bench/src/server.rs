@@ -133,7 +133,21 @@ async fn one(
     server.wait_ready(&format!("{base}/api/tasks"), Duration::from_secs(60)).await?;
     tokio::time::sleep(plan.idle).await;
     let idle = memory(server.pid()?)?;
-    eprintln!("bench: {} idle RSS {} KiB", subject.name(), idle.rss_kib);
+    // Where the idle memory goes, mapping by mapping, for whoever is trimming it.
+    if let Some(dump) = std::env::var_os("OPENLOOM_BENCH_SMAPS") {
+        let dump = std::path::PathBuf::from(dump)
+            .with_extension(format!("{}.smaps", idle_tag(subject.name())));
+        let smaps =
+            std::fs::read(format!("/proc/{}/smaps", server.pid()?)).context("reading smaps")?;
+        std::fs::write(&dump, smaps).with_context(|| format!("writing {}", dump.display()))?;
+    }
+    eprintln!(
+        "bench: {} idle RSS {} KiB ({} KiB data, {} KiB mapped files)",
+        subject.name(),
+        idle.rss_kib,
+        idle.anon_kib,
+        idle.file_kib
+    );
 
     let mut endpoints = Vec::new();
     for path in ENDPOINTS {
@@ -190,6 +204,16 @@ async fn fetch_json(url: &str) -> Result<Value> {
 
 fn count(body: &Value, key: &str) -> Option<usize> {
     body.get(key).and_then(Value::as_array).map(Vec::len)
+}
+
+/// A file-name-safe tag for a program's name ("ours (Rust)" → "ours").
+fn idle_tag(name: &str) -> String {
+    name.split_whitespace()
+        .next()
+        .unwrap_or("server")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
 }
 
 #[cfg(test)]

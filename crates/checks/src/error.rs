@@ -64,7 +64,7 @@ pub enum Error {
         pattern: String,
         /// What the regex parser said.
         #[source]
-        source: regex::Error,
+        source: regex_lite::Error,
     },
     /// The command (or git) could not be started or waited for.
     #[error("cannot run {program}: {source}")]

@@ -45,13 +45,29 @@ fn protect_secrets() {
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings only, so the
-/// console lines stay readable).
+/// console lines stay readable). `RUST_LOG` takes a level (`debug`) or
+/// `target=level` pairs (`warn,openloom_core=debug`); `tracing`'s `Targets`
+/// filter reads it, which needs no regex engine (a smaller resident binary).
 fn install_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let quiet = || Targets::new().with_default(LevelFilter::WARN);
+    let (filter, refused) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match directives.parse::<Targets>() {
+            Ok(filter) => (filter, None),
+            Err(error) => (quiet(), Some((directives, error))),
+        },
+        _ => (quiet(), None),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(filter)
         .init();
+    if let Some((directives, error)) = refused {
+        tracing::warn!(
+            %error,
+            "RUST_LOG={directives:?} ignored: give a level (`debug`) or `target=level` pairs \
+             (`warn,openloom_core=debug`); logging warnings only"
+        );
+    }
 }

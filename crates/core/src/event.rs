@@ -125,8 +125,10 @@ type Handler = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// How many events an async sink may fall behind before new ones are dropped for it.
 const SINK_QUEUE: usize = 1024;
-/// How many events a broadcast receiver may fall behind before it lags.
-const BROADCAST_CAPACITY: usize = 1024;
+/// How many events a broadcast receiver may fall behind before it lags (a lagging
+/// SSE client is dropped and catches up from the store when it reconnects; the
+/// ring is allocated up front, so it is sized for a burst, not for a backlog).
+const BROADCAST_CAPACITY: usize = 256;
 
 /// Fans events out to synchronous handlers, async sinks and broadcast receivers.
 ///
@@ -198,7 +200,7 @@ impl EventBus {
     }
 
     /// A receiver of every event emitted from now on (for SSE clients and tests).
-    /// A receiver that falls more than 1024 events behind gets `Lagged` and should
+    /// A receiver that falls more than 256 events behind gets `Lagged` and should
     /// resynchronise from the store.
     pub fn receiver(&self) -> broadcast::Receiver<Event> {
         self.inner.broadcast.subscribe()

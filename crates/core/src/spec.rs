@@ -109,7 +109,8 @@ pub enum CheckDefinition {
     FileContains {
         /// Path relative to the workspace.
         path: String,
-        /// A regular expression (Rust `regex` syntax).
+        /// A regular expression (`regex-lite` syntax: Rust `regex` syntax with ASCII-only
+        /// character classes and no `\p{…}` Unicode classes).
         pattern: String,
     },
     /// Passes when every change in the workspace (per git) is under one of the paths.

@@ -137,6 +137,16 @@ impl Transport {
                 ),
             });
         }
+        if base.scheme() == "https" && !cfg!(feature = "https") {
+            return Err(Error::InvalidSettings {
+                message: format!(
+                    "base URL {:?} needs TLS, which this build leaves out: build with \
+                     `--features https` (`cargo build --release -p openloom --features https`), \
+                     or reach OpenCode over plain HTTP on loopback (e.g. through an SSH tunnel)",
+                    redact_url(&settings.base_url)
+                ),
+            });
+        }
         // Credentials written into the URL would end up in reqwest's error messages;
         // move them to the Authorization header instead.
         let mut username = settings.username.clone();
@@ -412,6 +422,23 @@ mod tests {
         let err = Transport::new(&Settings::new("ftp://u:s3cret@host/")).expect_err("not http");
         assert!(matches!(err, Error::InvalidSettings { .. }));
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    #[cfg(not(feature = "https"))]
+    fn an_https_url_without_tls_says_how_to_build_with_it() {
+        let err = Transport::new(&Settings::new("https://u:s3cret@opencode.example/"))
+            .expect_err("no TLS in this build");
+        let message = err.to_string();
+        assert!(message.contains("--features https"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[test]
+    #[cfg(feature = "https")]
+    fn an_https_url_builds_a_tls_client() {
+        let transport = Transport::new(&Settings::new("https://opencode.example/")).expect("TLS");
+        assert_eq!(transport.base().scheme(), "https");
     }
 
     #[test]

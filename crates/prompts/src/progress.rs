@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use openloom_core::{
     AgentMessage, CheckContext, CheckResult, Checker, MessagePart, Role, TaskSpec,
 };
-use regex::Regex;
+use regex_lite::Regex;
 
 use crate::prompts::TASK_COMPLETE_MARKER;
 

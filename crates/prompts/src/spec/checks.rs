@@ -258,7 +258,7 @@ fn validate_pattern(pattern: &str) -> std::result::Result<(), String> {
     if pattern.is_empty() {
         return Err("is empty".to_owned());
     }
-    regex::Regex::new(pattern).map(|_| ()).map_err(|e| format!("is not a valid regex: {e}"))
+    regex_lite::Regex::new(pattern).map(|_| ()).map_err(|e| format!("is not a valid regex: {e}"))
 }
 
 fn parse_changes_within(

@@ -16,7 +16,7 @@
 use std::sync::LazyLock;
 
 use openloom_core::spec::DEFAULT_CHECK_INTERVAL_SECONDS;
-use regex::Regex;
+use regex_lite::Regex;
 use serde_yaml::{Mapping, Value};
 
 use super::value::{kind_of, non_negative_int};

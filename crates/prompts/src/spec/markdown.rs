@@ -34,7 +34,7 @@ use std::sync::LazyLock;
 
 use openloom_core::spec::UNTITLED_TASK;
 use openloom_core::{Step, TaskSpec};
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::checks::parse_check_line;
 use super::interval::{BareUnit, INTERVAL_EXPECTED, interval_from_text};
