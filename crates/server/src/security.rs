@@ -68,10 +68,11 @@ fn check(state: &AppState, request: &Request) -> Result<(), Error> {
     Ok(())
 }
 
-/// Paths served without the token. Everything else needs it, so a route added later
-/// (or a path spelled differently, `/API/tasks`) is protected by default.
+/// Paths served without the token: the dashboard page and its exact asset paths,
+/// which hold no data. Everything else needs it, so a route added later (or a path
+/// spelled differently, `/API/tasks`, `/ui/other.js`) is protected by default.
 fn is_public(path: &str) -> bool {
-    path == "/"
+    crate::routes::ui::is_ui_path(path)
 }
 
 /// The `Host` header, or the URI authority (HTTP/2 sends `:authority` instead).
@@ -174,9 +175,24 @@ mod tests {
     }
 
     #[test]
-    fn only_the_index_is_public() {
-        assert!(is_public("/"));
-        for path in ["/api/tasks", "/API/tasks", "/apix", "/assets/app.js", ""] {
+    fn only_the_page_and_its_assets_are_public() {
+        for path in ["/", "/ui/app.js", "/ui/api.js", "/ui/dom.js", "/ui/app.css"] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in [
+            "/api/tasks",
+            "/API/tasks",
+            "/apix",
+            "/assets/app.js",
+            "",
+            "/ui/",
+            "/ui",
+            "/ui/other.js",
+            "/ui/app.js/",
+            "/UI/app.js",
+            "/ui/../api/tasks",
+            "/index.html",
+        ] {
             assert!(!is_public(path), "{path}");
         }
     }

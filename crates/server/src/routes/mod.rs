@@ -3,7 +3,7 @@
 //! document cannot drift from what is served.
 
 use axum::http::{Method, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 
 use crate::error::Error;
@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod events;
 pub mod sessions;
 pub mod tasks;
+pub mod ui;
 pub mod workspaces;
 
 /// The OpenAPI document of this API, served at `/api/openapi.json`.
@@ -22,6 +23,10 @@ pub const OPENAPI_JSON: &str =
 /// Every route served: `(method, path)` in axum's (and OpenAPI's) `{param}` syntax.
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
+    ("GET", "/ui/app.css"),
+    ("GET", "/ui/app.js"),
+    ("GET", "/ui/api.js"),
+    ("GET", "/ui/dom.js"),
     ("GET", "/api/openapi.json"),
     ("GET", "/api/tasks"),
     ("POST", "/api/tasks"),
@@ -49,7 +54,11 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The handlers, one per entry of [`ROUTES`] (same order).
 pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
-        ("GET", "/", get(index)),
+        ("GET", "/", ui::route(ui::INDEX)),
+        ("GET", "/ui/app.css", ui::route(ui::APP_CSS)),
+        ("GET", "/ui/app.js", ui::route(ui::APP_JS)),
+        ("GET", "/ui/api.js", ui::route(ui::API_JS)),
+        ("GET", "/ui/dom.js", ui::route(ui::DOM_JS)),
         ("GET", "/api/openapi.json", get(openapi)),
         ("GET", "/api/tasks", get(tasks::list)),
         ("POST", "/api/tasks", post(tasks::create)),
@@ -73,23 +82,6 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         ("GET", "/api/browse", get(workspaces::browse)),
         ("POST", "/api/pick-folder", post(workspaces::pick_folder)),
     ]
-}
-
-const INDEX_HTML: &str = r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>OpenLoom</title></head>
-<body>
-<h1>OpenLoom</h1>
-<p>The dashboard is coming. Meanwhile the server's REST API and live events are
-available: see the <a href="/api/openapi.json">OpenAPI document</a> and
-<code>docs/api.md</code> for curl examples.</p>
-</body>
-</html>
-"#;
-
-/// The placeholder index page (served without a token).
-pub async fn index() -> Html<&'static str> {
-    Html(INDEX_HTML)
 }
 
 /// The OpenAPI document.

@@ -8,3 +8,4 @@ mod openapi;
 mod security;
 mod sessions;
 mod tasks;
+mod ui;

@@ -199,7 +199,7 @@ async fn a_configured_token_is_required_for_the_api_but_not_the_index() {
     assert_eq!(create.status, StatusCode::OK, "{}", create.text);
     let index = fx.get("/").await;
     assert_eq!(index.status, StatusCode::OK);
-    assert!(index.text.contains("dashboard is coming"), "{}", index.text);
+    assert!(index.text.contains("/ui/app.js"), "{}", index.text);
     fx.get("/api/openapi.json").await.error(StatusCode::UNAUTHORIZED);
     // Default deny: paths other than the index need the token, routed or not.
     for path in ["/API/tasks", "/nope", "/api", "/api/events", "/api/state"] {
