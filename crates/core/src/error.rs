@@ -78,6 +78,16 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// The store is locked by another writer (another process on the same database)
+    /// for longer than it waits. Transient: the harness retries later with backoff.
+    #[error("store busy: {message}")]
+    StoreBusy {
+        /// What was locked, and for how long the store waited.
+        message: String,
+        /// The adapter's error.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Any other failure of a pluggable part (checker, sink, source).
     #[error("{context}: {source}")]
     Other {
@@ -91,10 +101,10 @@ pub enum Error {
 
 impl Error {
     /// True when retrying later may succeed: the agent server was unreachable, timed
-    /// out, or answered with a 5xx status.
+    /// out, or answered with a 5xx/429 status, or the store was locked by another writer.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::AgentUnavailable { .. } => true,
+            Error::AgentUnavailable { .. } | Error::StoreBusy { .. } => true,
             Error::AgentUpstream { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -122,6 +132,8 @@ mod tests {
         assert!(!Error::AgentUpstream { status: 400, message: "x".into() }.is_transient());
         assert!(!Error::AgentUnauthorized { message: String::new() }.is_transient());
         assert!(!Error::NotFound { what: "session", id: "ses_1".into() }.is_transient());
+        assert!(Error::StoreBusy { message: "locked".into(), source: None }.is_transient());
+        assert!(!Error::Store { message: "disk full".into(), source: None }.is_transient());
     }
 
     #[test]

@@ -117,7 +117,19 @@ pub struct Harness {
     sessions: Mutex<HashMap<String, TaskId>>,
     /// When set, only these tasks are driven (see [`Harness::restrict_to`]).
     scope: Mutex<Option<std::collections::HashSet<TaskId>>>,
+    /// Credentials refused in a row, per task. Other errors in between do not count
+    /// towards the limit; any other outcome ends the streak. Kept in memory only: a
+    /// restart grants the whole allowance again.
+    refusals: Mutex<HashMap<TaskId, u32>>,
+    /// Sessions that seem to have gone idle ([`Harness::hint_idle`]), for the run
+    /// loop to check, so its shutdown waits for those checks too.
+    idle_hints: tokio::sync::mpsc::Sender<String>,
+    idle_hint_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }
+
+/// How many idle hints may wait for the run loop; more are dropped (the schedule
+/// checks the task anyway).
+const IDLE_HINTS_QUEUED: usize = 1024;
 
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,6 +166,7 @@ impl Harness {
 
     /// A harness with an explicit configuration.
     pub fn with_config(parts: HarnessParts, config: HarnessConfig) -> Self {
+        let (idle_hints, idle_hint_receiver) = tokio::sync::mpsc::channel(IDLE_HINTS_QUEUED);
         Harness {
             agent: parts.agent,
             store: parts.store,
@@ -166,6 +179,9 @@ impl Harness {
             in_flight: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             scope: Mutex::new(None),
+            refusals: Mutex::new(HashMap::new()),
+            idle_hints,
+            idle_hint_receiver: Mutex::new(Some(idle_hint_receiver)),
         }
     }
 
@@ -302,6 +318,17 @@ impl Harness {
     /// before it judges anything. The server's session monitor uses this.
     pub async fn notify_possibly_idle(self: &Arc<Self>, session_id: &str) {
         self.check_session(session_id, None).await;
+    }
+
+    /// [`Harness::notify_possibly_idle`] without waiting: the running loop
+    /// ([`Harness::run`]) starts the check, so its shutdown waits for it like for any
+    /// other. For callbacks that cannot await (the server's session monitor). Hints
+    /// queue while the loop is not running; past 1,024 they are dropped, and the
+    /// task's schedule checks it anyway.
+    pub fn hint_idle(&self, session_id: &str) {
+        if let Err(error) = self.idle_hints.try_send(session_id.to_owned()) {
+            tracing::debug!(%error, session_id, "idle hint dropped");
+        }
     }
 
     async fn check_session(
@@ -749,6 +776,12 @@ impl Harness {
         if decision.update.status.is_some_and(TaskStatus::is_terminal) {
             self.forget_sessions_of(id);
         }
+        if decision.update.consecutive_errors == Some(0)
+            || decision.update.status.is_some_and(TaskStatus::is_terminal)
+        {
+            // A check that got through (or the task's end) ends a streak of refusals.
+            self.refusals.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        }
         for payload in decision.events {
             self.bus.emit(Event::new(id.clone(), version, payload));
         }
@@ -765,8 +798,9 @@ impl Harness {
         }
         let now = Utc::now();
         let errors = task.consecutive_errors + 1;
+        let refusals = self.count_refusal(&task.id, &error);
         let permanent = match &error {
-            Error::AgentUnauthorized { .. } => errors >= self.config.unauthorized_limit,
+            Error::AgentUnauthorized { .. } => refusals >= self.config.unauthorized_limit,
             e => !e.is_transient(),
         };
         let decision = if permanent {
@@ -822,6 +856,20 @@ impl Harness {
         };
         if let Err(store_error) = self.commit(&task.id, decision).await {
             tracing::error!(task_id = %task.id, %store_error, %error, "could not record a check error");
+        }
+    }
+
+    /// Counts `error` into the task's streak of refused credentials (any other error
+    /// ends it) and returns the streak.
+    fn count_refusal(&self, id: &TaskId, error: &Error) -> u32 {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(error, Error::AgentUnauthorized { .. }) {
+            let streak = refusals.entry(id.clone()).or_insert(0);
+            *streak += 1;
+            *streak
+        } else {
+            refusals.remove(id);
+            0
         }
     }
 
@@ -985,6 +1033,7 @@ impl Harness {
         let mut ticker = tokio::time::interval(self.config.poll_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running = JoinSet::new();
+        let mut hints = self.idle_hint_receiver.lock().unwrap_or_else(|e| e.into_inner()).take();
         // Dispatching reads the store and asks OpenCode for statuses, which can stall
         // (OpenCode right after a restart answers nothing until the request times
         // out). It runs beside the loop, one at a time, so events and the stop signal
@@ -1013,6 +1062,10 @@ impl Harness {
                     Some(event) => self.on_agent_event(event, &mut running),
                     None => events = None,
                 },
+                Some(session_id) = next_hint(&mut hints) => {
+                    let harness = Arc::clone(&self);
+                    running.spawn(async move { harness.notify_possibly_idle(&session_id).await });
+                }
             }
             while running.try_join_next().is_some() {}
         }
@@ -1026,6 +1079,8 @@ impl Harness {
             tracing::warn!("checks still running at shutdown were stopped");
             running.shutdown().await;
         }
+        // A later `run` takes the hints up again.
+        *self.idle_hint_receiver.lock().unwrap_or_else(|e| e.into_inner()) = hints;
     }
 
     fn on_agent_event(self: &Arc<Self>, event: AgentEvent, running: &mut JoinSet<()>) {
@@ -1091,6 +1146,14 @@ async fn next_event(
 ) -> Option<AgentEvent> {
     match events {
         Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next idle hint; never, when this loop has no hint receiver.
+async fn next_hint(hints: &mut Option<tokio::sync::mpsc::Receiver<String>>) -> Option<String> {
+    match hints {
+        Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
     }
 }

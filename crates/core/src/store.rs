@@ -153,6 +153,8 @@ struct MemoryInner {
     logs: HashMap<TaskId, Vec<StoredLogEntry>>,
     next_seq: i64,
     recent: Vec<RecentWorkspace>,
+    /// Errors the next task updates fail with, in order (see `fail_next_update`).
+    update_failures: std::collections::VecDeque<Error>,
 }
 
 impl MemoryInner {
@@ -186,6 +188,13 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Makes the next `update_task` fail with `error` and change nothing, as a real
+    /// store does when another process holds its lock ([`Error::StoreBusy`]) or its
+    /// disk is full. Queued failures are used in order.
+    pub fn fail_next_update(&self, error: Error) {
+        self.lock().update_failures.push_back(error);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -209,6 +218,9 @@ impl Store for MemoryStore {
         log: Option<&CheckLogEntry>,
     ) -> Result<StoreVersion> {
         let mut inner = self.lock();
+        if let Some(error) = inner.update_failures.pop_front() {
+            return Err(error);
+        }
         let index = inner.position(id)?;
         inner.tasks[index].apply(update, Utc::now());
         if let Some(entry) = log {

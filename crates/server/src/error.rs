@@ -68,6 +68,10 @@ pub enum Error {
     /// OpenCode answered with an error or something we did not understand (502).
     #[error("OpenCode failed: {0}")]
     Upstream(String),
+    /// The database is locked by another process (503, with `Retry-After`). The
+    /// detail (it names the database file) is logged, not returned.
+    #[error("the database is busy: {0}")]
+    Busy(String),
     /// Something broke inside the server (500). The detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -110,7 +114,7 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
-            Error::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UpstreamUnavailable(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Internal(_)
             | Error::InsecureBind { .. }
@@ -140,6 +144,7 @@ impl Error {
             Error::NoRoute { .. } => "not_found",
             Error::UpstreamUnavailable(_) => "opencode_unavailable",
             Error::Upstream(_) => "opencode_error",
+            Error::Busy(_) => "busy",
             _ => "internal",
         }
     }
@@ -155,6 +160,10 @@ impl IntoResponse for Error {
                 self.to_string()
             }
             Error::UpstreamUnavailable(_) => self.to_string(),
+            Error::Busy(_) => {
+                tracing::warn!(error = %self, "request refused: the database is busy");
+                "the database is locked by another process; try again in a moment".to_owned()
+            }
             _ if status.is_server_error() => {
                 tracing::error!(error = %self, "request failed");
                 "the server failed; see its log for details".to_owned()
@@ -163,10 +172,16 @@ impl IntoResponse for Error {
         };
         let mut response =
             (status, Json(json!({ "error": self.code(), "detail": detail }))).into_response();
-        if matches!(self, Error::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            Error::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Error::Busy(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }
@@ -181,6 +196,7 @@ impl From<openloom_core::Error> for Error {
             Core::Invalid(message) => Error::BadRequest(message),
             Core::UnknownName { .. } => Error::BadRequest(error.to_string()),
             Core::AgentUnavailable { message } => Error::UpstreamUnavailable(message),
+            Core::StoreBusy { message, .. } => Error::Busy(message),
             Core::AgentUnauthorized { .. }
             | Core::AgentUpstream { .. }
             | Core::AgentProtocol { .. } => Error::Upstream(error.to_string()),
@@ -230,10 +246,32 @@ mod tests {
                 openloom_core::Error::Store { message: "disk I/O".into(), source: None },
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
+            (
+                openloom_core::Error::StoreBusy { message: "locked".into(), source: None },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
         ];
         for (core, status) in cases {
             assert_eq!(Error::from(core).status(), status);
         }
+    }
+
+    #[tokio::test]
+    async fn a_busy_database_asks_to_retry_without_naming_the_file() {
+        let core = openloom_core::Error::StoreBusy {
+            message: "the database /srv/secret/openloom.sqlite3 stayed locked".into(),
+            source: None,
+        };
+        let response = Error::from(core).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let body = axum::body::to_bytes(response.into_body(), 10_000).await.expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("\"busy\""), "{text}");
+        assert!(!text.contains("/srv/secret"), "{text}");
     }
 
     #[tokio::test]

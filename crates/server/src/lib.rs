@@ -101,13 +101,10 @@ impl Server {
         // The Host check must accept the port actually bound.
         config.bind = local;
         let monitor = Arc::new(SessionMonitor::new(parts.client.clone(), config.monitor.clone()));
-        // What the monitor sees go idle, the harness checks at once (see `on_idle`).
+        // What the monitor sees go idle, the harness's run loop checks at once (see
+        // `on_idle`); the check belongs to that loop, so its shutdown waits for it.
         let harness = Arc::clone(&parts.harness);
-        monitor.on_idle(move |session_id| {
-            let harness = Arc::clone(&harness);
-            let session_id = session_id.to_owned();
-            tokio::spawn(async move { harness.notify_possibly_idle(&session_id).await });
-        });
+        monitor.on_idle(move |session_id| harness.hint_idle(session_id));
         let state = AppState::new(config, parts, monitor);
         Ok(Server { listener, state })
     }

@@ -213,11 +213,19 @@ impl<T> SqlxResultExt<T> for std::result::Result<T, sqlx::Error> {
 }
 
 impl From<Error> for openloom_core::Error {
-    /// Every store failure becomes [`openloom_core::Error::Store`]: the message names
-    /// the file and the condition, the sqlx error stays as the source for logs. The
-    /// server maps `Store` to a generic internal error, so SQL never reaches HTTP.
+    /// A lock held too long by another process becomes
+    /// [`openloom_core::Error::StoreBusy`] (transient: retried later); every other
+    /// failure becomes [`openloom_core::Error::Store`]. The message names the file and
+    /// the condition, this error stays as the source for logs. The server answers
+    /// `Store` with a generic internal error, so SQL never reaches HTTP.
     fn from(err: Error) -> Self {
-        openloom_core::Error::Store { message: err.to_string(), source: Some(Box::new(err)) }
+        let message = err.to_string();
+        match err {
+            Error::Busy { .. } => {
+                openloom_core::Error::StoreBusy { message, source: Some(Box::new(err)) }
+            }
+            err => openloom_core::Error::Store { message, source: Some(Box::new(err)) },
+        }
     }
 }
 

@@ -452,6 +452,49 @@ async fn refused_credentials_fail_only_after_the_limit() {
 }
 
 #[tokio::test]
+async fn a_store_locked_by_another_process_makes_the_task_wait_not_fail() {
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let due = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
+    f.store.update_task(&id, &due, None).await.expect("make due");
+    // The check's own write meets the lock; recording the error then gets through.
+    f.store.fail_next_update(Error::StoreBusy { message: "locked elsewhere".into(), source: None });
+    f.harness.tick().await.expect("tick");
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Waiting);
+    assert!(task.error.as_deref().expect("error").contains("store busy"), "{:?}", task.error);
+    assert!(task.next_check_at.expect("a retry is scheduled") > Utc::now());
+
+    // Once the lock is gone the task carries on.
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Running);
+    assert_eq!((task.error, task.consecutive_errors), (None, 0));
+}
+
+#[tokio::test]
+async fn refusals_after_other_errors_get_the_whole_allowance() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    for _ in 0..4 {
+        f.agent.fail_next(Error::AgentUnavailable { message: "connection refused".into() });
+        f.agent.fail_next(Error::AgentUnavailable { message: "connection refused".into() });
+        f.check_due(&id).await;
+    }
+    assert_eq!(f.task(&id).await.consecutive_errors, 4);
+    // OpenCode comes back with other credentials: five refusals in a row, not one.
+    for attempt in 1..=5 {
+        f.agent.fail_next(Error::AgentUnauthorized { message: "401".into() });
+        f.agent.fail_next(Error::AgentUnauthorized { message: "401".into() });
+        f.check_due(&id).await;
+        let expected = if attempt < 5 { TaskStatus::Waiting } else { TaskStatus::Failed };
+        assert_eq!(f.task(&id).await.status, expected, "refusal {attempt}");
+    }
+}
+
+#[tokio::test]
 async fn a_workspace_outside_the_roots_fails_at_start() {
     let f = fixture(MemoryAgent::replying(&[]));
     let allowed = tempfile_dir::Dir::new();
@@ -629,6 +672,26 @@ async fn run_reacts_to_idle_events_and_stops_on_signal() {
     f.agent.announce(AgentEvent::SessionIdle { session_id: session });
     wait_for(|| async { f.prompts().iter().any(|p| p == "NEXT step 2").then_some(()) }).await;
 
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
+}
+
+#[tokio::test]
+async fn idle_hints_are_checked_by_the_run_loop_even_when_given_before_it_runs() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    f.agent.set_activity(&session, SessionActivity::Idle);
+    // The session monitor's callback cannot await: the hint waits for the loop.
+    f.harness.hint_idle(&session);
+    tokio::task::yield_now().await;
+    assert_eq!(f.prompts().len(), 1, "nothing happens until the loop runs");
+
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(f.harness.clone().run(stop_rx));
+    wait_for(|| async { f.prompts().iter().any(|p| p == "NEXT step 2").then_some(()) }).await;
+    assert_eq!(f.task(&id).await.current_step, 1, "the check was recorded");
     stop.send(true).expect("stop");
     tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
 }

@@ -130,8 +130,9 @@ async fn a_write_lock_held_past_the_busy_timeout_is_a_busy_error_naming_the_file
     let err = store.create_task(&common::task("task_a", Utc::now())).await.expect_err("busy");
     let waited = started.elapsed();
     assert!(waited >= std::time::Duration::from_millis(250), "gave up after {waited:?}");
-    let openloom_core::Error::Store { source: Some(source), message } = &err else {
-        panic!("a store error: {err:?}")
+    assert!(err.is_transient(), "a lock held elsewhere is worth retrying: {err:?}");
+    let openloom_core::Error::StoreBusy { source: Some(source), message } = &err else {
+        panic!("a busy-store error: {err:?}")
     };
     assert!(
         matches!(
