@@ -48,6 +48,13 @@ function start() {
   setInterval(() => { if (!document.hidden) refreshState(); }, 5000);
   setInterval(tick, 1000);
   events = openEvents({ snapshot: onSnapshot, task: onTaskEvent, state: onConnState });
+  // A #token=… pasted into an open tab changes only the fragment: no reload.
+  window.addEventListener('hashchange', () => {
+    if (!/(^#|&)token=/.test(location.hash)) return;
+    adoptTokenFromFragment();
+    refreshState();
+    events.restart();
+  });
 }
 
 // ---------------------------------------------------------------- data
@@ -796,7 +803,7 @@ function diffView(file) {
 
 // ---------------------------------------------------------------- new task
 
-const NT = { target: 'workspace', mode: 'prompt', interval: 5, intervalTouched: false, plan: null, targetSeg: null };
+const NT = { target: 'workspace', mode: 'prompt', interval: 5, unit: 60, intervalTouched: false, plan: null, targetSeg: null };
 
 function setupNewTask() {
   NT.targetSeg = segmented($('target-seg'), [['workspace', 'Workspace'], ['session', 'Session']], NT.target, (v) => {
@@ -812,8 +819,15 @@ function setupNewTask() {
   });
   const intervalSeg = segmented($('interval-seg'), [['0', 'Once'], ['5', '5m'], ['15', '15m'], ['30', '30m'], ['60', '1h']], '5', (v) => {
     NT.interval = Number(v);
+    NT.unit = 60;
     NT.intervalTouched = true;
     $('nt-interval').value = v;
+    $('nt-interval-unit').value = '60';
+    intervalHint();
+  });
+  $('nt-interval-unit').addEventListener('change', () => {
+    NT.unit = Number($('nt-interval-unit').value) || 60;
+    NT.intervalTouched = true;
     intervalHint();
   });
   $('nt-interval').addEventListener('input', () => {
@@ -842,7 +856,7 @@ function intervalHint() {
   let text;
   if (NT.mode === 'spec' && !NT.intervalTouched) text = "The spec's own check_interval is used unless you pick one here.";
   else if (n === 0) text = NT.mode === 'prompt' ? 'Send the prompt once; OpenLoom does not check it again.' : 'Never check on a timer; OpenLoom still reacts when the agent goes idle.';
-  else text = `Check every ${n} minute${n === 1 ? '' : 's'} (and whenever the agent goes idle).`;
+  else text = `Check every ${n} ${NT.unit === 1 ? 'second' : 'minute'}${n === 1 ? '' : 's'} (and whenever the agent goes idle).`;
   $('interval-hint').textContent = text;
 }
 
@@ -975,6 +989,10 @@ function renderPlanEditor() {
     list(plan.global_acceptance, 'Acceptance'));
 }
 
+function intervalFields() {
+  return NT.unit === 1 ? { checkIntervalSeconds: NT.interval } : { checkIntervalMinutes: NT.interval };
+}
+
 async function submitTask() {
   const error = $('nt-error');
   error.textContent = '';
@@ -986,12 +1004,12 @@ async function submitTask() {
   }
   if (NT.mode === 'prompt') {
     body.prompt = $('nt-prompt').value;
-    body.checkIntervalMinutes = NT.interval;
+    Object.assign(body, intervalFields());
     body.watch = NT.interval > 0;
   } else if (NT.mode === 'spec') {
     body.spec = $('nt-spec').value;
     body.format = $('nt-format').value;
-    if (NT.intervalTouched) body.checkIntervalMinutes = NT.interval;
+    if (NT.intervalTouched) Object.assign(body, intervalFields());
   } else {
     if (!NT.plan) {
       error.textContent = 'Draft a plan first (Draft plan), or switch to Prompt.';
@@ -1005,7 +1023,7 @@ async function submitTask() {
       global_acceptance: (plan.global_acceptance || []).filter((a) => a.trim()),
     };
     body.intent = $('nt-intent').value.trim() || plan.intent || '';
-    body.checkIntervalMinutes = NT.interval;
+    Object.assign(body, intervalFields());
   }
   const submit = $('nt-submit');
   submit.disabled = true;
@@ -1020,7 +1038,7 @@ async function submitTask() {
       S.tasks.set(answer.taskId, {
         id: answer.taskId, name: answer.name || answer.taskId, status: answer.status || 'pending', workspace: body.workspace || '',
         progress: 0, completed_steps: [], created_at: new Date().toISOString(), spec: { steps: new Array(answer.steps || 0).fill({}) },
-        last_summary: 'Created', check_interval_seconds: (body.checkIntervalMinutes || 0) * 60,
+        last_summary: 'Created', check_interval_seconds: body.checkIntervalSeconds ?? (body.checkIntervalMinutes || 0) * 60,
       });
     }
     showView('activity');

@@ -13,6 +13,8 @@
 //! - [`E2e`] bundles the three; [`require_opencode!`] / [`e2e_launcher`] implement
 //!   the skip policy (skip with one line of advice, or fail under
 //!   `OPENLOOM_E2E=required`).
+//! - [`browser::Browser`]: a headless Chromium through chromedriver for the dashboard's
+//!   browser tests, with the same skip policy ([`require_browser!`]).
 //!
 //! # Design: the real OpenCode, a fake model
 //! Mocking OpenCode's HTTP API would test our client against our own reading of
@@ -21,6 +23,7 @@
 //! loop (harness → OpenCode → model → tool → disk) then runs for real, offline:
 //! the launcher turns off every OpenCode feature that would reach the network.
 
+pub mod browser;
 mod e2e;
 mod error;
 mod launcher;

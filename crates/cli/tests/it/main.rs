@@ -2,6 +2,7 @@
 //! (in `e2e`) against the real OpenCode driven by the scripted model.
 
 mod common;
+mod dashboard;
 mod docs;
 mod e2e;
 mod offline;

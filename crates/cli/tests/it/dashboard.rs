@@ -1,0 +1,334 @@
+//! The dashboard in a real headless Chromium against the real `openloom serve`: a task
+//! created through the New task form completes and shows up completed without a
+//! reload; the token travels in the URL fragment and nowhere else; a refused action
+//! shows the API's own words. Screenshots go to `/tmp/dash-*.png` for a human to look
+//! at (not asserted on).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, Locator};
+use openloom_testkit::{E2e, Reply, Script, Turn, require_browser, require_opencode};
+use serde_json::{Value, json};
+
+use crate::common::{Run, Sandbox, wait_with_deadline};
+
+const WIDTH: u32 = 1400;
+const HEIGHT: u32 = 1000;
+const PROMPT: &str = "Write report.txt saying ok";
+
+/// A running `openloom serve` and its base URL.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Served {
+    /// Starts the server off the async runtime (reading its banner blocks).
+    async fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Served {
+        let mut command = sandbox.command(&["serve", "--port", "0"]);
+        command.envs(extra_env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null());
+        tokio::task::spawn_blocking(move || {
+            let mut child = command.spawn().expect("start serve");
+            let stdout = child.stdout.take().expect("stdout piped");
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().expect("a banner line").expect("utf8");
+            let base = first
+                .strip_prefix("openloom: serving ")
+                .expect("banner names the URL")
+                .trim()
+                .to_owned();
+            std::thread::spawn(move || for _ in lines {});
+            Served { child, base }
+        })
+        .await
+        .expect("join")
+    }
+
+    /// The tasks and the newest task's check log, for failure messages.
+    async fn task_dump(&self) -> String {
+        let client = reqwest::Client::new();
+        let get = |path: String| {
+            let client = client.clone();
+            async move {
+                match client.get(path).send().await {
+                    Ok(reply) => reply.text().await.unwrap_or_default(),
+                    Err(error) => error.to_string(),
+                }
+            }
+        };
+        let tasks = get(format!("{}/api/tasks", self.base)).await;
+        let id = serde_json::from_str::<Value>(&tasks)
+            .ok()
+            .and_then(|v| v["tasks"][0]["id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let detail = get(format!("{}/api/tasks/{id}?log_limit=3", self.base)).await;
+        let session = serde_json::from_str::<Value>(&tasks)
+            .ok()
+            .and_then(|v| v["tasks"][0]["active_session_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let messages = get(format!("{}/api/sessions/{session}/messages?limit=10", self.base)).await;
+        format!("{detail}\n{messages}")
+    }
+
+    async fn stop(self) -> Run {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let child = self.child;
+        tokio::task::spawn_blocking(move || wait_with_deadline(child, Duration::from_secs(20)))
+            .await
+            .expect("join")
+    }
+}
+
+/// Runs `script` (a function body returning a value) until it returns something
+/// truthy; returns that value, or panics with `what` and the page's notices.
+async fn wait_for(client: &Client, what: &str, limit: Duration, script: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let value = client.execute(script, vec![]).await.expect("script runs");
+        let truthy = match &value {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::String(s) => !s.is_empty(),
+            Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+            _ => true,
+        };
+        if truthy {
+            return value;
+        }
+        if started.elapsed() > limit {
+            let page = client
+                .execute("return document.querySelector('main').innerText", vec![])
+                .await
+                .unwrap_or(Value::Null);
+            panic!("timed out after {limit:?} waiting for {what}; the page shows:\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.expect(css).text().await.expect("text")
+}
+
+async fn click(client: &Client, css: &str) {
+    client.find(Locator::Css(css)).await.expect(css).click().await.expect("click");
+}
+
+async fn type_into(client: &Client, css: &str, text: &str) {
+    client.find(Locator::Css(css)).await.expect(css).send_keys(text).await.expect("type");
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(format!("/tmp/dash-{name}.png"), png);
+    }
+}
+
+#[tokio::test]
+async fn a_task_from_the_form_completes_live_and_its_check_log_and_refusals_show() {
+    let launcher = require_opencode!();
+    let browser_launcher = require_browser!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let report = env.workspace.file("report.txt");
+    // A watched prompt task sends the prompt itself first.
+    env.model.push_turn(Turn::reply(Reply::write_file(&report, "ok\n")).when_user_says(PROMPT));
+    env.model.push_turn(Turn::reply(Reply::text("Written.\nTASK COMPLETE")).when_tool_result());
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    let served = Served::start(&sandbox, &[]).await;
+    let browser = browser_launcher.start(WIDTH, HEIGHT).await.expect("headless Chromium");
+    let client = browser.client();
+
+    client.goto(&format!("{}/", served.base)).await.expect("open the dashboard");
+    wait_for(
+        client,
+        "the event stream to be live",
+        Duration::from_secs(10),
+        "return document.getElementById('conn-text').textContent === 'Live'",
+    )
+    .await;
+    // A marker that a reload would wipe.
+    client.execute("window.__noReload = 'still here'; return true", vec![]).await.expect("mark");
+
+    type_into(client, "#nt-workspace", &env.workspace.directory()).await;
+    type_into(client, "#nt-prompt", PROMPT).await;
+    // Every 3 s: the scripted model answers faster than the session monitor polls, so
+    // the timer, not an idle transition, is what notices the agent is done.
+    let interval = client.find(Locator::Css("#nt-interval")).await.expect("interval");
+    interval.clear().await.expect("clear");
+    interval.send_keys("3").await.expect("type");
+    client
+        .find(Locator::Css("#nt-interval-unit"))
+        .await
+        .expect("unit")
+        .select_by_value("1")
+        .await
+        .expect("seconds");
+    click(client, "#nt-submit").await;
+
+    let row = "#tasks-table tr[data-task-id]";
+    wait_for(
+        client,
+        "the new task's row",
+        Duration::from_secs(10),
+        &format!("return document.querySelector(\"{row}\")"),
+    )
+    .await;
+    let completed = format!("return document.querySelector(\"{row}[data-status='completed']\")");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.execute(&completed, vec![]).await.expect("js").is_null() {
+        if Instant::now() > deadline {
+            panic!(
+                "the task did not show completed; the server says:\n{}",
+                served.task_dump().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let marker = client.execute("return window.__noReload", vec![]).await.expect("marker");
+    assert_eq!(marker, json!("still here"), "the page reloaded");
+    assert!(
+        !client
+            .execute("return document.getElementById('view-activity').hidden", vec![])
+            .await
+            .expect("js")
+            .as_bool()
+            .unwrap_or(true),
+        "creating a task switches to the Activity view"
+    );
+    assert_eq!(
+        env.workspace.read("report.txt").as_deref(),
+        Some("ok\n"),
+        "the model's file is on disk"
+    );
+    let row_text = text_of(client, row).await;
+    assert!(row_text.contains(PROMPT), "{row_text}");
+    screenshot(client, "activity").await;
+
+    // The drawer's check log has entries.
+    click(client, "#tasks-table tr[data-task-id] button.link").await;
+    wait_for(client, "the task drawer", Duration::from_secs(10), "return !document.getElementById('drawer').hidden && document.querySelector('#drawer-actions button')").await;
+    click(client, "#drawer-tabs button[data-value='log']").await;
+    let entries = wait_for(
+        client,
+        "check log entries",
+        Duration::from_secs(10),
+        "return document.querySelectorAll('#drawer-body .log-entry').length",
+    )
+    .await;
+    assert!(entries.as_u64().unwrap_or(0) >= 2, "{entries}");
+    let log = text_of(client, "#drawer-body").await;
+    assert!(log.contains("completed"), "{log}");
+    screenshot(client, "drawer").await;
+
+    // A refused action: pausing a completed task. The API's detail is shown.
+    click(client, "#drawer-actions button[data-action='pause']").await;
+    let error = wait_for(
+        client,
+        "the refusal",
+        Duration::from_secs(10),
+        "return document.getElementById('drawer-error').textContent",
+    )
+    .await;
+    let error = error.as_str().unwrap_or_default();
+    assert!(error.contains("cannot be paused") && error.contains("conflict"), "{error}");
+
+    client
+        .execute("document.getElementById('drawer-close').click(); return true", vec![])
+        .await
+        .expect("close");
+    click(client, "#tab-dashboard").await;
+    wait_for(
+        client,
+        "usage from the session",
+        Duration::from_secs(15),
+        "return document.querySelector('#top-sessions table')",
+    )
+    .await;
+    screenshot(client, "dashboard").await;
+
+    browser.close().await;
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+#[tokio::test]
+async fn the_token_comes_from_the_fragment_and_without_it_the_page_asks_for_it() {
+    let browser_launcher = require_browser!();
+    let sandbox = Sandbox::new();
+    let token = "dash-token-7f3a9c";
+    let served = Served::start(&sandbox, &[("OPENLOOM_API_TOKEN", token)]).await;
+    let browser = browser_launcher.start(WIDTH, HEIGHT).await.expect("headless Chromium");
+    let client = browser.client();
+
+    // Without a token: the token form, not broken views.
+    client.goto(&format!("{}/", served.base)).await.expect("open");
+    wait_for(
+        client,
+        "the token form",
+        Duration::from_secs(10),
+        "return !document.getElementById('token-panel').hidden",
+    )
+    .await;
+    let hidden_views = client
+        .execute("return document.getElementById('view-dashboard').hidden && document.getElementById('view-activity').hidden", vec![])
+        .await
+        .expect("js");
+    assert_eq!(hidden_views, json!(true), "the views hide behind the token form");
+    screenshot(client, "token").await;
+
+    // With #token=…: it works and the fragment is gone from the address bar.
+    client.goto(&format!("{}/#token={token}", served.base)).await.expect("open with token");
+    wait_for(
+        client,
+        "live events with the token",
+        Duration::from_secs(10),
+        "return document.getElementById('conn-text').textContent === 'Live' && document.getElementById('token-panel').hidden",
+    )
+    .await;
+    let url = client.current_url().await.expect("url");
+    assert_eq!(url.fragment(), None, "the token left the address bar: {url}");
+    assert!(!url.as_str().contains(token), "{url}");
+    let stored = client
+        .execute("return sessionStorage.getItem('openloom.token')", vec![])
+        .await
+        .expect("js");
+    assert_eq!(stored, json!(token));
+    wait_for(
+        client,
+        "the state",
+        Duration::from_secs(10),
+        "return document.querySelector('#status-counters .counter')",
+    )
+    .await;
+
+    // A wrong stored token: the form again; typing the right one brings the views back.
+    client
+        .execute("sessionStorage.setItem('openloom.token', 'wrong'); return true", vec![])
+        .await
+        .expect("js");
+    client.goto(&format!("{}/", served.base)).await.expect("reopen");
+    wait_for(
+        client,
+        "the token form",
+        Duration::from_secs(10),
+        "return !document.getElementById('token-panel').hidden",
+    )
+    .await;
+    type_into(client, "#token-input", token).await;
+    click(client, "#token-form button[type='submit']").await;
+    wait_for(
+        client,
+        "the views after entering the token",
+        Duration::from_secs(10),
+        "return document.getElementById('token-panel').hidden && document.getElementById('conn-text').textContent === 'Live'",
+    )
+    .await;
+
+    browser.close().await;
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
