@@ -426,8 +426,8 @@ function renderSessions() {
   const status = (st && st.sessionStatus) || {};
   const count = groups.reduce((a, g) => a + g.sessions.length, 0);
   $('session-count').textContent = count ? `${count} across ${groups.length} folder${groups.length === 1 ? '' : 's'}` : '';
-  renderKeyed($('sessions-groups'), [groups.map((g) => [g.directory, g.sessions.map((s) => [s.id, s.title, s.updated_at])]), status, st ? 1 : 0], () => {
-    if (!st) return empty('Loading sessions…');
+  renderKeyed($('sessions-groups'), [groups.map((g) => [g.directory, g.sessions.map((s) => [s.id, s.title, s.updated_at])]), status, st ? Boolean(st.monitorRefreshedAt) : null], () => {
+    if (!st || (!groups.length && !st.monitorRefreshedAt)) return empty('Loading sessions…', 'The session monitor reads OpenCode every few seconds.');
     if (!groups.length) {
       return empty('No OpenCode sessions', st.server && !st.server.ok
         ? `OpenCode is not reachable (${st.server.message}). Start it (opencode serve) or check OPENLOOM_OPENCODE_URL.`

@@ -1,7 +1,7 @@
-//! A real headless Chromium for the dashboard's browser tests: [`Browser::start`] runs
-//! `chromedriver` on a free loopback port in its own process group and opens one
-//! WebDriver session (through [`fantoccini`]); dropping the [`Browser`] kills the
-//! driver and the Chromium it started.
+//! A real headless Chromium for the dashboard's browser tests:
+//! [`BrowserLauncher::start`] runs `chromedriver` on a free loopback port in its own
+//! process group and opens one WebDriver session (through [`fantoccini`]); dropping
+//! the [`Browser`] kills the driver and the Chromium it started.
 //!
 //! The skip policy is the OpenCode tests' one: [`browser_launcher`] (or
 //! [`require_browser!`](crate::require_browser)) gives `None` with one line of advice

@@ -18,6 +18,16 @@ const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 1000;
 const PROMPT: &str = "Write report.txt saying ok";
 
+/// Page conditions the tests wait for (function bodies run in the page).
+const LIVE: &str = "return document.getElementById('conn-text').textContent === 'Live'";
+const DRAWER_OPEN: &str = "return !document.getElementById('drawer').hidden \
+     && document.querySelector('#drawer-actions button')";
+const VIEWS_HIDDEN: &str = "return document.getElementById('view-dashboard').hidden \
+     && document.getElementById('view-activity').hidden";
+const TOKEN_FORM: &str = "return !document.getElementById('token-panel').hidden";
+const LIVE_WITHOUT_FORM: &str = "return document.getElementById('token-panel').hidden \
+     && document.getElementById('conn-text').textContent === 'Live'";
+
 /// A running `openloom serve` and its base URL.
 struct Served {
     child: Child,
@@ -143,13 +153,7 @@ async fn a_task_from_the_form_completes_live_and_its_check_log_and_refusals_show
     let client = browser.client();
 
     client.goto(&format!("{}/", served.base)).await.expect("open the dashboard");
-    wait_for(
-        client,
-        "the event stream to be live",
-        Duration::from_secs(10),
-        "return document.getElementById('conn-text').textContent === 'Live'",
-    )
-    .await;
+    wait_for(client, "the event stream to be live", Duration::from_secs(10), LIVE).await;
     // A marker that a reload would wipe.
     client.execute("window.__noReload = 'still here'; return true", vec![]).await.expect("mark");
 
@@ -210,7 +214,7 @@ async fn a_task_from_the_form_completes_live_and_its_check_log_and_refusals_show
 
     // The drawer's check log has entries.
     click(client, "#tasks-table tr[data-task-id] button.link").await;
-    wait_for(client, "the task drawer", Duration::from_secs(10), "return !document.getElementById('drawer').hidden && document.querySelector('#drawer-actions button')").await;
+    wait_for(client, "the task drawer", Duration::from_secs(10), DRAWER_OPEN).await;
     click(client, "#drawer-tabs button[data-value='log']").await;
     let entries = wait_for(
         client,
@@ -266,29 +270,15 @@ async fn the_token_comes_from_the_fragment_and_without_it_the_page_asks_for_it()
 
     // Without a token: the token form, not broken views.
     client.goto(&format!("{}/", served.base)).await.expect("open");
-    wait_for(
-        client,
-        "the token form",
-        Duration::from_secs(10),
-        "return !document.getElementById('token-panel').hidden",
-    )
-    .await;
-    let hidden_views = client
-        .execute("return document.getElementById('view-dashboard').hidden && document.getElementById('view-activity').hidden", vec![])
-        .await
-        .expect("js");
+    wait_for(client, "the token form", Duration::from_secs(10), TOKEN_FORM).await;
+    let hidden_views = client.execute(VIEWS_HIDDEN, vec![]).await.expect("js");
     assert_eq!(hidden_views, json!(true), "the views hide behind the token form");
     screenshot(client, "token").await;
 
     // With #token=…: it works and the fragment is gone from the address bar.
     client.goto(&format!("{}/#token={token}", served.base)).await.expect("open with token");
-    wait_for(
-        client,
-        "live events with the token",
-        Duration::from_secs(10),
-        "return document.getElementById('conn-text').textContent === 'Live' && document.getElementById('token-panel').hidden",
-    )
-    .await;
+    wait_for(client, "live events with the token", Duration::from_secs(10), LIVE_WITHOUT_FORM)
+        .await;
     let url = client.current_url().await.expect("url");
     assert_eq!(url.fragment(), None, "the token left the address bar: {url}");
     assert!(!url.as_str().contains(token), "{url}");
@@ -311,20 +301,14 @@ async fn the_token_comes_from_the_fragment_and_without_it_the_page_asks_for_it()
         .await
         .expect("js");
     client.goto(&format!("{}/", served.base)).await.expect("reopen");
-    wait_for(
-        client,
-        "the token form",
-        Duration::from_secs(10),
-        "return !document.getElementById('token-panel').hidden",
-    )
-    .await;
+    wait_for(client, "the token form", Duration::from_secs(10), TOKEN_FORM).await;
     type_into(client, "#token-input", token).await;
     click(client, "#token-form button[type='submit']").await;
     wait_for(
         client,
         "the views after entering the token",
         Duration::from_secs(10),
-        "return document.getElementById('token-panel').hidden && document.getElementById('conn-text').textContent === 'Live'",
+        LIVE_WITHOUT_FORM,
     )
     .await;
 
