@@ -168,6 +168,8 @@ function showTokenPanel(show) {
   if (panel.hidden === !show) return;
   panel.hidden = !show;
   document.body.classList.toggle('locked', show);
+  // Nothing to do without the token: the form waits, out of the tab order.
+  document.querySelector('.panel').inert = show;
   if (show) {
     $('view-dashboard').hidden = true;
     $('view-activity').hidden = true;
@@ -778,7 +780,7 @@ function messageView(m) {
         state.input ? h('pre', { text: JSON.stringify(state.input, null, 2) }) : null,
         typeof state.output === 'string' && state.output ? h('pre', { text: state.output.slice(0, 4000) }) : null);
     }
-    if (p.type === 'step-start' || p.type === 'step-finish') return null;
+    if (['step-start', 'step-finish', 'other', 'snapshot', 'patch'].includes(p.type)) return null;
     return h('div', { class: 'muted small', text: `[${p.type}]` });
   });
   return h('li', { class: `msg role-${m.role}` },

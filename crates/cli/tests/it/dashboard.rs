@@ -240,6 +240,20 @@ async fn a_task_from_the_form_completes_live_and_its_check_log_and_refusals_show
     let error = error.as_str().unwrap_or_default();
     assert!(error.contains("cannot be paused") && error.contains("conflict"), "{error}");
 
+    // The task's session: its messages, as text.
+    click(client, "#drawer-actions button:first-child").await;
+    let messages = wait_for(
+        client,
+        "the session's messages",
+        Duration::from_secs(10),
+        "return document.querySelectorAll('#drawer-body .msg').length",
+    )
+    .await;
+    assert!(messages.as_u64().unwrap_or(0) >= 2, "{messages}");
+    let transcript = text_of(client, "#drawer-body").await;
+    assert!(transcript.contains(PROMPT) && transcript.contains("TASK COMPLETE"), "{transcript}");
+    screenshot(client, "session").await;
+
     client
         .execute("document.getElementById('drawer-close').click(); return true", vec![])
         .await
