@@ -28,10 +28,20 @@ const TOKEN_FORM: &str = "return !document.getElementById('token-panel').hidden"
 const LIVE_WITHOUT_FORM: &str = "return document.getElementById('token-panel').hidden \
      && document.getElementById('conn-text').textContent === 'Live'";
 
-/// A running `openloom serve` and its base URL.
+/// A running `openloom serve` and its base URL; killed on drop, so a failing test
+/// leaves no server behind.
 struct Served {
-    child: Child,
+    child: Option<Child>,
     base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Served {
@@ -50,7 +60,7 @@ impl Served {
                 .trim()
                 .to_owned();
             std::thread::spawn(move || for _ in lines {});
-            Served { child, base }
+            Served { child: Some(child), base }
         })
         .await
         .expect("join")
@@ -82,10 +92,10 @@ impl Served {
         format!("{detail}\n{messages}")
     }
 
-    async fn stop(self) -> Run {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+    async fn stop(mut self) -> Run {
+        let child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let child = self.child;
         tokio::task::spawn_blocking(move || wait_with_deadline(child, Duration::from_secs(20)))
             .await
             .expect("join")
