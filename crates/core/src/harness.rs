@@ -57,6 +57,11 @@ pub struct HarnessConfig {
     pub poll_every: Duration,
     /// How long [`Harness::run`] lets checks in flight finish once told to stop.
     pub shutdown_grace: Duration,
+    /// How long this harness's claim on a task lasts without renewal (see
+    /// [`Store::claim_task`]): a harness that dies leaves its tasks to another one
+    /// sharing the store after this long. [`Harness::run`] renews claims every
+    /// third of it.
+    pub claim_ttl: Duration,
 }
 
 impl Default for HarnessConfig {
@@ -70,6 +75,7 @@ impl Default for HarnessConfig {
             unauthorized_limit: 5,
             poll_every: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
+            claim_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct Harness {
     /// loop to check, so its shutdown waits for those checks too.
     idle_hints: tokio::sync::mpsc::Sender<String>,
     idle_hint_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
+    /// Who this harness is in task claims ([`Store::claim_task`]): unique per harness.
+    owner: String,
 }
 
 /// How many idle hints may wait for the run loop; more are dropped (the schedule
@@ -182,6 +190,7 @@ impl Harness {
             refusals: Mutex::new(HashMap::new()),
             idle_hints,
             idle_hint_receiver: Mutex::new(Some(idle_hint_receiver)),
+            owner: format!("pid {} harness {}", std::process::id(), uuid::Uuid::new_v4().simple()),
         }
     }
 
@@ -292,6 +301,25 @@ impl Harness {
         }
     }
 
+    /// Claims a task for this harness before checking it; false when another harness
+    /// sharing the store drives it (or the store could not say: the task stays due
+    /// and the next tick asks again).
+    async fn claim(&self, id: &TaskId) -> bool {
+        let now = Utc::now();
+        let until = after(now, self.config.claim_ttl.as_secs());
+        match self.store.claim_task(id, &self.owner, now, until).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(task_id = %id, "driven by another harness; not checked here");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(task_id = %id, %error, "could not claim the task; retrying later");
+                false
+            }
+        }
+    }
+
     fn is_in_flight(&self, id: &TaskId) -> bool {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id)
     }
@@ -361,6 +389,9 @@ impl Harness {
             in_flight.insert(task.id.clone(), false);
         }
         let _guard = InFlight { harness: self, id: task.id.clone() };
+        if !self.claim(&task.id).await {
+            return;
+        }
         let mut activity = activity;
         let mut trigger = trigger;
         loop {
@@ -1032,6 +1063,9 @@ impl Harness {
         let mut events = self.agent.events();
         let mut ticker = tokio::time::interval(self.config.poll_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat =
+            tokio::time::interval((self.config.claim_ttl / 3).max(Duration::from_millis(100)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running = JoinSet::new();
         let mut hints = self.idle_hint_receiver.lock().unwrap_or_else(|e| e.into_inner()).take();
         // Dispatching reads the store and asks OpenCode for statuses, which can stall
@@ -1062,6 +1096,12 @@ impl Harness {
                     Some(event) => self.on_agent_event(event, &mut running),
                     None => events = None,
                 },
+                _ = heartbeat.tick() => {
+                    let until = after(Utc::now(), self.config.claim_ttl.as_secs());
+                    if let Err(error) = self.store.renew_claims(&self.owner, until).await {
+                        tracing::warn!(%error, "could not renew this harness's task claims");
+                    }
+                }
                 Some(session_id) = next_hint(&mut hints) => {
                     let harness = Arc::clone(&self);
                     running.spawn(async move { harness.notify_possibly_idle(&session_id).await });
@@ -1081,6 +1121,10 @@ impl Harness {
         }
         // A later `run` takes the hints up again.
         *self.idle_hint_receiver.lock().unwrap_or_else(|e| e.into_inner()) = hints;
+        // Another harness sharing the store may take these tasks over at once.
+        if let Err(error) = self.store.release_claims(&self.owner).await {
+            tracing::warn!(%error, "could not release this harness's task claims");
+        }
     }
 
     fn on_agent_event(self: &Arc<Self>, event: AgentEvent, running: &mut JoinSet<()>) {

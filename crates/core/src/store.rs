@@ -98,6 +98,36 @@ pub trait Store: Send + Sync {
     /// Deletes a task and its check log. Fails with `NotFound` if it does not exist.
     async fn delete_task(&self, id: &TaskId) -> Result<StoreVersion>;
 
+    /// Claims task `id` for the harness `owner` until `until`, unless another
+    /// owner's claim is still valid at `now`; returns whether `owner` holds it. A
+    /// harness checks only tasks it holds, so two harnesses sharing a store (say
+    /// `openloom serve` and `openloom watch` on one database) never drive one task
+    /// at once. Claims are bookkeeping, not task data: they bump no store version.
+    ///
+    /// The default grants every claim: right for a store only one harness uses.
+    async fn claim_task(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let _ = (id, owner, now, until);
+        Ok(true)
+    }
+
+    /// Extends every claim `owner` holds to `until` (a harness's heartbeat).
+    async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        let _ = (owner, until);
+        Ok(())
+    }
+
+    /// Gives up every claim `owner` holds (a harness stopping cleanly).
+    async fn release_claims(&self, owner: &str) -> Result<()> {
+        let _ = owner;
+        Ok(())
+    }
+
     /// Appends entries to a task's check log in one transaction.
     async fn append_check_log(
         &self,
@@ -155,6 +185,8 @@ struct MemoryInner {
     recent: Vec<RecentWorkspace>,
     /// Errors the next task updates fail with, in order (see `fail_next_update`).
     update_failures: std::collections::VecDeque<Error>,
+    /// Task id → (owner, valid until), see [`Store::claim_task`].
+    claims: HashMap<TaskId, (String, DateTime<Utc>)>,
 }
 
 impl MemoryInner {
@@ -281,7 +313,42 @@ impl Store for MemoryStore {
         let index = inner.position(id)?;
         inner.tasks.remove(index);
         inner.logs.remove(id);
+        inner.claims.remove(id);
         Ok(inner.bump())
+    }
+
+    async fn claim_task(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut inner = self.lock();
+        inner.position(id)?;
+        let held_elsewhere = inner
+            .claims
+            .get(id)
+            .is_some_and(|(holder, valid_until)| holder != owner && *valid_until > now);
+        if held_elsewhere {
+            return Ok(false);
+        }
+        inner.claims.insert(id.clone(), (owner.to_owned(), until));
+        Ok(true)
+    }
+
+    async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        for (holder, valid_until) in self.lock().claims.values_mut() {
+            if holder == owner {
+                *valid_until = until;
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_claims(&self, owner: &str) -> Result<()> {
+        self.lock().claims.retain(|_, (holder, _)| holder != owner);
+        Ok(())
     }
 
     async fn append_check_log(

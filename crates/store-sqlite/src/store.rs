@@ -210,6 +210,13 @@ impl WriteTx<'_> {
         &mut self.tx
     }
 
+    /// Commits without bumping the store version: for bookkeeping no reader shows
+    /// (task claims).
+    pub(crate) async fn commit_unversioned(self) -> Result<()> {
+        self.tx.commit().await.at(self.path)?;
+        Ok(())
+    }
+
     /// Bumps the store version and commits; returns the new version.
     pub(crate) async fn commit(mut self) -> Result<StoreVersion> {
         let version: i64 = sqlx::query_scalar(
@@ -395,6 +402,58 @@ impl Store for SqliteStore {
             return Err(not_found(id));
         }
         tx.commit().await
+    }
+
+    async fn claim_task(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let now = codec::timestamp(&now)?;
+        let until = codec::timestamp(&until)?;
+        let mut tx = self.begin_write().await?;
+        self.require_seq(tx.conn(), id).await?;
+        // Inserted when unclaimed; taken over when ours or expired; else untouched.
+        let claimed = sqlx::query(
+            "INSERT INTO task_claims (task_id, owner, until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (task_id) DO UPDATE SET owner = excluded.owner, until = excluded.until \
+             WHERE task_claims.owner = excluded.owner OR task_claims.until <= ?4",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(&until)
+        .bind(&now)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| self.fail(e))?
+        .rows_affected()
+            == 1;
+        tx.commit_unversioned().await?;
+        Ok(claimed)
+    }
+
+    async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        let until = codec::timestamp(&until)?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE task_claims SET until = ? WHERE owner = ?")
+            .bind(&until)
+            .bind(owner)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit_unversioned().await
+    }
+
+    async fn release_claims(&self, owner: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM task_claims WHERE owner = ?")
+            .bind(owner)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit_unversioned().await
     }
 
     async fn append_check_log(

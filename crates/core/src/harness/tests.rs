@@ -696,6 +696,40 @@ async fn idle_hints_are_checked_by_the_run_loop_even_when_given_before_it_runs()
     tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
 }
 
+#[tokio::test]
+async fn two_harnesses_sharing_a_store_never_drive_one_task_at_once() {
+    let f = fixture(MemoryAgent::replying(&["STEP DONE: 1", "STEP DONE: 2"]));
+    let other = harness_over(
+        f.agent.clone(),
+        f.store.clone(),
+        Arc::new(Markers),
+        EventBus::new(),
+        WorkspacePolicy::any(),
+        test_config(),
+    );
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("the first harness starts it and holds it");
+    let due = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
+
+    // The second one finds it due, and is even asked to check it: it leaves it alone.
+    f.store.update_task(&id, &due, None).await.expect("due");
+    other.tick().await.expect("tick");
+    other.check_now(&id, Trigger::Event).await.expect("check");
+    assert_eq!(f.prompts(), vec!["BOOTSTRAP three step 1"], "only the holder speaks");
+
+    // The holder goes on.
+    f.harness.tick().await.expect("tick");
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
+
+    // Once the holder stops, the other takes the task over without waiting out the claim.
+    let (stop, stop_rx) = tokio::sync::watch::channel(true);
+    f.harness.clone().run(stop_rx).await;
+    drop(stop);
+    f.store.update_task(&id, &due, None).await.expect("due");
+    other.tick().await.expect("tick");
+    assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 3");
+}
+
 async fn wait_for<T, F, Fut>(mut probe: F) -> T
 where
     F: FnMut() -> Fut,

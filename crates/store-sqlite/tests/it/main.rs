@@ -4,6 +4,7 @@
 //! the crate ships no extra binary just for tests.
 
 mod child;
+mod claims;
 mod common;
 mod concurrency;
 mod crash;

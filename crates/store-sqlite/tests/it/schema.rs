@@ -76,7 +76,7 @@ async fn reopening_a_current_database_applies_nothing_new() {
             .fetch_all(store.pool())
             .await
             .expect("migrations");
-    assert_eq!(applied, vec![1]);
+    assert_eq!(applied, vec![1, 2]);
     let pragmas: (String, i64, i64) = sqlx::query_as(
         "SELECT (SELECT journal_mode FROM pragma_journal_mode), \
                 (SELECT foreign_keys FROM pragma_foreign_keys), \
@@ -134,4 +134,27 @@ async fn an_empty_file_becomes_a_store() {
     std::fs::write(&path, b"").expect("touch");
     let store = common::open(&path).await;
     store.create_task(&common::task("task_a", chrono::Utc::now())).await.expect("writable");
+}
+
+#[tokio::test]
+async fn a_version_1_database_gains_task_claims_and_keeps_its_tasks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = common::db_path(dir.path());
+    let now = chrono::Utc::now();
+    {
+        // What OpenLoom before claims left behind: schema 1 and a task.
+        let store = common::open(&path).await;
+        store.create_task(&common::task("task_old", now)).await.expect("create");
+        sqlx::query("DROP TABLE task_claims").execute(store.pool()).await.expect("drop");
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 2")
+            .execute(store.pool())
+            .await
+            .expect("forget");
+        store.close().await;
+    }
+    let store = common::open(&path).await;
+    let id = openloom_core::TaskId::from("task_old");
+    assert!(store.get_task(&id).await.expect("read").is_some(), "the task survived");
+    let later = now + chrono::Duration::seconds(60);
+    assert!(store.claim_task(&id, "harness", now, later).await.expect("claims work"));
 }
