@@ -36,13 +36,13 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 
 /// No page may frame ours: a framed dashboard's clicks are same-origin requests that
 /// the `Origin` check lets through (clickjacking). And no answer is sniffed into
-/// another type: error details echo request text.
+/// another type: error details echo request text. A handler that set its own
+/// policy (the dashboard's, which includes `frame-ancestors 'none'`) keeps it.
 fn harden(headers: &mut HeaderMap) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'"),
-    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("frame-ancestors 'none'"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
 }
 
