@@ -75,7 +75,7 @@ impl Default for HarnessConfig {
             unauthorized_limit: 5,
             poll_every: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
-            claim_ttl: Duration::from_secs(60),
+            claim_ttl: Duration::from_secs(30),
         }
     }
 }

@@ -626,6 +626,11 @@ async fn restart_resumes_running_tasks_without_starting_them_again() {
     let f = fixture(MemoryAgent::replying(&["STEP DONE: 1"]));
     let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
     f.harness.tick().await.expect("start");
+    // The process stops (Ctrl-C): its run loop ends and gives up its claims.
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(f.harness.clone().run(stop_rx));
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
 
     // A new harness over the same store and agent, as after a process restart.
     let restarted = harness_over(
@@ -722,9 +727,10 @@ async fn two_harnesses_sharing_a_store_never_drive_one_task_at_once() {
     assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
 
     // Once the holder stops, the other takes the task over without waiting out the claim.
-    let (stop, stop_rx) = tokio::sync::watch::channel(true);
-    f.harness.clone().run(stop_rx).await;
-    drop(stop);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(f.harness.clone().run(stop_rx));
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
     f.store.update_task(&id, &due, None).await.expect("due");
     other.tick().await.expect("tick");
     assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 3");
