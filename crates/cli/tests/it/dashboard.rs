@@ -129,12 +129,40 @@ async fn wait_for(client: &Client, what: &str, limit: Duration, script: &str) ->
     }
 }
 
+/// Live events re-render the views, so an element found a moment ago may be gone
+/// ("stale") by the time it is used: find it again, for up to 5 s.
+const STALE_RETRY: Duration = Duration::from_secs(5);
+
 async fn text_of(client: &Client, css: &str) -> String {
-    client.find(Locator::Css(css)).await.expect(css).text().await.expect("text")
+    let started = Instant::now();
+    loop {
+        match client.find(Locator::Css(css)).await {
+            Ok(element) => match element.text().await {
+                Ok(text) => return text,
+                Err(error) if started.elapsed() > STALE_RETRY => panic!("text of {css}: {error}"),
+                Err(_) => {}
+            },
+            Err(error) if started.elapsed() > STALE_RETRY => panic!("find {css}: {error}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn click(client: &Client, css: &str) {
-    client.find(Locator::Css(css)).await.expect(css).click().await.expect("click");
+    let started = Instant::now();
+    loop {
+        match client.find(Locator::Css(css)).await {
+            Ok(element) => match element.click().await {
+                Ok(_) => return,
+                Err(error) if started.elapsed() > STALE_RETRY => panic!("click {css}: {error}"),
+                Err(_) => {}
+            },
+            Err(error) if started.elapsed() > STALE_RETRY => panic!("find {css}: {error}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn type_into(client: &Client, css: &str, text: &str) {
