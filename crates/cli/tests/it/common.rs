@@ -1,7 +1,8 @@
 //! Running the binary in a temp directory with a private database.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A temp directory to run `openloom` in, with its own database.
@@ -99,5 +100,63 @@ pub fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> Ru
             );
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running `openloom serve` and the base URL its banner printed. Killed on drop, so
+/// a failing test leaves no server behind; its stderr goes to `serve.log` in the
+/// sandbox (a pipe nobody reads could fill and block it).
+pub struct Served {
+    child: Option<Child>,
+    pub base: String,
+    log: PathBuf,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Served {
+    /// Starts `serve` on a free port, off the async runtime (reading the banner
+    /// blocks, and the runtime may be serving the scripted model).
+    pub async fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Served {
+        let log = sandbox.path().join("serve.log");
+        let stderr = std::fs::File::create(&log).expect("serve.log");
+        let mut command = sandbox.command(&["serve", "--port", "0"]);
+        command.envs(extra_env.iter().copied()).stdout(Stdio::piped()).stderr(stderr);
+        tokio::task::spawn_blocking(move || {
+            let mut child = command.spawn().expect("start serve");
+            let stdout = child.stdout.take().expect("stdout piped");
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().expect("a banner line").expect("utf8");
+            let base = first
+                .strip_prefix("openloom: serving ")
+                .expect("banner names the URL")
+                .trim()
+                .to_owned();
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            Served { child: Some(child), base, log }
+        })
+        .await
+        .expect("join")
+    }
+
+    /// SIGTERM, then the exit status, with the server's log as stderr.
+    pub async fn stop(mut self) -> Run {
+        let child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let mut run =
+            tokio::task::spawn_blocking(move || wait_with_deadline(child, Duration::from_secs(20)))
+                .await
+                .expect("join");
+        run.stderr = std::fs::read_to_string(&self.log).unwrap_or_default();
+        run
     }
 }

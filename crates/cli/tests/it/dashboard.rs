@@ -4,15 +4,13 @@
 //! shows the API's own words. Screenshots go to `/tmp/dash-*.png` for a human to look
 //! at (not asserted on).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use openloom_testkit::{E2e, Reply, Script, Turn, require_browser, require_opencode};
 use serde_json::{Value, json};
 
-use crate::common::{Run, Sandbox, wait_with_deadline};
+use crate::common::{Sandbox, Served};
 
 const WIDTH: u32 = 1400;
 const HEIGHT: u32 = 1000;
@@ -28,78 +26,30 @@ const TOKEN_FORM: &str = "return !document.getElementById('token-panel').hidden"
 const LIVE_WITHOUT_FORM: &str = "return document.getElementById('token-panel').hidden \
      && document.getElementById('conn-text').textContent === 'Live'";
 
-/// A running `openloom serve` and its base URL; killed on drop, so a failing test
-/// leaves no server behind.
-struct Served {
-    child: Option<Child>,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Served {
-    /// Starts the server off the async runtime (reading its banner blocks).
-    async fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Served {
-        let mut command = sandbox.command(&["serve", "--port", "0"]);
-        command.envs(extra_env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::null());
-        tokio::task::spawn_blocking(move || {
-            let mut child = command.spawn().expect("start serve");
-            let stdout = child.stdout.take().expect("stdout piped");
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().expect("a banner line").expect("utf8");
-            let base = first
-                .strip_prefix("openloom: serving ")
-                .expect("banner names the URL")
-                .trim()
-                .to_owned();
-            std::thread::spawn(move || for _ in lines {});
-            Served { child: Some(child), base }
-        })
-        .await
-        .expect("join")
-    }
-
-    /// The tasks and the newest task's check log, for failure messages.
-    async fn task_dump(&self) -> String {
-        let client = reqwest::Client::new();
-        let get = |path: String| {
-            let client = client.clone();
-            async move {
-                match client.get(path).send().await {
-                    Ok(reply) => reply.text().await.unwrap_or_default(),
-                    Err(error) => error.to_string(),
-                }
+/// The tasks and the newest task's check log, for failure messages.
+async fn task_dump(served: &Served) -> String {
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            match client.get(path).send().await {
+                Ok(reply) => reply.text().await.unwrap_or_default(),
+                Err(error) => error.to_string(),
             }
-        };
-        let tasks = get(format!("{}/api/tasks", self.base)).await;
-        let id = serde_json::from_str::<Value>(&tasks)
-            .ok()
-            .and_then(|v| v["tasks"][0]["id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let detail = get(format!("{}/api/tasks/{id}?log_limit=3", self.base)).await;
-        let session = serde_json::from_str::<Value>(&tasks)
-            .ok()
-            .and_then(|v| v["tasks"][0]["active_session_id"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let messages = get(format!("{}/api/sessions/{session}/messages?limit=10", self.base)).await;
-        format!("{detail}\n{messages}")
-    }
-
-    async fn stop(mut self) -> Run {
-        let child = self.child.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        tokio::task::spawn_blocking(move || wait_with_deadline(child, Duration::from_secs(20)))
-            .await
-            .expect("join")
-    }
+        }
+    };
+    let tasks = get(format!("{}/api/tasks", served.base)).await;
+    let id = serde_json::from_str::<Value>(&tasks)
+        .ok()
+        .and_then(|v| v["tasks"][0]["id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let detail = get(format!("{}/api/tasks/{id}?log_limit=3", served.base)).await;
+    let session = serde_json::from_str::<Value>(&tasks)
+        .ok()
+        .and_then(|v| v["tasks"][0]["active_session_id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let messages = get(format!("{}/api/sessions/{session}/messages?limit=10", served.base)).await;
+    format!("{detail}\n{messages}")
 }
 
 /// Runs `script` (a function body returning a value) until it returns something
@@ -225,7 +175,7 @@ async fn a_task_from_the_form_completes_live_and_its_check_log_and_refusals_show
         if Instant::now() > deadline {
             panic!(
                 "the task did not show completed; the server says:\n{}",
-                served.task_dump().await
+                task_dump(&served).await
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

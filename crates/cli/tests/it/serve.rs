@@ -1,50 +1,13 @@
 //! `openloom serve`: start-up rules, graceful shutdown, and a task created over HTTP
 //! that the real OpenCode completes while `/api/events` reports it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
 
-use crate::common::{Run, Sandbox, wait_with_deadline};
-
-/// A running `openloom serve` and the address it printed.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Served {
-    fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Served {
-        let mut command = sandbox.command(&["serve", "--port", "0"]);
-        command.envs(extra_env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().expect("a banner line").expect("utf8");
-        let base = first
-            .strip_prefix("openloom: serving ")
-            .expect("banner names the URL")
-            .trim()
-            .to_owned();
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Served { child, base }
-    }
-
-    /// SIGTERM, then the exit status and stderr.
-    async fn stop(self) -> Run {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let child = self.child;
-        tokio::task::spawn_blocking(move || wait_with_deadline(child, Duration::from_secs(20)))
-            .await
-            .expect("join")
-    }
-}
+use crate::common::{Sandbox, Served};
 
 #[test]
 fn serve_refuses_a_public_address_without_a_token() {
@@ -61,7 +24,7 @@ fn serve_refuses_a_public_address_without_a_token() {
 #[tokio::test]
 async fn serve_answers_without_opencode_and_stops_gracefully_on_sigterm() {
     let sandbox = Sandbox::new();
-    let served = Served::start(&sandbox, &[]);
+    let served = Served::start(&sandbox, &[]).await;
     let client = reqwest::Client::new();
     let tasks: serde_json::Value = client
         .get(format!("{}/api/tasks", served.base))
@@ -93,7 +56,7 @@ async fn a_task_created_over_http_completes_and_the_event_stream_shows_it() {
 
     let mut sandbox = Sandbox::new();
     sandbox.opencode_url = env.opencode.base_url();
-    let served = Served::start(&sandbox, &[]);
+    let served = Served::start(&sandbox, &[]).await;
     let client = reqwest::Client::new();
 
     // Listen first, so no event is missed.
