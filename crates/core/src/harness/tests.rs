@@ -185,6 +185,19 @@ impl Fixture {
     }
 
     /// Makes the task due now and checks it.
+    /// A second harness over this fixture's agent and store (a restart, another
+    /// process), with the marker checker.
+    fn another_harness(&self, workspaces: WorkspacePolicy, config: HarnessConfig) -> Arc<Harness> {
+        harness_over(
+            self.agent.clone(),
+            self.store.clone(),
+            Arc::new(Markers),
+            EventBus::new(),
+            workspaces,
+            config,
+        )
+    }
+
     async fn check_due(&self, id: &TaskId) {
         let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
         self.store.update_task(id, &update, None).await.expect("make due");
@@ -498,14 +511,7 @@ async fn refusals_after_other_errors_get_the_whole_allowance() {
 async fn a_workspace_outside_the_roots_fails_at_start() {
     let f = fixture(MemoryAgent::replying(&[]));
     let allowed = tempfile_dir::Dir::new();
-    let harness = harness_over(
-        f.agent.clone(),
-        f.store.clone(),
-        Arc::new(Markers),
-        EventBus::new(),
-        WorkspacePolicy::within([allowed.0.clone()]),
-        test_config(),
-    );
+    let harness = f.another_harness(WorkspacePolicy::within([allowed.0.clone()]), test_config());
     let err = harness.add_task(three_steps(&f.workspace.path())).await.expect_err("refused");
     assert!(err.to_string().contains("outside the allowed roots"), "{err}");
 }
@@ -633,14 +639,7 @@ async fn restart_resumes_running_tasks_without_starting_them_again() {
     tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
 
     // A new harness over the same store and agent, as after a process restart.
-    let restarted = harness_over(
-        f.agent.clone(),
-        f.store.clone(),
-        Arc::new(Markers),
-        EventBus::new(),
-        WorkspacePolicy::any(),
-        test_config(),
-    );
+    let restarted = f.another_harness(WorkspacePolicy::any(), test_config());
     let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
     f.store.update_task(&id, &update, None).await.expect("due");
     restarted.tick().await.expect("tick");
@@ -704,14 +703,7 @@ async fn idle_hints_are_checked_by_the_run_loop_even_when_given_before_it_runs()
 #[tokio::test]
 async fn two_harnesses_sharing_a_store_never_drive_one_task_at_once() {
     let f = fixture(MemoryAgent::replying(&["STEP DONE: 1", "STEP DONE: 2"]));
-    let other = harness_over(
-        f.agent.clone(),
-        f.store.clone(),
-        Arc::new(Markers),
-        EventBus::new(),
-        WorkspacePolicy::any(),
-        test_config(),
-    );
+    let other = f.another_harness(WorkspacePolicy::any(), test_config());
     let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
     f.harness.tick().await.expect("the first harness starts it and holds it");
     let due = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
@@ -758,14 +750,7 @@ async fn run_stops_promptly_even_when_the_agent_server_hangs() {
         shutdown_grace: Duration::from_millis(200),
         ..test_config()
     };
-    let harness = harness_over(
-        f.agent.clone(),
-        f.store.clone(),
-        Arc::new(Markers),
-        EventBus::new(),
-        WorkspacePolicy::any(),
-        config,
-    );
+    let harness = f.another_harness(WorkspacePolicy::any(), config);
     let store = f.store.clone();
     let id = harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
