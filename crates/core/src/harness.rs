@@ -1097,10 +1097,15 @@ impl Harness {
                     None => events = None,
                 },
                 _ = heartbeat.tick() => {
-                    let until = after(Utc::now(), self.config.claim_ttl.as_secs());
-                    if let Err(error) = self.store.renew_claims(&self.owner, until).await {
-                        tracing::warn!(%error, "could not renew this harness's task claims");
-                    }
+                    // Beside the loop: a store locked by another process for a while
+                    // must not hold up events or the stop signal.
+                    let harness = Arc::clone(&self);
+                    running.spawn(async move {
+                        let until = after(Utc::now(), harness.config.claim_ttl.as_secs());
+                        if let Err(error) = harness.store.renew_claims(&harness.owner, until).await {
+                            tracing::warn!(%error, "could not renew this harness's task claims");
+                        }
+                    });
                 }
                 Some(session_id) = next_hint(&mut hints) => {
                     let harness = Arc::clone(&self);
