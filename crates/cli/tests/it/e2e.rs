@@ -112,16 +112,22 @@ async fn an_agent_asking_to_proceed_is_answered_and_continues() {
     assert_eq!(prompts_containing(&env, "Yes — proceed autonomously with step 1"), 1);
 }
 
-#[tokio::test]
-async fn opencode_restarting_mid_task_neither_fails_nor_duplicates_it() {
-    let launcher = require_opencode!();
-    let mut env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+/// The agent acknowledges the bootstrap, then reports the one step and the task done
+/// whenever the periodic check asks (however often that happens).
+fn answer_the_bootstrap_then_finish_when_checked(env: &E2e) {
     env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
     env.model.push_turn(
         Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
             .when_user_says("periodic check")
             .repeating(),
     );
+}
+
+#[tokio::test]
+async fn opencode_restarting_mid_task_neither_fails_nor_duplicates_it() {
+    let launcher = require_opencode!();
+    let mut env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    answer_the_bootstrap_then_finish_when_checked(&env);
     let sandbox = sandbox_for(&env);
     sandbox.write("spec.yaml", &spec(&env, "name: Survives restarts\ngoal: g\nsteps: [Do it]\n"));
     let child = start_watch(&sandbox, "spec.yaml");
@@ -150,12 +156,7 @@ async fn opencode_restarting_mid_task_neither_fails_nor_duplicates_it() {
 async fn a_second_watch_resumes_the_open_task_instead_of_starting_another() {
     let launcher = require_opencode!();
     let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
-    env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
-    env.model.push_turn(
-        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
-            .when_user_says("periodic check")
-            .repeating(),
-    );
+    answer_the_bootstrap_then_finish_when_checked(&env);
     let sandbox = sandbox_for(&env);
     sandbox.write("spec.yaml", &spec(&env, "name: Resumable\ngoal: g\nsteps: [Do it]\n"));
 
