@@ -5,10 +5,16 @@
 //! reference's wording and markers (`STEP DONE: n`, `TASK COMPLETE`); the reference
 //! injected its prompts module the same way. Keeping the words out of the core lets
 //! the core stay free of parsing and lets an embedder change the wording.
+//!
+//! It also words a task's [`Failure`] for the people who run the harness: the core
+//! knows what went wrong, the application knows which command or button helps (the
+//! `openloom` binary names its own commands and variables).
 
 use crate::agent::AgentMessage;
 use crate::check::{CheckOutcome, CheckResult};
+use crate::harness::Failure;
 use crate::spec::TaskSpec;
+use crate::task::TaskId;
 
 /// What the harness says to the agent, and how it reads the agent's state.
 pub trait Dialogue: Send + Sync {
@@ -45,4 +51,12 @@ pub trait Dialogue: Send + Sync {
     /// True when the messages show the agent still working (an unfinished reply or
     /// a running tool).
     fn is_busy(&self, messages: &[AgentMessage]) -> bool;
+
+    /// Words why task `task` failed for good, and what helps, for people (it becomes
+    /// the task's error and check-log entry). The default is the failure's own
+    /// neutral wording.
+    fn failure(&self, task: &TaskId, failure: &Failure) -> String {
+        let _ = task;
+        failure.to_string()
+    }
 }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod event;
 pub mod harness;
 pub mod memory_agent;
+mod memory_store;
 pub mod registry;
 pub mod source;
 pub mod spec;
@@ -40,13 +41,14 @@ pub use check::{
 pub use dialogue::Dialogue;
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
-pub use harness::{Harness, HarnessConfig, HarnessParts, Trigger};
+pub use harness::{Failure, Harness, HarnessConfig, HarnessParts, Trigger};
 pub use memory_agent::MemoryAgent;
 pub use registry::{Options, Registry};
 pub use source::Source;
 pub use spec::{CheckDefinition, Step, TaskSpec};
 pub use store::{
-    LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Store, StoredLogEntry, TaskQuery,
+    Guard, Lease, LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Rejection, Store,
+    StoredLogEntry, TaskQuery, WriteOutcome,
 };
 pub use task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
 pub use workspace::WorkspacePolicy;

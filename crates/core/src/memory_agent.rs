@@ -2,7 +2,8 @@
 //!
 //! Sessions and messages live in a map; each prompt is recorded as a user message
 //! and answered by a responder closure the test provides, as a finished assistant
-//! message. Failures can be queued to exercise the harness's error handling.
+//! message. With the `test-util` feature, failures can be queued to exercise the
+//! harness's error handling.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -73,11 +74,13 @@ impl MemoryAgent {
     }
 
     /// Makes the next call (of any kind except `health`) fail with `error`.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn fail_next(&self, error: Error) {
         self.lock().failures.push_back(error);
     }
 
     /// Makes the next `send_prompt` fail with `error` (after any `fail_next` ones).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn fail_next_prompt(&self, error: Error) {
         self.lock().prompt_failures.push_back(error);
     }
@@ -90,6 +93,7 @@ impl MemoryAgent {
 
     /// Makes every later `session_activity` call hang, as OpenCode does right after a
     /// restart (it accepts the connection and answers nothing).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn hang_statuses(&self) {
         self.lock().statuses_hang = true;
     }

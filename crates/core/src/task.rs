@@ -173,6 +173,12 @@ pub struct Task {
     /// Id of the newest message seen at the last check, to skip duplicate wake-ups.
     #[serde(default)]
     pub last_message_id: Option<String>,
+    /// Bumped by every write of this record (see [`Task::apply`]): a writer that
+    /// computed an update from revision `r` makes its write conditional on `r`
+    /// ([`crate::store::Guard`]), so a change that landed meanwhile is never
+    /// overwritten.
+    #[serde(default)]
+    pub revision: u64,
     /// When the task was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
@@ -203,12 +209,13 @@ impl Task {
             verification_rounds: 0,
             last_verification: None,
             last_message_id: None,
+            revision: 0,
             created_at: now,
             updated_at: now,
         }
     }
 
-    /// Applies an update in memory, as a store does on write.
+    /// Applies an update in memory, as a store does on write, and bumps the revision.
     pub fn apply(&mut self, update: &TaskUpdate, now: DateTime<Utc>) {
         let TaskUpdate {
             spec,
@@ -251,6 +258,7 @@ impl Task {
         set(&mut self.verification_rounds, verification_rounds);
         set(&mut self.last_verification, last_verification);
         set(&mut self.last_message_id, last_message_id);
+        self.revision = self.revision.saturating_add(1);
         self.updated_at = now;
     }
 }
@@ -329,6 +337,16 @@ impl CheckLogEntry {
             evidence: None,
         }
     }
+
+    /// True when `next` says exactly what this entry says (status, summary, detail and
+    /// evidence): a store records it as one more repeat of this entry instead of a new
+    /// row, so a session busy for ten hours leaves one line "×600", not 600 lines.
+    pub fn is_repeated_by(&self, next: &CheckLogEntry) -> bool {
+        self.status == next.status
+            && self.summary == next.summary
+            && self.detail == next.detail
+            && self.evidence == next.evidence
+    }
 }
 
 /// Keeps at most `max` bytes of `text`, dropping from the front on a char boundary.
@@ -378,11 +396,26 @@ mod tests {
             ..TaskUpdate::default()
         };
         task.apply(&update, now);
+        assert_eq!(task.revision, 1);
         assert_eq!(task.status, TaskStatus::Running);
         assert_eq!(task.error, None);
         assert_eq!(task.name, "n");
         assert!(TaskUpdate::default().is_empty());
         assert!(!update.is_empty());
+    }
+
+    #[test]
+    fn only_an_identical_entry_is_a_repeat() {
+        let now = Utc::now();
+        let busy = CheckLogEntry::new(now, TaskStatus::Running, "Agent is busy", "busy");
+        let later = CheckLogEntry { at: now + chrono::Duration::seconds(60), ..busy.clone() };
+        assert!(busy.is_repeated_by(&later), "the time of a repeat does not matter");
+        let other_detail = CheckLogEntry { detail: "retry".into(), ..busy.clone() };
+        let other_status = CheckLogEntry { status: TaskStatus::Waiting, ..busy.clone() };
+        let with_evidence = CheckLogEntry { evidence: Some(serde_json::json!({})), ..busy.clone() };
+        for different in [other_detail, other_status, with_evidence] {
+            assert!(!busy.is_repeated_by(&different), "{different:?}");
+        }
     }
 
     #[test]

@@ -614,7 +614,8 @@ function renderTaskBody() {
     fill(body, rows.length
       ? h('ol', { class: 'log', 'aria-label': 'Check log, newest first' }, rows.map((entry) => h('li', { class: 'log-entry' },
         h('div', { class: 'log-head' }, h('time', { class: 'mono small', datetime: entry.at, title: clock(entry.at), text: clock(entry.at) }), badge(entry.status),
-          h('span', { class: 'muted small', dataset: { ago: entry.at }, text: ago(entry.at) })),
+          h('span', { class: 'muted small', dataset: { ago: entry.at }, text: ago(entry.at) }),
+          entry.repeats > 1 ? h('span', { class: 'muted small', title: entry.last_at ? clock(entry.last_at) : '', text: `×${num(entry.repeats)}${entry.last_at ? `, last ${clock(entry.last_at)}` : ''}` }) : null),
         h('div', { class: 'pre', text: entry.summary || '' }),
         entry.detail || entry.evidence ? h('details', { class: 'evidence' }, h('summary', { text: 'Evidence' }),
           entry.detail ? h('pre', { text: entry.detail }) : null,

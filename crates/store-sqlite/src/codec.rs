@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 pub(crate) const TASK_COLUMNS: &str = "id, name, spec_json, workspace, status, current_step, \
      completed_steps_json, idle_checks, progress, check_interval_seconds, session_ids_json, \
      active_session_id, last_check_at, next_check_at, last_summary, error, consecutive_errors, \
-     verification_rounds, last_verification_json, last_message_id, created_at, updated_at";
+     verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision";
 
 /// A task's columns encoded for binding, in [`TASK_COLUMNS`] order.
 pub(crate) struct TaskRow {
@@ -46,6 +46,7 @@ pub(crate) struct TaskRow {
     pub last_message_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    pub revision: i64,
 }
 
 impl TaskRow {
@@ -74,6 +75,7 @@ impl TaskRow {
             last_message_id: task.last_message_id.clone(),
             created_at: timestamp(&task.created_at)?,
             updated_at: timestamp(&task.updated_at)?,
+            revision: int("revision", task.revision)?,
         })
     }
 
@@ -105,6 +107,7 @@ impl TaskRow {
             .bind(self.last_message_id)
             .bind(self.created_at)
             .bind(self.updated_at)
+            .bind(self.revision)
     }
 }
 
@@ -167,11 +170,13 @@ fn decode_task(d: &Decoder<'_>, id: &str) -> Result<Task> {
         last_message_id: d.get("last_message_id")?,
         created_at: d.time("created_at")?,
         updated_at: d.time("updated_at")?,
+        revision: d.unsigned("revision")?,
     })
 }
 
 /// The check-log columns, in the order [`log_entry_from_row`] reads.
-pub(crate) const LOG_COLUMNS: &str = "seq, at, status, summary, detail, evidence_json";
+pub(crate) const LOG_COLUMNS: &str =
+    "seq, at, status, summary, detail, evidence_json, repeats, last_at";
 
 /// Reads a check-log row selected with [`LOG_COLUMNS`].
 pub(crate) fn log_entry_from_row(path: &Path, row: &SqliteRow) -> Result<StoredLogEntry> {
@@ -190,6 +195,8 @@ pub(crate) fn log_entry_from_row(path: &Path, row: &SqliteRow) -> Result<StoredL
             detail: d.get("detail")?,
             evidence,
         },
+        repeats: d.unsigned("repeats")?,
+        last_at: d.optional_time("last_at")?,
     })
 }
 

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
-    CheckLogEntry, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task, TaskId, TaskQuery,
-    TaskStatus, TaskUpdate,
+    CheckLogEntry, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task,
+    TaskId, TaskQuery, TaskStatus, TaskUpdate, WriteOutcome,
 };
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Sqlite, Transaction};
@@ -97,6 +97,28 @@ impl SqliteStore {
             .await
             .map_err(|e| self.fail(e))?
             .ok_or_else(|| not_found(id))
+    }
+
+    /// The claim on task `id` that is valid at `now` (an encoded timestamp), if any.
+    async fn valid_claim(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &TaskId,
+        now: &str,
+    ) -> Result<Option<Lease>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT owner, epoch FROM task_claims WHERE task_id = ? AND until > ?")
+                .bind(id.as_str())
+                .bind(now)
+                .fetch_optional(conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+        row.map(|(owner, epoch)| {
+            u64::try_from(epoch)
+                .map(|epoch| Lease { owner, epoch })
+                .map_err(|_| Error::decode(&self.path, "task_claims.epoch", epoch).into())
+        })
+        .transpose()
     }
 
     /// Up to `limit` readable tasks from `sql`, a task `SELECT` whose last two
@@ -259,33 +281,79 @@ async fn insert_log(
     id: &TaskId,
     entries: &[CheckLogEntry],
 ) -> Result<()> {
-    for chunk in entries.chunks(LOG_ROWS_PER_INSERT) {
+    // Exact repeats in a row become one row with a count (see `StoredLogEntry`):
+    // first within the batch, then the batch's first entry against the stored last.
+    let mut runs: Vec<Run> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry = CheckLogEntry {
+            detail: truncate_tail(entry.detail.clone(), CheckLogEntry::MAX_DETAIL_BYTES),
+            ..entry.clone()
+        };
+        match runs.last_mut() {
+            Some(run) if run.entry.is_repeated_by(&entry) => run.repeat(entry.at),
+            _ => runs.push(Run { entry, repeats: 1, last_at: None }),
+        }
+    }
+    let Some(first) = runs.first() else { return Ok(()) };
+    let sql =
+        format!("SELECT {LOG_COLUMNS} FROM check_log WHERE task_id = ? ORDER BY seq DESC LIMIT 1");
+    let last = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *conn).await.at(path)?;
+    let last = last.map(|row| codec::log_entry_from_row(path, &row)).transpose()?;
+    if let Some(last) = last.filter(|last| last.entry.is_repeated_by(&first.entry)) {
+        let last_at = first.last_at.unwrap_or(first.entry.at);
+        sqlx::query("UPDATE check_log SET repeats = repeats + ?, last_at = ? WHERE seq = ?")
+            .bind(i64::from(first.repeats))
+            .bind(codec::timestamp(&last_at)?)
+            .bind(last.seq)
+            .execute(&mut *conn)
+            .await
+            .at(path)?;
+        runs.remove(0);
+    }
+    for chunk in runs.chunks(LOG_ROWS_PER_INSERT) {
         let mut encoded = Vec::with_capacity(chunk.len());
-        for entry in chunk {
+        for run in chunk {
             let evidence =
-                entry.evidence.as_ref().map(serde_json::to_string).transpose().map_err(|e| {
-                    openloom_core::Error::Invalid(format!("evidence is not JSON: {e}"))
-                })?;
-            let detail = truncate_tail(entry.detail.clone(), CheckLogEntry::MAX_DETAIL_BYTES);
-            encoded.push((codec::timestamp(&entry.at)?, entry, detail, evidence));
+                run.entry.evidence.as_ref().map(serde_json::to_string).transpose().map_err(
+                    |e| openloom_core::Error::Invalid(format!("evidence is not JSON: {e}")),
+                )?;
+            let last_at = run.last_at.as_ref().map(codec::timestamp).transpose()?;
+            encoded.push((codec::timestamp(&run.entry.at)?, run, evidence, last_at));
         }
         let sql = format!(
-            "INSERT INTO check_log (task_id, at, status, summary, detail, evidence_json) VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            "INSERT INTO check_log \
+             (task_id, at, status, summary, detail, evidence_json, repeats, last_at) VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for (at, entry, detail, evidence) in encoded {
+        for (at, run, evidence, last_at) in encoded {
             query = query
                 .bind(id.as_str())
                 .bind(at)
-                .bind(entry.status.as_str())
-                .bind(&entry.summary)
-                .bind(detail)
-                .bind(evidence);
+                .bind(run.entry.status.as_str())
+                .bind(&run.entry.summary)
+                .bind(&run.entry.detail)
+                .bind(evidence)
+                .bind(i64::from(run.repeats))
+                .bind(last_at);
         }
         query.execute(&mut *conn).await.at(path)?;
     }
     Ok(())
+}
+
+/// A check-log entry and how many times it was written in a row.
+struct Run {
+    entry: CheckLogEntry,
+    repeats: u32,
+    last_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    fn repeat(&mut self, at: DateTime<Utc>) {
+        self.repeats = self.repeats.saturating_add(1);
+        self.last_at = Some(at);
+    }
 }
 
 #[async_trait]
@@ -303,21 +371,24 @@ impl Store for SqliteStore {
         }
         let sql = format!(
             "INSERT INTO tasks ({TASK_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         row.bind(sqlx::query(&sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
         tx.commit().await
     }
 
-    async fn update_task(
+    async fn write_task(
         &self,
         id: &TaskId,
         update: &TaskUpdate,
         log: Option<&CheckLogEntry>,
-    ) -> Result<StoreVersion> {
+        guard: &Guard,
+    ) -> Result<WriteOutcome> {
+        let now = Utc::now();
         let mut tx = self.begin_write().await?;
-        // Read-modify-write under the write lock, with core's own `Task::apply`, so
-        // partial updates mean exactly what they mean in the memory store.
+        // Read-modify-write under the write lock, with core's own `Task::apply` and
+        // `Guard::check`, so partial updates and guards mean exactly what they mean in
+        // the memory store.
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
         let row = sqlx::query(&sql)
             .bind(id.as_str())
@@ -326,22 +397,33 @@ impl Store for SqliteStore {
             .map_err(|e| self.fail(e))?
             .ok_or_else(|| not_found(id))?;
         let mut task = codec::task_from_row(&self.path, &row)?;
-        task.apply(update, Utc::now());
+        let held = match &guard.lease {
+            Some(_) => self.valid_claim(tx.conn(), id, &codec::timestamp(&now)?).await?,
+            None => None,
+        };
+        if let Some(rejection) = guard.check(&task, held.as_ref()) {
+            // Dropping the transaction rolls it back: nothing was written.
+            return Ok(WriteOutcome::Rejected(rejection));
+        }
+        task.apply(update, now);
         if let Some(entry) = log {
             task.last_summary = Some(entry.summary.clone());
         }
+        let revision = task.revision;
         let encoded = TaskRow::encode(&task)?;
         let update_sql = "UPDATE tasks SET name = ?2, spec_json = ?3, workspace = ?4, status = ?5, \
              current_step = ?6, completed_steps_json = ?7, idle_checks = ?8, progress = ?9, \
              check_interval_seconds = ?10, session_ids_json = ?11, active_session_id = ?12, \
              last_check_at = ?13, next_check_at = ?14, last_summary = ?15, error = ?16, \
              consecutive_errors = ?17, verification_rounds = ?18, last_verification_json = ?19, \
-             last_message_id = ?20, created_at = ?21, updated_at = ?22 WHERE id = ?1";
+             last_message_id = ?20, created_at = ?21, updated_at = ?22, revision = ?23 \
+             WHERE id = ?1";
         encoded.bind(sqlx::query(update_sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
         if let Some(entry) = log {
             insert_log(tx.conn(), &self.path, id, std::slice::from_ref(entry)).await?;
         }
-        tx.commit().await
+        let version = tx.commit().await?;
+        Ok(WriteOutcome::Written { version, revision })
     }
 
     async fn get_task(&self, id: &TaskId) -> Result<Option<Task>> {
@@ -410,36 +492,64 @@ impl Store for SqliteStore {
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool> {
+    ) -> Result<Option<Lease>> {
         let now = codec::timestamp(&now)?;
         let until = codec::timestamp(&until)?;
         let mut tx = self.begin_write().await?;
         self.require_seq(tx.conn(), id).await?;
-        // Inserted when unclaimed; taken over when ours or expired; else untouched.
-        let claimed = sqlx::query(
-            "INSERT INTO task_claims (task_id, owner, until) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (task_id) DO UPDATE SET owner = excluded.owner, until = excluded.until \
-             WHERE task_claims.owner = excluded.owner OR task_claims.until <= ?4",
-        )
-        .bind(id.as_str())
-        .bind(owner)
-        .bind(&until)
-        .bind(&now)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| self.fail(e))?
-        .rows_affected()
-            == 1;
+        let lease = match self.valid_claim(tx.conn(), id, &now).await? {
+            Some(held) if held.owner != owner => None,
+            Some(held) => {
+                sqlx::query("UPDATE task_claims SET until = ? WHERE task_id = ?")
+                    .bind(&until)
+                    .bind(id.as_str())
+                    .execute(tx.conn())
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                Some(held)
+            }
+            None => {
+                // Taken anew: one more than any epoch the task's claims ever had,
+                // released ones included (`task_epochs`).
+                let epoch: i64 = sqlx::query_scalar(
+                    "SELECT MAX(COALESCE((SELECT epoch FROM task_claims WHERE task_id = ?1), 0), \
+                            COALESCE((SELECT epoch FROM task_epochs WHERE task_id = ?1), 0)) + 1",
+                )
+                .bind(id.as_str())
+                .fetch_one(tx.conn())
+                .await
+                .map_err(|e| self.fail(e))?;
+                sqlx::query(
+                    "INSERT INTO task_claims (task_id, owner, until, epoch) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (task_id) DO UPDATE SET owner = excluded.owner, \
+                     until = excluded.until, epoch = excluded.epoch",
+                )
+                .bind(id.as_str())
+                .bind(owner)
+                .bind(&until)
+                .bind(epoch)
+                .execute(tx.conn())
+                .await
+                .map_err(|e| self.fail(e))?;
+                let epoch = u64::try_from(epoch)
+                    .map_err(|_| Error::decode(&self.path, "task_claims.epoch", epoch))?;
+                Some(Lease { owner: owner.to_owned(), epoch })
+            }
+        };
         tx.commit_unversioned().await?;
-        Ok(claimed)
+        Ok(lease)
     }
 
     async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        let now = codec::timestamp(&Utc::now())?;
         let until = codec::timestamp(&until)?;
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE task_claims SET until = ? WHERE owner = ?")
+        // An expired claim stays expired: another harness may have checked its task
+        // meanwhile, and a new claim gets a new epoch.
+        sqlx::query("UPDATE task_claims SET until = ? WHERE owner = ? AND until > ?")
             .bind(&until)
             .bind(owner)
+            .bind(&now)
             .execute(tx.conn())
             .await
             .map_err(|e| self.fail(e))?;
@@ -448,6 +558,16 @@ impl Store for SqliteStore {
 
     async fn release_claims(&self, owner: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        // The epochs outlive the claims, so a claim taken later never repeats one.
+        sqlx::query(
+            "INSERT INTO task_epochs (task_id, epoch) \
+             SELECT task_id, epoch FROM task_claims WHERE owner = ?1 \
+             ON CONFLICT (task_id) DO UPDATE SET epoch = MAX(task_epochs.epoch, excluded.epoch)",
+        )
+        .bind(owner)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| self.fail(e))?;
         sqlx::query("DELETE FROM task_claims WHERE owner = ?")
             .bind(owner)
             .execute(tx.conn())

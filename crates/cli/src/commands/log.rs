@@ -38,16 +38,32 @@ pub async fn run(settings: &Settings, prefix: &str, json: bool, limit: usize) ->
     for stored in &entries {
         let entry = &stored.entry;
         println!(
-            "{}  {:<9}  {}",
+            "{}  {:<9}  {}{}",
             entry.at.format("%Y-%m-%d %H:%M:%S"),
             entry.status.as_str(),
-            entry.summary
+            entry.summary,
+            repeats(stored)
         );
         if let Some(evidence) = &entry.evidence {
             print_evidence(evidence);
         }
     }
     Ok(exit::OK)
+}
+
+/// How often an entry was written in a row, when more than once: "  (×600, last 14:02)".
+fn repeats(stored: &openloom_core::StoredLogEntry) -> String {
+    match stored.last_at {
+        Some(last) if stored.repeats > 1 => {
+            let format = if last.date_naive() == stored.entry.at.date_naive() {
+                "%H:%M"
+            } else {
+                "%Y-%m-%d %H:%M"
+            };
+            format!("  (×{}, last {})", stored.repeats, last.format(format))
+        }
+        _ => String::new(),
+    }
 }
 
 /// Prints verification evidence: one line per check, with the failing output tail.
@@ -106,5 +122,25 @@ pub async fn resolve_prefix(store: &dyn Store, prefix: &str) -> Result<Task> {
                 ),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+    use openloom_core::{CheckLogEntry, StoredLogEntry, TaskStatus};
+
+    use super::repeats;
+
+    #[test]
+    fn repeated_entries_show_their_count_and_last_time() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 2, 4, 2, 0).single().expect("valid");
+        let entry = CheckLogEntry::new(at, TaskStatus::Running, "Agent is busy", "busy");
+        let once = StoredLogEntry { seq: 1, entry: entry.clone(), repeats: 1, last_at: None };
+        assert_eq!(repeats(&once), "");
+        let many = StoredLogEntry { repeats: 600, last_at: Some(at + Duration::hours(10)), ..once };
+        assert_eq!(repeats(&many), "  (×600, last 14:02)");
+        let next_day = StoredLogEntry { last_at: Some(at + Duration::days(1)), ..many };
+        assert_eq!(repeats(&next_day), "  (×600, last 2026-01-03 04:02)");
     }
 }

@@ -8,6 +8,7 @@ mod serve;
 mod status;
 mod verify;
 mod watch;
+mod words;
 
 use anyhow::{Context, Result};
 

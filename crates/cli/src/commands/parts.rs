@@ -9,9 +9,10 @@ use openloom_core::{
     Checker, EventBus, Harness, HarnessParts, Health, Options, Registry, Store, TaskSpec,
 };
 use openloom_opencode::{OpencodeClient, Secret};
-use openloom_prompts::{MarkerChecker, ReferenceDialogue};
+use openloom_prompts::MarkerChecker;
 use openloom_store_sqlite::SqliteStore;
 
+use crate::commands::words::CliDialogue;
 use crate::config::Settings;
 use crate::exit::{self, coded};
 
@@ -77,7 +78,7 @@ pub fn registry() -> Registry {
 }
 
 /// The harness with the built-in parts: markers verified by the spec's checks, the
-/// reference's wording, and the settings' workspace policy.
+/// reference's wording with failures in the binary's words, and the settings' workspace policy.
 pub fn harness(
     settings: &Settings,
     store: Arc<dyn Store>,
@@ -97,7 +98,7 @@ pub fn harness(
         agent: client,
         store,
         checker,
-        dialogue: Arc::new(ReferenceDialogue),
+        dialogue: Arc::new(CliDialogue),
         bus,
         workspaces: settings.workspace_policy(),
     }))

@@ -6,11 +6,16 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::*;
-use crate::agent::{AgentMessage, Role};
-use crate::check::{CheckOutcome, CheckResult, Verification};
+use crate::agent::{AgentEvent, AgentMessage, Role, SessionActivity, SessionRef};
+use crate::check::{
+    CheckContext, CheckOutcome, CheckResult, Checker, Verification, VerificationScope,
+};
+use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::memory_agent::MemoryAgent;
 use crate::spec::Step;
 use crate::store::{LogQuery, MemoryStore};
+use crate::task::{TaskStatus, TaskUpdate};
 
 /// Reads the reference's markers, without the prompts crate.
 struct Markers;
@@ -71,7 +76,7 @@ impl Checker for Verifying {
 }
 
 /// Plain prompts that name what they are, so tests can tell them apart.
-struct Words;
+pub(super) struct Words;
 
 impl Dialogue for Words {
     fn bootstrap(&self, spec: &TaskSpec, step: usize) -> String {
@@ -103,6 +108,14 @@ impl Dialogue for Words {
             .rev()
             .find(|m| m.role == Role::Assistant)
             .is_some_and(|m| m.completed_at.is_none())
+    }
+    fn failure(&self, task: &TaskId, failure: &Failure) -> String {
+        match failure {
+            Failure::CredentialsRefused { refusals, .. } => {
+                format!("WORDED {task}: {refusals} refusals")
+            }
+            other => other.to_string(),
+        }
     }
 }
 
@@ -461,7 +474,9 @@ async fn refused_credentials_fail_only_after_the_limit() {
         let expected = if attempt < 5 { TaskStatus::Waiting } else { TaskStatus::Failed };
         assert_eq!(status, expected, "attempt {attempt}");
     }
-    assert!(f.task(&id).await.error.expect("error").contains("OPENLOOM_OPENCODE_PASSWORD"));
+    // The application words the failure (here the test's `Words`), not the core.
+    let error = f.task(&id).await.error.expect("error");
+    assert_eq!(error, format!("WORDED {id}: 5 refusals"));
 }
 
 #[tokio::test]

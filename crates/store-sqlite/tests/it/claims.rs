@@ -17,22 +17,26 @@ async fn a_claim_is_exclusive_until_it_expires_or_is_released() {
     let version = serve.store_version().await.expect("version");
 
     let minute = now + Duration::seconds(60);
-    assert!(serve.claim_task(&id, "serve", now, minute).await.expect("claim"));
-    assert!(!watch.claim_task(&id, "watch", now, minute).await.expect("held elsewhere"));
-    assert!(serve.claim_task(&id, "serve", now, minute).await.expect("renewed by its owner"));
+    let first = serve.claim_task(&id, "serve", now, minute).await.expect("claim").expect("granted");
+    assert_eq!(first.epoch, 1);
+    assert_eq!(watch.claim_task(&id, "watch", now, minute).await.expect("held elsewhere"), None);
+    let renewed = serve.claim_task(&id, "serve", now, minute).await.expect("renewed by its owner");
+    assert_eq!(renewed, Some(first.clone()), "a renewal keeps the epoch");
 
     // Renewed past the other's clock, the claim still holds; expired, it is taken over.
     let later = now + Duration::seconds(90);
     serve.renew_claims("serve", later + Duration::seconds(60)).await.expect("renew");
-    assert!(!watch.claim_task(&id, "watch", later, later).await.expect("renewed claim"));
+    assert_eq!(watch.claim_task(&id, "watch", later, later).await.expect("renewed claim"), None);
     let much_later = later + Duration::seconds(61);
     let watch_until = much_later + Duration::seconds(60);
-    assert!(watch.claim_task(&id, "watch", much_later, watch_until).await.expect("expired"));
-    assert!(!serve.claim_task(&id, "serve", much_later, much_later).await.expect("lost"));
+    let taken = watch.claim_task(&id, "watch", much_later, watch_until).await.expect("expired");
+    assert_eq!(taken.map(|l| l.epoch), Some(2), "taken over: a new epoch");
+    assert_eq!(serve.claim_task(&id, "serve", much_later, much_later).await.expect("lost"), None);
 
     // Released, it is free at once.
     watch.release_claims("watch").await.expect("release");
-    assert!(serve.claim_task(&id, "serve", now, minute).await.expect("free again"));
+    let again = serve.claim_task(&id, "serve", now, minute).await.expect("free again");
+    assert_eq!(again.map(|l| l.epoch), Some(3), "a released epoch is never given again");
 
     assert_eq!(serve.store_version().await.expect("version"), version, "claims are no data");
 }
@@ -48,8 +52,9 @@ async fn claims_need_the_task_and_go_with_it() {
 
     store.create_task(&common::task("task_a", now)).await.expect("create");
     let id = TaskId::from("task_a");
-    assert!(store.claim_task(&id, "a", now, later).await.expect("claim"));
+    assert!(store.claim_task(&id, "a", now, later).await.expect("claim").is_some());
     store.delete_task(&id).await.expect("delete");
     store.create_task(&common::task("task_a", now)).await.expect("create again");
-    assert!(store.claim_task(&id, "b", now, later).await.expect("the old claim went with it"));
+    let fresh = store.claim_task(&id, "b", now, later).await.expect("the old claim went with it");
+    assert_eq!(fresh.map(|l| l.epoch), Some(1), "epochs go with the task");
 }

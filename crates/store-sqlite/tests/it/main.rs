@@ -12,5 +12,6 @@ mod damaged;
 mod failures;
 mod parity;
 mod queries;
+mod race;
 mod schema;
 mod workspaces;

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use openloom_core::{
-    CheckLogEntry, LogQuery, MemoryStore, Store, TaskId, TaskQuery, TaskStatus, TaskUpdate,
+    CheckLogEntry, Guard, Lease, LogQuery, MemoryStore, Store, TaskId, TaskQuery, TaskStatus,
+    TaskUpdate,
 };
 use serde_json::{Value, json};
 
@@ -45,6 +46,22 @@ fn error_kind(err: &openloom_core::Error) -> String {
         openloom_core::Error::Invalid(_) => "invalid".into(),
         other => format!("unexpected: {other}"),
     }
+}
+
+/// A guarded write of a small update, its outcome as text.
+async fn guarded_write(
+    store: &dyn Store,
+    id: &TaskId,
+    guard: Guard,
+    entry: &CheckLogEntry,
+) -> openloom_core::Result<String> {
+    let update = TaskUpdate { current_step: Some(1), ..TaskUpdate::default() };
+    store.write_task(id, &update, Some(entry), &guard).await.map(|outcome| format!("{outcome:?}"))
+}
+
+/// An error's kind, for recording a borrowed result.
+fn clone_kind(err: &openloom_core::Error) -> openloom_core::Error {
+    openloom_core::Error::Invalid(error_kind(err))
 }
 
 fn ids(
@@ -157,6 +174,53 @@ async fn scenario(store: &dyn Store) -> Vec<Value> {
     record(&mut out, "get updated", store.get_task(&a).await);
     record(&mut out, "get missing", store.get_task(&TaskId::from("task_x")).await);
 
+    // Guarded writes: the revision and the lease are checked inside the write. A
+    // lease is valid by the wall clock when written, so these claims last an hour
+    // from now, whatever the scenario's fixed time.
+    let c = TaskId::from("task_003");
+    let wall = Utc::now();
+    let hour = wall + Duration::hours(1);
+    let first = store.claim_task(&c, "h1", wall, hour).await;
+    record(&mut out, "claim c", first.as_ref().map(Clone::clone).map_err(clone_kind));
+    let lease = first.ok().flatten().expect("a free task is claimed");
+    record(&mut out, "claim c elsewhere", store.claim_task(&c, "h2", wall, hour).await);
+    record(&mut out, "renew claim c", store.claim_task(&c, "h1", wall, hour).await);
+    let guarded = Guard::at_revision(0).holding(lease.clone());
+    let guarded_entry = entry("guarded");
+    let write = |guard: Guard| guarded_write(store, &c, guard, &guarded_entry);
+    record(&mut out, "guarded write", write(guarded.clone()).await);
+    record(&mut out, "stale revision", write(guarded).await);
+    let forged = Lease { owner: "h1".into(), epoch: 7 };
+    record(&mut out, "forged lease", write(Guard::at_revision(1).holding(forged)).await);
+    let expired = hour + Duration::seconds(1);
+    record(
+        &mut out,
+        "take expired",
+        store.claim_task(&c, "h2", expired, expired + Duration::hours(1)).await,
+    );
+    record(&mut out, "lost lease", write(Guard::at_revision(1).holding(lease)).await);
+    record(&mut out, "release h2", store.release_claims("h2").await);
+    record(&mut out, "claim after release", store.claim_task(&c, "h1", wall, hour).await);
+    record(&mut out, "unguarded", write(Guard::none()).await);
+    record(&mut out, "get guarded", store.get_task(&c).await);
+
+    // Exact repeats in a row are one log entry with a count.
+    let d = TaskId::from("task_004");
+    let busy = CheckLogEntry::new(now, TaskStatus::Running, "Agent is busy", "busy");
+    let busy_later = CheckLogEntry { at: now + Duration::seconds(60), ..busy.clone() };
+    record(
+        &mut out,
+        "append repeats",
+        store.append_check_log(&d, &[busy.clone(), busy.clone()]).await,
+    );
+    record(
+        &mut out,
+        "update repeat",
+        store.update_task(&d, &TaskUpdate::default(), Some(&busy_later)).await,
+    );
+    record(&mut out, "append different", store.append_check_log(&d, &[entry("other"), busy]).await);
+    record(&mut out, "log d", store.check_log(&d, &LogQuery::default()).await);
+
     let b = TaskId::from("task_002");
     let batch: Vec<CheckLogEntry> = (0..5).map(|n| entry(&format!("check {n}"))).collect();
     record(&mut out, "append to b", store.append_check_log(&b, &batch).await);
@@ -226,6 +290,10 @@ async fn the_sqlite_store_behaves_like_the_memory_store() {
     // The scenario exercised real errors, not only successes.
     let text = serde_json::to_string(&actual).expect("serializes");
     assert!(text.contains("not found: task task_x") && text.contains("conflict"));
+    // ... and guards that refused, and repeats that were counted.
+    for shown in ["Rejected(Changed", "Rejected(LeaseLost", "\"repeats\":3", "\"epoch\":3"] {
+        assert!(text.contains(shown), "{shown} missing from the transcript");
+    }
 }
 
 #[tokio::test]

@@ -40,7 +40,9 @@ async fn deleting_a_task_deletes_its_log_rows() {
     let now = Utc::now();
     for id in ["task_a", "task_b"] {
         store.create_task(&common::task(id, now)).await.expect("create");
-        let entries = vec![CheckLogEntry::new(now, TaskStatus::Running, "x", ""); 3];
+        let entries: Vec<_> = (0..3)
+            .map(|n| CheckLogEntry::new(now, TaskStatus::Running, format!("x{n}"), ""))
+            .collect();
         store.append_check_log(&TaskId::from(id), &entries).await.expect("append");
     }
     store.delete_task(&TaskId::from("task_a")).await.expect("delete");

@@ -3,6 +3,8 @@
 use openloom_core::Store;
 use openloom_store_sqlite::{Error, SqliteStore};
 
+use openloom_core::TaskStatus;
+
 use crate::common;
 
 const FUTURE: i64 = 99_990_101_000_000;
@@ -76,7 +78,7 @@ async fn reopening_a_current_database_applies_nothing_new() {
             .fetch_all(store.pool())
             .await
             .expect("migrations");
-    assert_eq!(applied, vec![1, 2]);
+    assert_eq!(applied, vec![1, 2, 3]);
     let pragmas: (String, i64, i64) = sqlx::query_as(
         "SELECT (SELECT journal_mode FROM pragma_journal_mode), \
                 (SELECT foreign_keys FROM pragma_foreign_keys), \
@@ -137,24 +139,42 @@ async fn an_empty_file_becomes_a_store() {
 }
 
 #[tokio::test]
-async fn a_version_1_database_gains_task_claims_and_keeps_its_tasks() {
+async fn a_version_1_database_gains_claims_and_guarded_writes_and_keeps_its_tasks() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = common::db_path(dir.path());
     let now = chrono::Utc::now();
     {
-        // What OpenLoom before claims left behind: schema 1 and a task.
+        // What OpenLoom before claims left behind: schema 1, a task and its log.
         let store = common::open(&path).await;
         store.create_task(&common::task("task_old", now)).await.expect("create");
-        sqlx::query("DROP TABLE task_claims").execute(store.pool()).await.expect("drop");
-        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 2")
-            .execute(store.pool())
-            .await
-            .expect("forget");
+        let entry = openloom_core::CheckLogEntry::new(now, TaskStatus::Running, "busy", "");
+        let id = openloom_core::TaskId::from("task_old");
+        store.append_check_log(&id, &[entry]).await.expect("log");
+        for undo in [
+            "DROP TABLE task_epochs",
+            "DROP TABLE task_claims",
+            "ALTER TABLE tasks DROP COLUMN revision",
+            "ALTER TABLE check_log DROP COLUMN repeats",
+            "ALTER TABLE check_log DROP COLUMN last_at",
+            "DELETE FROM _sqlx_migrations WHERE version >= 2",
+        ] {
+            sqlx::query(undo).execute(store.pool()).await.expect(undo);
+        }
         store.close().await;
     }
     let store = common::open(&path).await;
     let id = openloom_core::TaskId::from("task_old");
-    assert!(store.get_task(&id).await.expect("read").is_some(), "the task survived");
+    let task = store.get_task(&id).await.expect("read").expect("the task survived");
+    assert_eq!(task.revision, 0);
     let later = now + chrono::Duration::seconds(60);
-    assert!(store.claim_task(&id, "harness", now, later).await.expect("claims work"));
+    let lease = store.claim_task(&id, "harness", now, later).await.expect("claims work");
+    assert_eq!(lease.map(|l| l.epoch), Some(1));
+    let guard = openloom_core::Guard::at_revision(0);
+    let written = store
+        .write_task(&id, &openloom_core::TaskUpdate::default(), None, &guard)
+        .await
+        .expect("guarded writes work");
+    assert!(matches!(written, openloom_core::WriteOutcome::Written { revision: 1, .. }));
+    let log = store.check_log(&id, &openloom_core::LogQuery::default()).await.expect("log");
+    assert_eq!((log.len(), log[0].repeats), (1, 1), "old entries count once");
 }

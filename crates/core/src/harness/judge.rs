@@ -1,0 +1,263 @@
+//! The judgement of a check: what the session shows and what to do about it.
+//!
+//! Pure functions of the task, what the session shows ([`Observation`]), the
+//! checker's result and the time; the wording comes from the [`Dialogue`], which
+//! only words. The harness gathers the inputs, calls these, and carries out the
+//! [`Verdict`] (sends its nudge, writes it, announces it). The decision table is
+//! unit-tested directly in `judge/tests.rs`.
+
+use chrono::{DateTime, Utc};
+
+use crate::agent::{AgentMessage, Role, SessionActivity};
+use crate::check::{CheckResult, VerificationScope};
+use crate::dialogue::Dialogue;
+use crate::event::EventPayload;
+use crate::harness::failure::Failure;
+use crate::harness::{Trigger, after};
+use crate::spec::DEFAULT_MAX_VERIFICATION_ROUNDS;
+use crate::task::{CheckLogEntry, Task, TaskStatus, TaskUpdate};
+
+/// Shortest wait before a busy or waiting task is looked at again on schedule.
+pub(crate) const MIN_RECHECK_SECONDS: u64 = 10;
+
+/// How long a prompt without an answer counts as "the agent is about to answer".
+/// Longer than that, the answer is taken as lost and the task is judged as it is.
+const REPLY_GRACE: chrono::Duration = chrono::Duration::seconds(120);
+
+/// What a check saw of the task's session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observation<'a> {
+    /// The session's newest messages, oldest first.
+    pub messages: &'a [AgentMessage],
+    /// What the agent server says the session is doing.
+    pub activity: &'a SessionActivity,
+    /// Why the check runs.
+    pub trigger: Trigger,
+    /// When the check runs.
+    pub now: DateTime<Utc>,
+}
+
+/// What a check decided, to be carried out by the harness.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Verdict {
+    /// The task's new state.
+    pub update: TaskUpdate,
+    /// Its check-log entry.
+    pub log: CheckLogEntry,
+    /// What to announce once written.
+    pub events: Vec<EventPayload>,
+    /// A prompt to send the agent before writing.
+    pub nudge: Option<String>,
+    /// True when the transcript was judged (not a busy or waiting note): only then
+    /// is its newest message "seen".
+    pub judged: bool,
+}
+
+/// The first look: can the transcript be judged now?
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Triage {
+    /// Nothing to record (an event-triggered check that found nothing new to judge).
+    Skip,
+    /// Record this note without asking the checker (busy, awaiting a reply, retrying).
+    Note(Box<Verdict>),
+    /// The session is idle with an answer to judge: run the checker, then [`judge`].
+    Judge,
+}
+
+/// Decides whether the checker should look at the session now.
+pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) -> Triage {
+    if awaiting_reply(seen.messages, seen.now) {
+        // Our last prompt has no answer yet; OpenCode may not even report the
+        // session busy so soon. Judging the old transcript now would verify (or
+        // nudge) the same claim twice, so wait for the answer.
+        if seen.trigger == Trigger::Event {
+            return Triage::Skip;
+        }
+        let summary = "Prompt sent; waiting for the agent to answer";
+        return note(task, TaskStatus::Running, summary, "awaiting reply", 0, seen.now);
+    }
+    if *seen.activity == SessionActivity::Busy || words.is_busy(seen.messages) {
+        return note(task, TaskStatus::Running, "Agent is busy", "busy", 0, seen.now);
+    }
+    if let SessionActivity::Retry { attempt, message } = seen.activity {
+        let summary = format!("Provider is retrying (attempt {attempt}): {message}");
+        return note(task, TaskStatus::Waiting, &summary, "retry", task.idle_checks, seen.now);
+    }
+    Triage::Judge
+}
+
+/// Judges an idle session's transcript with the checker's `result`. `None` means
+/// nothing to record (woken by an event with nothing new to say).
+pub(crate) fn judge(
+    task: &Task,
+    seen: &Observation<'_>,
+    result: &CheckResult,
+    words: &dyn Dialogue,
+) -> Option<Verdict> {
+    let spec = &task.spec;
+    let now = seen.now;
+    let mut completed = task.completed_steps.clone();
+    let mut current_step = task.current_step;
+    let step_count = spec.steps.len();
+    let newly_reported = result.step_done > 0 && !completed.contains(&result.step_done);
+    if result.step_done > 0 {
+        current_step =
+            current_step.max((result.step_done as usize).min(step_count.saturating_sub(1)));
+    }
+    let failed_verification = result.verification.as_ref().filter(|v| !v.passed());
+
+    let mut update = TaskUpdate::default();
+    let mut events = Vec::new();
+    let mut evidence = None;
+    let status;
+    let summary;
+    let mut nudge = None;
+
+    if let Some(verification) = failed_verification {
+        let rounds = task.verification_rounds + 1;
+        let limit = spec.max_verification_rounds.unwrap_or(DEFAULT_MAX_VERIFICATION_ROUNDS);
+        let failed: Vec<String> = verification.failures().map(|o| o.label.clone()).collect();
+        let claim = match verification.scope {
+            VerificationScope::Step(n) => format!("step {n}"),
+            VerificationScope::Task => "task completion".to_owned(),
+        };
+        update.verification_rounds = Some(rounds);
+        update.last_verification = Some(Some(verification.clone()));
+        evidence = serde_json::to_value(verification).ok();
+        if rounds >= limit {
+            status = TaskStatus::Failed;
+            let failure = Failure::VerificationExhausted { claim, rounds, limit, failed };
+            summary = words.failure(&task.id, &failure);
+            update.error = Some(Some(summary.clone()));
+            events.push(EventPayload::Failed { error: summary.clone() });
+        } else {
+            status = TaskStatus::Running;
+            summary = format!(
+                "Checks for {claim} failed ({}); asked the agent to fix them (round {rounds} of {limit})",
+                failed.join(", ")
+            );
+            let step = match verification.scope {
+                VerificationScope::Step(n) => Some(n),
+                VerificationScope::Task => None,
+            };
+            let failures: Vec<_> = verification.failures().cloned().collect();
+            nudge = Some(words.verification_failed(spec, step, &failures));
+        }
+    } else if result.claims_completion(spec) {
+        status = TaskStatus::Completed;
+        summary = match &result.verification {
+            Some(v) if v.passed() => "Completion verified: every check passed".to_owned(),
+            _ if result.task_complete => "Agent reported TASK COMPLETE".to_owned(),
+            _ => "All steps appear complete".to_owned(),
+        };
+        if let Some(verification) = &result.verification {
+            update.last_verification = Some(Some(verification.clone()));
+            evidence = serde_json::to_value(verification).ok();
+        }
+    } else {
+        status = TaskStatus::Running;
+        if let Some(verification) = &result.verification {
+            update.last_verification = Some(Some(verification.clone()));
+            evidence = serde_json::to_value(verification).ok();
+        }
+        if words.needs_continue_reply(seen.messages) {
+            nudge = Some(words.auto_continue(spec, current_step));
+            summary = format!("Auto-continued to step {}", current_step + 1);
+        } else if newly_reported && (result.step_done as usize) < step_count {
+            // `step_done` is one-based, so it is also the index of the next step.
+            let next = result.step_done as usize;
+            nudge = Some(words.next_step(spec, next));
+            current_step = next;
+            summary = format!("Nudged agent toward step {}", next + 1);
+        } else if newly_reported {
+            summary = format!("Step {} reported", result.step_done);
+        } else if seen.trigger == Trigger::Scheduled {
+            nudge = Some(words.periodic_check(spec, current_step, result, &completed));
+            summary = "Periodic check — requested status confirmation".to_owned();
+        } else {
+            // Woken by an idle event with nothing new to say: the schedule decides
+            // when to ask "are you done?", so the agent is not prompted in a loop.
+            return None;
+        }
+    }
+
+    if result.step_done > 0 && failed_verification.is_none() {
+        // "STEP DONE: n" (verified, when there are checks) means steps 1..=n are done.
+        // Clamped to the spec's steps: the number comes from the agent's text, and a
+        // spec without steps has none to mark.
+        let last = result.step_done.min(u32::try_from(step_count).unwrap_or(u32::MAX));
+        for number in 1..=last {
+            if !completed.contains(&number) {
+                completed.push(number);
+            }
+        }
+        completed.sort_unstable();
+    }
+    let progress = match (status, step_count) {
+        (TaskStatus::Completed, _) => 1.0,
+        (_, 0) => 0.0,
+        (_, n) => (completed.len() as f64 / n as f64).min(1.0),
+    };
+    let next_check = (!status.is_terminal()).then(|| after(now, task.check_interval_seconds));
+    update.status = Some(status);
+    update.current_step = Some(current_step);
+    update.completed_steps = Some(completed);
+    update.idle_checks = Some(task.idle_checks + 1);
+    update.progress = Some(progress);
+    update.last_check_at = Some(Some(now));
+    update.next_check_at = Some(next_check);
+    events.insert(
+        0,
+        EventPayload::Updated { status, current_step, progress, summary: summary.clone() },
+    );
+    if status == TaskStatus::Completed {
+        events.push(EventPayload::Completed { summary: summary.clone(), progress });
+    }
+    let trigger = seen.trigger;
+    let mut log =
+        CheckLogEntry::new(now, status, summary, format!("session idle; trigger {trigger:?}"));
+    log.evidence = evidence;
+    Some(Verdict { update, log, events, nudge, judged: true })
+}
+
+/// A check that only records status (busy or waiting), without asking the checker.
+fn note(
+    task: &Task,
+    status: TaskStatus,
+    summary: &str,
+    detail: &str,
+    idle_checks: u32,
+    now: DateTime<Utc>,
+) -> Triage {
+    let update = TaskUpdate {
+        status: Some(status),
+        idle_checks: Some(idle_checks),
+        last_check_at: Some(Some(now)),
+        // At least a short pause: a waiting task is due whatever its interval, and
+        // one with interval 0 must not be re-checked every tick while it waits.
+        next_check_at: Some(Some(after(now, task.check_interval_seconds.max(MIN_RECHECK_SECONDS)))),
+        ..TaskUpdate::default()
+    };
+    Triage::Note(Box::new(Verdict {
+        update,
+        log: CheckLogEntry::new(now, status, summary, detail),
+        events: vec![EventPayload::Updated {
+            status,
+            current_step: task.current_step,
+            progress: task.progress,
+            summary: summary.to_owned(),
+        }],
+        nudge: None,
+        judged: false,
+    }))
+}
+
+/// True when the newest message is a recent user prompt with no answer after it.
+fn awaiting_reply(messages: &[AgentMessage], now: DateTime<Utc>) -> bool {
+    messages.last().is_some_and(|last| {
+        last.role == Role::User && last.created_at.is_some_and(|at| now - at < REPLY_GRACE)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,298 @@
+//! The harness: drives each task's agent session from spec to completion.
+//!
+//! A port of the reference's `HarnessRunner`, generic over the traits, with its
+//! weaknesses fixed:
+//! - **Transient is not fatal.** An unreachable agent server, a timeout or a 5xx is
+//!   recorded in the check log, the task waits with the reason, and the next check
+//!   backs off. Only permanent conditions (session deleted, workspace not allowed,
+//!   credentials refused for long) fail a task, with a message saying what to do.
+//! - **One status fetch per tick.** Session activity is fetched once for all due tasks,
+//!   and tasks are checked concurrently with a bound; a slow session never delays
+//!   the others.
+//! - **React, don't just poll.** [`Harness::run`] follows the agent server's event
+//!   stream and checks a task as soon as its session goes idle. The check interval is
+//!   the fallback, and the pace of the "are you done?" prompt when nothing changed.
+//! - **Nothing started twice.** A created session is stored before the first prompt is
+//!   sent, so a retry (or a restarted process) attaches to it instead of creating
+//!   another.
+//! - **Nothing overwritten.** Every write a check makes is guarded by the task
+//!   revision it read and the claim it holds ([`crate::store::Guard`]): a pause, an
+//!   archive or another harness's work that landed meanwhile wins, and the check's
+//!   outcome is dropped.
+//!
+//! Every state change is written to the store first (with its check-log entry, in one
+//! transaction) and then announced on the bus with the store version of that write.
+//!
+//! # Where things are
+//! - `dispatch.rs`: which tasks are checked when — the tick, due
+//!   tasks, claims, the in-flight set, idle notices.
+//! - `observe.rs`: one check — read the session, let the judgement decide, carry it out.
+//! - `judge.rs`: the decision itself, a pure function of the task, what the session
+//!   shows, the checker's result, the trigger and the time.
+//! - `start.rs`: creating or attaching to a session and sending the first prompt.
+//! - `failure.rs`: errors of a check — transient (wait, back off) or permanent (fail).
+//! - `actions.rs`: what users do — pause, resume, complete, archive, delete.
+//! - `run_loop.rs`: [`Harness::run`] — the schedule, the event stream, the session map.
+//! - `writer.rs`: guarded writes and their announcements.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+
+use crate::agent::AgentServer;
+use crate::check::Checker;
+use crate::dialogue::Dialogue;
+use crate::error::Result;
+use crate::event::{Event, EventBus, EventPayload};
+use crate::spec::TaskSpec;
+use crate::store::Store;
+use crate::task::{Task, TaskId};
+use crate::workspace::WorkspacePolicy;
+
+mod actions;
+mod dispatch;
+mod failure;
+pub(crate) mod judge;
+mod observe;
+mod run_loop;
+mod start;
+mod writer;
+
+pub use failure::Failure;
+
+/// Tunables of the harness. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    /// Most tasks checked at the same time.
+    pub max_concurrent_checks: usize,
+    /// Messages read per check.
+    pub message_limit: usize,
+    /// Most due tasks taken per tick.
+    pub due_batch: usize,
+    /// Wait after the first transient error; doubles per error in a row.
+    pub backoff_base: Duration,
+    /// Longest wait between retries after transient errors.
+    pub backoff_max: Duration,
+    /// Refused credentials in a row after which a task fails.
+    pub unauthorized_limit: u32,
+    /// How often [`Harness::run`] looks for due tasks.
+    pub poll_every: Duration,
+    /// How long [`Harness::run`] lets checks in flight finish once told to stop.
+    pub shutdown_grace: Duration,
+    /// How long this harness's claim on a task lasts without renewal (see
+    /// [`Store::claim_task`]): a harness that dies leaves its tasks to another one
+    /// sharing the store after this long. [`Harness::run`] renews claims every
+    /// third of it.
+    pub claim_ttl: Duration,
+}
+
+impl Default for HarnessConfig {
+    fn default() -> Self {
+        HarnessConfig {
+            max_concurrent_checks: 8,
+            message_limit: 50,
+            due_batch: 100,
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            unauthorized_limit: 5,
+            poll_every: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+            claim_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The task's next check was due.
+    Scheduled,
+    /// The agent server said the session went idle (or the event stream reconnected).
+    Event,
+}
+
+/// The pieces a harness is built from.
+pub struct HarnessParts {
+    /// The agent server to drive.
+    pub agent: Arc<dyn AgentServer>,
+    /// Where tasks live.
+    pub store: Arc<dyn Store>,
+    /// Decides how far a task is (markers, verification, or an embedder's own).
+    pub checker: Arc<dyn Checker>,
+    /// What to say to the agent, and how to word a failure for people.
+    pub dialogue: Arc<dyn Dialogue>,
+    /// Where events go.
+    pub bus: EventBus,
+    /// Which workspaces are allowed.
+    pub workspaces: WorkspacePolicy,
+}
+
+/// Drives tasks. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Harness {
+    agent: Arc<dyn AgentServer>,
+    store: Arc<dyn Store>,
+    checker: Arc<dyn Checker>,
+    dialogue: Arc<dyn Dialogue>,
+    bus: EventBus,
+    workspaces: WorkspacePolicy,
+    config: HarnessConfig,
+    limit: Arc<Semaphore>,
+    /// Tasks being checked now (never check one task twice at once), each with a
+    /// flag asking for one more check when the current one ends: an idle event that
+    /// arrives mid-check must not be lost.
+    in_flight: Mutex<HashMap<TaskId, bool>>,
+    /// Active session id → task, to route idle events.
+    sessions: Mutex<HashMap<String, TaskId>>,
+    /// When set, only these tasks are driven (see [`Harness::restrict_to`]).
+    scope: Mutex<Option<HashSet<TaskId>>>,
+    /// Credentials refused in a row, per task. Other errors in between do not count
+    /// towards the limit; any other outcome ends the streak. Kept in memory only: a
+    /// restart grants the whole allowance again.
+    refusals: Mutex<HashMap<TaskId, u32>>,
+    /// Sessions that seem to have gone idle ([`Harness::hint_idle`]), for the run
+    /// loop to check, so its shutdown waits for those checks too.
+    idle_hints: tokio::sync::mpsc::Sender<String>,
+    idle_hint_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
+    /// Who this harness is in task claims ([`Store::claim_task`]): unique per harness.
+    owner: String,
+}
+
+/// How many idle hints may wait for the run loop; more are dropped (the schedule
+/// checks the task anyway).
+const IDLE_HINTS_QUEUED: usize = 1024;
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, recovering the data of a panicked holder: every map here stays
+/// consistent between statements, so a panic elsewhere must not stop the harness.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Harness {
+    /// A harness with the default configuration.
+    pub fn new(parts: HarnessParts) -> Self {
+        Self::with_config(parts, HarnessConfig::default())
+    }
+
+    /// A harness with an explicit configuration.
+    pub fn with_config(parts: HarnessParts, config: HarnessConfig) -> Self {
+        let (idle_hints, idle_hint_receiver) = tokio::sync::mpsc::channel(IDLE_HINTS_QUEUED);
+        Harness {
+            agent: parts.agent,
+            store: parts.store,
+            checker: parts.checker,
+            dialogue: parts.dialogue,
+            bus: parts.bus,
+            workspaces: parts.workspaces,
+            limit: Arc::new(Semaphore::new(config.max_concurrent_checks.max(1))),
+            config,
+            in_flight: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            scope: Mutex::new(None),
+            refusals: Mutex::new(HashMap::new()),
+            idle_hints,
+            idle_hint_receiver: Mutex::new(Some(idle_hint_receiver)),
+            owner: format!("pid {} harness {}", std::process::id(), uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Drives only these tasks from now on (adding to any earlier restriction).
+    /// `openloom watch` uses it so that watching one spec never starts or nudges the
+    /// other tasks that share its database; by default every task in the store is
+    /// driven, as `openloom serve` does.
+    pub fn restrict_to(&self, ids: impl IntoIterator<Item = TaskId>) {
+        lock(&self.scope).get_or_insert_with(Default::default).extend(ids);
+    }
+
+    fn in_scope(&self, id: &TaskId) -> bool {
+        lock(&self.scope).as_ref().is_none_or(|ids| ids.contains(id))
+    }
+
+    /// The event bus events are emitted on.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// The store tasks live in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The agent server driven.
+    pub fn agent(&self) -> &Arc<dyn AgentServer> {
+        &self.agent
+    }
+
+    /// The workspace policy.
+    pub fn workspaces(&self) -> &WorkspacePolicy {
+        &self.workspaces
+    }
+
+    /// Adds a pending task for `spec`, due now. The workspace must be allowed.
+    pub async fn add_task(&self, spec: TaskSpec) -> Result<TaskId> {
+        self.workspaces.resolve(&spec.workspace)?;
+        self.insert(Task::new(TaskId::generate(), spec, Utc::now())).await
+    }
+
+    /// Adds a pending task that drives an existing session instead of creating one.
+    pub async fn add_task_for_session(&self, spec: TaskSpec, session_id: &str) -> Result<TaskId> {
+        let mut task = Task::new(TaskId::generate(), spec, Utc::now());
+        task.active_session_id = Some(session_id.to_owned());
+        task.session_ids = vec![session_id.to_owned()];
+        self.insert(task).await
+    }
+
+    async fn insert(&self, task: Task) -> Result<TaskId> {
+        let version = self.store.create_task(&task).await?;
+        let payload =
+            EventPayload::Created { name: task.name.clone(), workspace: task.workspace.clone() };
+        self.bus.emit(Event::new(task.id.clone(), version, payload));
+        Ok(task.id)
+    }
+
+    async fn require(&self, id: &TaskId) -> Result<Task> {
+        self.store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| crate::error::Error::NotFound { what: "task", id: id.to_string() })
+    }
+
+    fn remember_session(&self, session_id: &str, task: &TaskId) {
+        lock(&self.sessions).insert(session_id.to_owned(), task.clone());
+    }
+
+    /// Stops routing idle events to a task that is over: its sessions leave the map,
+    /// so a reconnect does not re-check every task ever driven.
+    fn forget_sessions_of(&self, task: &TaskId) {
+        lock(&self.sessions).retain(|_, id| id != task);
+    }
+
+    fn task_for_session(&self, session_id: &str) -> Option<TaskId> {
+        lock(&self.sessions).get(session_id).cloned()
+    }
+}
+
+/// `seconds` after `now`, saturating at the end of year 9999: an absurd interval from
+/// a spec (10^18 s) means "practically never", not an arithmetic panic in the harness
+/// or a timestamp a store cannot write.
+fn after(now: DateTime<Utc>, seconds: u64) -> DateTime<Utc> {
+    let far_future = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|day| day.and_hms_opt(23, 59, 59))
+        .map_or(DateTime::<Utc>::MAX_UTC, |moment| moment.and_utc());
+    i64::try_from(seconds)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|delta| now.checked_add_signed(delta))
+        .map_or(far_future, |at| at.min(far_future))
+}
+
+#[cfg(test)]
+mod tests;
