@@ -84,7 +84,9 @@ fn one() -> u32 {
 pub struct Lease {
     /// The holder's name (unique per harness).
     pub owner: String,
-    /// Grows each time the claim is taken anew.
+    /// Grows each time the claim is taken anew, from 1. Epoch 0 is the default
+    /// `Store::claim_task` of a store that keeps no claims; the harness does not
+    /// guard its writes with such a lease.
     pub epoch: u64,
 }
 

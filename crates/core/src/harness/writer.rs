@@ -25,8 +25,11 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// A writer for `task` as just read, holding `lease`.
+    /// A writer for `task` as just read, holding `lease`. A lease at epoch 0 comes
+    /// from a store that keeps no claims (the default `Store::claim_task`): it
+    /// guards nothing, so such a store's writes are guarded by the revision alone.
     pub(super) fn new(task: &Task, lease: Option<Lease>) -> Self {
+        let lease = lease.filter(|lease| lease.epoch > 0);
         Writer { id: task.id.clone(), revision: task.revision, lease }
     }
 
@@ -77,5 +80,25 @@ impl Harness {
             self.bus.emit(Event::new(id.clone(), version, payload));
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::spec::TaskSpec;
+
+    #[test]
+    fn a_claimless_stores_lease_guards_nothing_but_the_revision_still_does() {
+        let mut task = Task::new(TaskId::from("task_w"), TaskSpec::new("w", "/w", "g"), Utc::now());
+        task.revision = 7;
+        let claimless = Lease { owner: "me".into(), epoch: 0 };
+        let writer = Writer::new(&task, Some(claimless));
+        assert_eq!(writer.guard(), Guard::at_revision(7));
+        let held = Lease { owner: "me".into(), epoch: 2 };
+        let writer = Writer::new(&task, Some(held.clone()));
+        assert_eq!(writer.guard(), Guard::at_revision(7).holding(held));
     }
 }
