@@ -13,6 +13,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::request::PendingRequest;
 
 /// A session plus the directory it lives in. OpenCode scopes statuses and events
 /// per directory instance, so every call about a session carries both.
@@ -280,6 +281,12 @@ pub enum AgentEvent {
         /// Its new activity.
         activity: SessionActivity,
     },
+    /// The session asked a person something (a permission, a question), or a
+    /// request of it was answered: its task should be looked at now.
+    RequestChanged {
+        /// The session.
+        session_id: String,
+    },
     /// The stream was re-established; events in between are lost (the server
     /// replays nothing), so a consumer should re-check what it cares about.
     Reconnected,
@@ -321,6 +328,14 @@ pub trait AgentServer: Send + Sync {
 
     /// Stops whatever the session is doing.
     async fn abort(&self, session: &SessionRef) -> Result<()>;
+
+    /// The permissions and questions pending for a person in the instance of
+    /// `directory` (all its sessions). The default has none: a server without such
+    /// requests never waits on a person.
+    async fn pending_requests(&self, directory: &str) -> Result<Vec<PendingRequest>> {
+        let _ = directory;
+        Ok(Vec::new())
+    }
 
     /// A live stream of events, reconnecting on its own, if the server has one.
     /// The default has none; the harness then relies on its check interval alone.

@@ -25,6 +25,7 @@ pub mod harness;
 pub mod memory_agent;
 mod memory_store;
 pub mod registry;
+pub mod request;
 pub mod source;
 pub mod spec;
 pub mod store;
@@ -44,6 +45,7 @@ pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
 pub use harness::{Failure, Harness, HarnessConfig, HarnessParts, Trigger};
 pub use memory_agent::MemoryAgent;
 pub use registry::{Options, Registry};
+pub use request::{PendingRequest, Question, RequestKind};
 pub use source::Source;
 pub use spec::{CheckDefinition, Step, TaskSpec};
 pub use store::{

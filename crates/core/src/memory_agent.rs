@@ -19,6 +19,7 @@ use crate::agent::{
     SessionRef,
 };
 use crate::error::{Error, Result};
+use crate::request::PendingRequest;
 
 type Responder = Box<dyn Fn(&str, usize) -> Option<String> + Send + Sync>;
 
@@ -41,6 +42,8 @@ struct State {
     prompt_failures: VecDeque<Error>,
     /// When set, `session_activity` never answers (like OpenCode right after a restart).
     statuses_hang: bool,
+    /// What `pending_requests` answers.
+    pending: Vec<PendingRequest>,
     next_id: u64,
 }
 
@@ -101,6 +104,12 @@ impl MemoryAgent {
     /// Sets what `session_activity` reports for a session.
     pub fn set_activity(&self, session_id: &str, activity: SessionActivity) {
         self.lock().activity.insert(session_id.to_owned(), activity);
+    }
+
+    /// Sets the permissions and questions pending for a person (all sessions), as if
+    /// the agent had asked them; an empty list answers them all.
+    pub fn set_pending(&self, requests: Vec<PendingRequest>) {
+        self.lock().pending = requests;
     }
 
     /// Removes a session, as if a user deleted it.
@@ -228,6 +237,11 @@ impl AgentServer for MemoryAgent {
 
     async fn abort(&self, _session: &SessionRef) -> Result<()> {
         self.take_failure()
+    }
+
+    async fn pending_requests(&self, _directory: &str) -> Result<Vec<PendingRequest>> {
+        self.take_failure()?;
+        Ok(self.lock().pending.clone())
     }
 
     /// The events given to [`MemoryAgent::announce`]; handed out to the first caller.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::Verification;
 use crate::error::Error;
+use crate::request::PendingRequest;
 use crate::spec::TaskSpec;
 
 /// Monotonic counter bumped by every store write; events carry the version of the
@@ -179,6 +180,10 @@ pub struct Task {
     /// overwritten.
     #[serde(default)]
     pub revision: u64,
+    /// What the agent waits on a person for (permissions, questions), as last seen;
+    /// empty when nothing. The task is `waiting` while any is pending.
+    #[serde(default)]
+    pub pending_requests: Vec<PendingRequest>,
     /// When the task was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
@@ -210,6 +215,7 @@ impl Task {
             last_verification: None,
             last_message_id: None,
             revision: 0,
+            pending_requests: Vec::new(),
             created_at: now,
             updated_at: now,
         }
@@ -236,6 +242,7 @@ impl Task {
             verification_rounds,
             last_verification,
             last_message_id,
+            pending_requests,
         } = update;
         if let Some(spec) = spec {
             self.spec = spec.clone();
@@ -258,6 +265,7 @@ impl Task {
         set(&mut self.verification_rounds, verification_rounds);
         set(&mut self.last_verification, last_verification);
         set(&mut self.last_message_id, last_message_id);
+        set(&mut self.pending_requests, pending_requests);
         self.revision = self.revision.saturating_add(1);
         self.updated_at = now;
     }
@@ -292,6 +300,7 @@ pub struct TaskUpdate {
     pub verification_rounds: Option<u32>,
     pub last_verification: Option<Option<Verification>>,
     pub last_message_id: Option<Option<String>>,
+    pub pending_requests: Option<Vec<PendingRequest>>,
 }
 
 impl TaskUpdate {

@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use openloom_core::{
-    AgentEvent, AgentMessage, AgentServer, Health, Session, SessionActivity, SessionRef,
+    AgentEvent, AgentMessage, AgentServer, Health, PendingRequest, Question, RequestKind, Session,
+    SessionActivity, SessionRef,
 };
+use serde_json::Value;
 
 use crate::client::OpencodeClient;
 use crate::error::Error;
 use crate::events::EventScope;
+use crate::types::{PermissionRequest, QuestionRequest};
 
 #[async_trait]
 impl AgentServer for OpencodeClient {
@@ -59,9 +62,59 @@ impl AgentServer for OpencodeClient {
         Ok(OpencodeClient::abort(self, session).await?)
     }
 
+    /// `GET /permission` and `GET /question` of the directory's instance.
+    async fn pending_requests(
+        &self,
+        directory: &str,
+    ) -> openloom_core::Result<Vec<PendingRequest>> {
+        let mut pending: Vec<PendingRequest> =
+            self.permissions(directory).await?.iter().map(permission_request).collect();
+        pending.extend(self.questions(directory).await?.iter().map(question_request));
+        Ok(pending)
+    }
+
     /// Events of every directory instance (`/global/event`), so sessions in any
     /// workspace are covered by one connection.
     fn events(&self) -> Option<BoxStream<'static, AgentEvent>> {
         Some(self.agent_events(EventScope::Global))
+    }
+}
+
+fn permission_request(request: &PermissionRequest) -> PendingRequest {
+    PendingRequest {
+        id: request.id.clone(),
+        session_id: request.session_id.clone(),
+        kind: RequestKind::Permission {
+            permission: request.permission.clone(),
+            patterns: request.patterns.clone(),
+        },
+    }
+}
+
+/// A question request, reading `{question, options: [{label}]}` from each question
+/// (`api-notes.md` §9); a question without text is kept with an empty one.
+fn question_request(request: &QuestionRequest) -> PendingRequest {
+    let questions = request
+        .questions
+        .iter()
+        .map(|q| Question {
+            question: q.get("question").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            options: q
+                .get("options")
+                .and_then(Value::as_array)
+                .map(|options| {
+                    options
+                        .iter()
+                        .filter_map(|o| o.get("label").and_then(Value::as_str))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    PendingRequest {
+        id: request.id.clone(),
+        session_id: request.session_id.clone(),
+        kind: RequestKind::Question { questions },
     }
 }

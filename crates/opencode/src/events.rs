@@ -65,7 +65,8 @@ impl ServerEvent {
     }
 
     /// The harness's view of this event, for the types it reacts to
-    /// (`session.idle`, `session.status`).
+    /// (`session.idle`, `session.status`, and a permission or question asked or
+    /// answered).
     ///
     /// `session.idle` often arrives twice for one idle period (always after an
     /// abort), and `session.status busy` several times per turn; nothing is
@@ -78,6 +79,8 @@ impl ServerEvent {
                 let activity = wire::activity(self.properties.get("status")?)?;
                 Some(AgentEvent::SessionStatus { session_id, activity })
             }
+            "permission.asked" | "permission.replied" | "question.asked" | "question.replied"
+            | "question.rejected" => Some(AgentEvent::RequestChanged { session_id }),
             _ => None,
         }
     }

@@ -1,4 +1,5 @@
--- OpenLoom store schema, version 3: guarded writes and collapsed check-log repeats.
+-- OpenLoom store schema, version 3: guarded writes, collapsed check-log repeats, and
+-- the requests a task's agent waits on a person for.
 --
 -- `tasks.revision` is bumped by every write of a task; a write computed from an older
 -- revision is refused inside its transaction (a user's pause that landed while a check
@@ -15,3 +16,5 @@ CREATE TABLE task_epochs (
 ) STRICT;
 ALTER TABLE check_log ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE check_log ADD COLUMN last_at TEXT;
+-- The permissions and questions the agent waits on a person for, as JSON (a list).
+ALTER TABLE tasks ADD COLUMN pending_requests_json TEXT NOT NULL DEFAULT '[]';

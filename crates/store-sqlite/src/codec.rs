@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 pub(crate) const TASK_COLUMNS: &str = "id, name, spec_json, workspace, status, current_step, \
      completed_steps_json, idle_checks, progress, check_interval_seconds, session_ids_json, \
      active_session_id, last_check_at, next_check_at, last_summary, error, consecutive_errors, \
-     verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision";
+     verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision, \
+     pending_requests_json";
 
 /// A task's columns encoded for binding, in [`TASK_COLUMNS`] order.
 pub(crate) struct TaskRow {
@@ -47,6 +48,7 @@ pub(crate) struct TaskRow {
     pub created_at: String,
     pub updated_at: String,
     pub revision: i64,
+    pub pending_requests_json: String,
 }
 
 impl TaskRow {
@@ -76,6 +78,7 @@ impl TaskRow {
             created_at: timestamp(&task.created_at)?,
             updated_at: timestamp(&task.updated_at)?,
             revision: int("revision", task.revision)?,
+            pending_requests_json: json(&task.pending_requests)?,
         })
     }
 
@@ -108,6 +111,7 @@ impl TaskRow {
             .bind(self.created_at)
             .bind(self.updated_at)
             .bind(self.revision)
+            .bind(self.pending_requests_json)
     }
 }
 
@@ -171,6 +175,7 @@ fn decode_task(d: &Decoder<'_>, id: &str) -> Result<Task> {
         created_at: d.time("created_at")?,
         updated_at: d.time("updated_at")?,
         revision: d.unsigned("revision")?,
+        pending_requests: d.json("pending_requests_json")?,
     })
 }
 

@@ -342,3 +342,78 @@ async fn watch_with_ui_serves_the_task_while_driving_it() {
     let run = finish(child, WATCH_LIMIT).await;
     assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
 }
+
+/// The pending questions OpenCode holds for the workspace, as JSON.
+async fn pending_questions(env: &E2e) -> Vec<serde_json::Value> {
+    let url = format!("{}/question", env.opencode.base_url());
+    let directory = env.workspace.directory();
+    let answer = reqwest::Client::new()
+        .get(url)
+        .query(&[("directory", directory)])
+        .send()
+        .await
+        .expect("GET /question");
+    answer.json().await.expect("a list")
+}
+
+#[tokio::test]
+async fn an_agent_asking_a_question_makes_the_task_wait_naming_it_until_answered() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let question = serde_json::json!({"questions": [{
+        "question": "Which file name should I use?",
+        "header": "File name",
+        "options": [
+            {"label": "a.txt", "description": "the first"},
+            {"label": "b.txt", "description": "the second"}
+        ]
+    }]});
+    env.model.push_turn(
+        Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::new("question", question)))
+            .when_user_says(BOOTSTRAP),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Using a.txt.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
+    );
+    let sandbox = sandbox_for(&env);
+    sandbox.write("spec.yaml", &spec(&env, "name: Ask a person\ngoal: g\nsteps: [Do it]\n"));
+    let watching = start_watch(&sandbox, "spec.yaml");
+
+    // The question reaches the task within seconds, named, with its options.
+    let mut waiting = None;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tasks = tasks(&sandbox);
+        if tasks.first().is_some_and(|t| t["status"] == "waiting") {
+            waiting = tasks.into_iter().next();
+            break;
+        }
+    }
+    let task = waiting.expect("the task waits for a person within 30 s");
+    assert_eq!(
+        task["last_summary"],
+        r#"Waiting for a person — question: "Which file name should I use?""#
+    );
+    let pending = &task["pending_requests"][0];
+    assert_eq!(pending["kind"], "question");
+    assert_eq!(pending["questions"][0]["options"], serde_json::json!(["a.txt", "b.txt"]));
+
+    // A person answers in OpenCode; the agent goes on and the task completes.
+    let asked = pending_questions(&env).await;
+    let id = asked[0]["id"].as_str().expect("a question id").to_owned();
+    assert_eq!(pending["id"], id.as_str());
+    let directory = env.workspace.directory();
+    let replied = reqwest::Client::new()
+        .post(format!("{}/question/{id}/reply", env.opencode.base_url()))
+        .query(&[("directory", directory)])
+        .json(&serde_json::json!({"answers": [["a.txt"]]}))
+        .send()
+        .await
+        .expect("reply");
+    assert!(replied.status().is_success(), "{}", replied.status());
+    let run = finish(watching, WATCH_LIMIT).await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks[0]["status"], "completed");
+    assert_eq!(tasks[0]["pending_requests"], serde_json::json!([]));
+}

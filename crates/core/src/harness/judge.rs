@@ -14,6 +14,7 @@ use crate::dialogue::Dialogue;
 use crate::event::EventPayload;
 use crate::harness::failure::Failure;
 use crate::harness::{Trigger, after};
+use crate::request::PendingRequest;
 use crate::spec::DEFAULT_MAX_VERIFICATION_ROUNDS;
 use crate::task::{CheckLogEntry, Task, TaskStatus, TaskUpdate};
 
@@ -31,6 +32,8 @@ pub(crate) struct Observation<'a> {
     pub messages: &'a [AgentMessage],
     /// What the agent server says the session is doing.
     pub activity: &'a SessionActivity,
+    /// What the session waits on a person for (permissions, questions).
+    pub pending: &'a [PendingRequest],
     /// Why the check runs.
     pub trigger: Trigger,
     /// When the check runs.
@@ -66,6 +69,21 @@ pub(crate) enum Triage {
 
 /// Decides whether the checker should look at the session now.
 pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) -> Triage {
+    if let Some(first) = seen.pending.first() {
+        // The session is busy, but nothing moves until a person answers: say what
+        // it waits for, instead of "Agent is busy" for as long as nobody looks.
+        let more = match seen.pending.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        let summary = format!("Waiting for a person — {}{more}", first.describe());
+        let ids: Vec<&str> = seen.pending.iter().map(|r| r.id.as_str()).collect();
+        let detail = format!("pending {}", ids.join(", "));
+        let mut verdict =
+            noted(task, TaskStatus::Waiting, &summary, &detail, task.idle_checks, seen.now);
+        verdict.update.pending_requests = Some(seen.pending.to_vec());
+        return Triage::Note(Box::new(verdict));
+    }
     if awaiting_reply(seen.messages, seen.now) {
         // Our last prompt has no answer yet; OpenCode may not even report the
         // session busy so soon. Judging the old transcript now would verify (or
@@ -174,6 +192,10 @@ pub(crate) fn judge(
         } else if seen.trigger == Trigger::Scheduled {
             nudge = Some(words.periodic_check(spec, current_step, result, &completed));
             summary = "Periodic check — requested status confirmation".to_owned();
+        } else if !task.pending_requests.is_empty() {
+            // The request was answered (or dismissed) and the turn ended: record it,
+            // so the task no longer shows a request that is gone.
+            summary = "The request was answered; the agent's turn ended".to_owned();
         } else {
             // Woken by an idle event with nothing new to say: the schedule decides
             // when to ask "are you done?", so the agent is not prompted in a loop.
@@ -206,6 +228,7 @@ pub(crate) fn judge(
     update.progress = Some(progress);
     update.last_check_at = Some(Some(now));
     update.next_check_at = Some(next_check);
+    update.pending_requests = answered(task);
     events.insert(
         0,
         EventPayload::Updated { status, current_step, progress, summary: summary.clone() },
@@ -229,6 +252,18 @@ fn note(
     idle_checks: u32,
     now: DateTime<Utc>,
 ) -> Triage {
+    Triage::Note(Box::new(noted(task, status, summary, detail, idle_checks, now)))
+}
+
+/// The verdict of [`note`].
+fn noted(
+    task: &Task,
+    status: TaskStatus,
+    summary: &str,
+    detail: &str,
+    idle_checks: u32,
+    now: DateTime<Utc>,
+) -> Verdict {
     let update = TaskUpdate {
         status: Some(status),
         idle_checks: Some(idle_checks),
@@ -236,9 +271,10 @@ fn note(
         // At least a short pause: a waiting task is due whatever its interval, and
         // one with interval 0 must not be re-checked every tick while it waits.
         next_check_at: Some(Some(after(now, task.check_interval_seconds.max(MIN_RECHECK_SECONDS)))),
+        pending_requests: answered(task),
         ..TaskUpdate::default()
     };
-    Triage::Note(Box::new(Verdict {
+    Verdict {
         update,
         log: CheckLogEntry::new(now, status, summary, detail),
         events: vec![EventPayload::Updated {
@@ -249,7 +285,13 @@ fn note(
         }],
         nudge: None,
         judged: false,
-    }))
+    }
+}
+
+/// Clears the task's pending requests when it had some: the session no longer
+/// waits on them (answered here, in OpenCode, or timed out there).
+fn answered(task: &Task) -> Option<Vec<PendingRequest>> {
+    (!task.pending_requests.is_empty()).then(Vec::new)
 }
 
 /// True when the newest message is a recent user prompt with no answer after it.

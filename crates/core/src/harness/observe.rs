@@ -10,6 +10,7 @@ use crate::harness::dispatch::Activity;
 use crate::harness::judge::{self, Observation, Triage, Verdict};
 use crate::harness::writer::{Decision, Writer};
 use crate::harness::{Harness, Trigger};
+use crate::request::PendingRequest;
 use crate::store::Lease;
 use crate::task::{Task, TaskId, TaskStatus};
 
@@ -73,8 +74,14 @@ impl Harness {
             Some(map) => map.get(&session.id).cloned().unwrap_or(SessionActivity::Idle),
             None => self.single_activity(&session).await,
         };
-        let seen =
-            Observation { messages: &messages, activity: &activity, trigger, now: Utc::now() };
+        let pending = self.pending_for(&session, &activity, &messages).await;
+        let seen = Observation {
+            messages: &messages,
+            activity: &activity,
+            pending: &pending,
+            trigger,
+            now: Utc::now(),
+        };
         let verdict = match judge::triage(task, &seen, self.dialogue.as_ref()) {
             Triage::Skip => return Ok(()),
             Triage::Note(verdict) => *verdict,
@@ -120,6 +127,27 @@ impl Harness {
         update.error.get_or_insert(None);
         self.commit(writer, Decision { update, log, events }).await?;
         Ok(())
+    }
+
+    /// What the session waits on a person for. Asked only of a session that looks
+    /// busy (one waiting on a person is busy); a failed read is taken as nothing
+    /// pending this time, and the next check asks again.
+    async fn pending_for(
+        &self,
+        session: &SessionRef,
+        activity: &SessionActivity,
+        messages: &[crate::agent::AgentMessage],
+    ) -> Vec<PendingRequest> {
+        if *activity != SessionActivity::Busy && !self.dialogue.is_busy(messages) {
+            return Vec::new();
+        }
+        match self.agent.pending_requests(&session.directory).await {
+            Ok(requests) => requests.into_iter().filter(|r| r.session_id == session.id).collect(),
+            Err(error) => {
+                tracing::debug!(%error, session_id = %session.id, "pending requests unavailable");
+                Vec::new()
+            }
+        }
     }
 
     async fn single_activity(&self, session: &SessionRef) -> SessionActivity {

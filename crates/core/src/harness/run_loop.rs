@@ -99,6 +99,12 @@ impl Harness {
                 running.spawn(async move { harness.notify_idle(&session_id).await });
                 return;
             }
+            AgentEvent::RequestChanged { session_id } => {
+                // Asked or answered: look now, asking for the status first.
+                let harness = Arc::clone(self);
+                running.spawn(async move { harness.notify_possibly_idle(&session_id).await });
+                return;
+            }
             AgentEvent::Reconnected => lock(&self.sessions).values().cloned().collect(),
             _ => Vec::new(),
         };

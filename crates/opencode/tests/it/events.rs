@@ -235,3 +235,27 @@ async fn an_event_that_never_ends_is_dropped_not_buffered() {
     assert_eq!(first, Some(StreamItem::Reconnected));
     server.abort();
 }
+
+#[tokio::test]
+async fn questions_and_permissions_asked_or_answered_wake_the_harness() {
+    let server = MockServer::start().await;
+    for (directory, capture) in
+        [("/q", "event_stream_question.sse"), ("/p", "event_stream_permission.sse")]
+    {
+        Mock::given(path("/event"))
+            .and(query_param("directory", directory))
+            .respond_with(sse(capture))
+            .mount(&server)
+            .await;
+    }
+    let changed = |events: &[AgentEvent]| {
+        events.iter().filter(|e| matches!(e, AgentEvent::RequestChanged { .. })).count()
+    };
+    let question = client(&server).agent_events(EventScope::Directory("/q".into()));
+    // Two questions asked, one answered, one dismissed.
+    assert_eq!(changed(&until_reconnected(question).await), 4);
+    let permission = client(&server).agent_events(EventScope::Directory("/p".into()));
+    // Three permissions asked and answered, and a question asked (the capture's
+    // agent went on to ask one).
+    assert_eq!(changed(&until_reconnected(permission).await), 7);
+}

@@ -123,3 +123,36 @@ async fn todos_and_diffs_are_passed_through() {
     assert_eq!(turn, diff.as_array().cloned().expect("array"));
     assert!(client.diff(&session, None).await.expect("diff").is_empty());
 }
+
+#[tokio::test]
+async fn the_harness_sees_permissions_and_questions_as_pending_requests() {
+    use openloom_core::{AgentServer, RequestKind};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/permission"))
+        .and(query_param("directory", "/home/dev/ws2"))
+        .respond_with(json_body(fixture("permission_list_pending.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/question"))
+        .and(query_param("directory", "/home/dev/ws2"))
+        .respond_with(json_body(fixture("question_list_pending.json")))
+        .mount(&server)
+        .await;
+    let client = client(&server);
+    let pending = AgentServer::pending_requests(&client, "/home/dev/ws2").await.expect("listed");
+    let described: Vec<String> = pending.iter().map(|r| r.describe()).collect();
+    assert_eq!(
+        described,
+        [
+            r#"permission: bash "echo hello > bash_out.txt, ls""#,
+            r#"question: "Which color do you prefer?""#
+        ]
+    );
+    match &pending[1].kind {
+        RequestKind::Question { questions } => assert_eq!(questions[0].options, ["Red", "Blue"]),
+        other => panic!("expected a question, got {other:?}"),
+    }
+    assert_eq!(pending[1].session_id, "ses_dec852963ffejozb2wgMuFoP70");
+}

@@ -154,6 +154,7 @@ async fn a_version_1_database_gains_claims_and_guarded_writes_and_keeps_its_task
             "DROP TABLE task_epochs",
             "DROP TABLE task_claims",
             "ALTER TABLE tasks DROP COLUMN revision",
+            "ALTER TABLE tasks DROP COLUMN pending_requests_json",
             "ALTER TABLE check_log DROP COLUMN repeats",
             "ALTER TABLE check_log DROP COLUMN last_at",
             "DELETE FROM _sqlx_migrations WHERE version >= 2",

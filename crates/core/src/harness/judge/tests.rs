@@ -51,7 +51,7 @@ fn seen<'a>(
     activity: &'a SessionActivity,
     trigger: Trigger,
 ) -> Observation<'a> {
-    Observation { messages, activity, trigger, now: now() }
+    Observation { messages, activity, pending: &[], trigger, now: now() }
 }
 
 fn result(step_done: u32, task_complete: bool) -> CheckResult {
@@ -288,4 +288,51 @@ fn a_huge_step_number_is_clamped_to_the_spec() {
     .expect("verdict");
     assert_eq!(verdict.update.completed_steps, Some(vec![]));
     assert_eq!(verdict.update.current_step, Some(0));
+}
+
+#[test]
+fn a_pending_request_makes_the_task_wait_for_a_person_before_anything_else() {
+    use crate::request::{PendingRequest, RequestKind};
+    let request = PendingRequest {
+        id: "per_1".into(),
+        session_id: "ses_1".into(),
+        kind: RequestKind::Permission {
+            permission: "bash".into(),
+            patterns: vec!["echo hello > hello.txt".into()],
+        },
+    };
+    let pending = [request.clone(), PendingRequest { id: "per_2".into(), ..request.clone() }];
+    let messages = answered("running a command");
+    let busy = SessionActivity::Busy;
+    let seen = Observation { pending: &pending, ..seen(&messages, &busy, Trigger::Event) };
+    let verdict = note_of(triage(&task(), &seen, &Words));
+    assert_eq!(verdict.update.status, Some(TaskStatus::Waiting));
+    assert_eq!(
+        verdict.log.summary,
+        r#"Waiting for a person — permission: bash "echo hello > hello.txt" (+1 more)"#
+    );
+    assert_eq!(verdict.log.detail, "pending per_1, per_2");
+    assert_eq!(verdict.update.pending_requests, Some(pending.to_vec()));
+    assert!(verdict.nudge.is_none());
+}
+
+#[test]
+fn an_answered_request_is_cleared_by_the_next_verdict() {
+    use crate::request::{PendingRequest, RequestKind};
+    let mut task = task();
+    task.completed_steps = vec![1];
+    task.pending_requests = vec![PendingRequest {
+        id: "per_1".into(),
+        session_id: "ses_1".into(),
+        kind: RequestKind::Permission { permission: "bash".into(), patterns: vec![] },
+    }];
+    let messages = answered("STEP DONE: 1");
+    let idle = SessionActivity::Idle;
+    let verdict = judge(&task, &seen(&messages, &idle, Trigger::Event), &result(1, false), &Words)
+        .expect("an answered request is recorded, not skipped");
+    assert_eq!(verdict.update.pending_requests, Some(vec![]));
+    assert!(verdict.nudge.is_none());
+    let busy = SessionActivity::Busy;
+    let note = note_of(triage(&task, &seen(&messages, &busy, Trigger::Event), &Words));
+    assert_eq!(note.update.pending_requests, Some(vec![]));
 }

@@ -263,3 +263,45 @@ async fn a_failed_task_resumes_in_a_new_session_keeping_its_steps() {
         "focused on the next step"
     );
 }
+
+#[tokio::test]
+async fn a_question_makes_the_task_wait_naming_it_until_it_is_answered() {
+    use crate::request::{PendingRequest, Question, RequestKind};
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    let asked = PendingRequest {
+        id: "que_1".into(),
+        session_id: session.clone(),
+        kind: RequestKind::Question {
+            questions: vec![Question {
+                question: "Which file name should I use?".into(),
+                options: vec!["a.txt".into(), "b.txt".into()],
+            }],
+        },
+    };
+    let elsewhere =
+        PendingRequest { id: "que_2".into(), session_id: "ses_other".into(), ..asked.clone() };
+    f.agent.set_pending(vec![elsewhere, asked.clone()]);
+    f.agent.set_activity(&session, SessionActivity::Busy);
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Waiting);
+    assert_eq!(
+        task.last_summary.as_deref(),
+        Some(r#"Waiting for a person — question: "Which file name should I use?""#)
+    );
+    assert_eq!(task.pending_requests, vec![asked], "only this session's request");
+    assert_eq!(f.prompts().len(), 1, "nobody is nudged while a person is asked");
+
+    // Answered in OpenCode: the agent goes on working, and the request is gone.
+    f.agent.set_pending(Vec::new());
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(
+        (task.status, task.last_summary.as_deref()),
+        (TaskStatus::Running, Some("Agent is busy"))
+    );
+    assert!(task.pending_requests.is_empty());
+}
