@@ -74,8 +74,10 @@ pub async fn run(
         println!("  verified:  completion needs the spec's checks to pass");
     }
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
-    let served = server.map(|server| {
-        println!("  dashboard: http://{}", server.local_addr());
+    let served = server.map(|(server, access)| {
+        for line in super::serve::access_lines(&server, &access) {
+            println!("{line}");
+        }
         let mut stopped = stop_signal.clone();
         tokio::spawn(server.run(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
