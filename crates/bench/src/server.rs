@@ -126,7 +126,13 @@ async fn one(
     let port = free_port()?;
     let port_text = port.to_string();
     let environment = Environment { dir: dir.path(), database: &database, opencode_url };
-    let mut command = subject.command(&["serve", "--port", &port_text], environment);
+    // The reference has no token; ours serves without one here (`--no-token`) so both
+    // answer the same plain requests. The token check itself is one comparison.
+    let args: &[&str] = match subject {
+        Subject::Ours { .. } => &["serve", "--port", &port_text, "--no-token"],
+        Subject::Reference(_) => &["serve", "--port", &port_text],
+    };
+    let mut command = subject.command(args, environment);
     command.env_remove("RUST_LOG");
     let mut server = Server::spawn(command, subject.name(), &dir.path().join("serve.log"))?;
     let base = format!("http://127.0.0.1:{port}");

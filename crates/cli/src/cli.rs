@@ -112,16 +112,22 @@ pub enum Command {
 /// Where and how the API server listens.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Address to bind [default: 127.0.0.1]. Anything but loopback needs an API token.
+    /// Address to bind [default: 127.0.0.1].
     #[arg(long, env = "OPENLOOM_UI_HOST", value_name = "HOST")]
     pub host: Option<String>,
     /// Port to bind [default: 55413]; 0 picks a free one.
     #[arg(long, env = "OPENLOOM_UI_PORT", value_name = "PORT")]
     pub port: Option<u16>,
-    /// API token every request must carry (Authorization: Bearer). Prefer the
+    /// API token every request must carry (Authorization: Bearer), at least 16
+    /// characters. Without one, a token is generated on first start and kept in
+    /// $XDG_STATE_HOME/openloom/token (or ~/.local/state/openloom/token). Prefer the
     /// environment variable: a flag shows in the process list.
     #[arg(long, env = "OPENLOOM_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Serve without any token (loopback only). RISKY: every local user can then read
+    /// every task and create tasks, whose checks run commands as you.
+    #[arg(long, conflicts_with = "token")]
+    pub no_token: bool,
     /// Extra host names the server answers to (behind a proxy), repeatable.
     #[arg(long = "public-host", value_name = "NAME")]
     pub public_hosts: Vec<String>,

@@ -88,8 +88,12 @@ pub struct Settings {
     pub ui_host: String,
     /// Dashboard/API port.
     pub ui_port: u16,
-    /// API token required by the server, if any.
+    /// API token required by the server, if configured (else one is generated).
     pub api_token: Option<String>,
+    /// Serve without a token (`--no-token`, loopback only).
+    pub no_token: bool,
+    /// Where a generated token is kept (`None` without `XDG_STATE_HOME` and `HOME`).
+    pub token_file: Option<PathBuf>,
     /// Extra host names the server answers to.
     pub public_hosts: Vec<String>,
 }
@@ -106,6 +110,8 @@ impl std::fmt::Debug for Settings {
             .field("ui_host", &self.ui_host)
             .field("ui_port", &self.ui_port)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("no_token", &self.no_token)
+            .field("token_file", &self.token_file)
             .field("public_hosts", &self.public_hosts)
             .finish()
     }
@@ -160,6 +166,8 @@ impl Settings {
             ui_host: file.ui_host.unwrap_or_else(|| DEFAULT_UI_HOST.to_owned()),
             ui_port: file.ui_port.unwrap_or(DEFAULT_UI_PORT),
             api_token: file.api_token.filter(|t| !t.is_empty()),
+            no_token: false,
+            token_file: crate::token::token_path(env),
             public_hosts: file.public_hosts.unwrap_or_default(),
         })
     }
@@ -177,6 +185,7 @@ impl Settings {
         if let Some(token) = args.token.as_ref().filter(|t| !t.is_empty()) {
             settings.api_token = Some(token.clone());
         }
+        settings.no_token = args.no_token;
         settings.public_hosts.extend(args.public_hosts.iter().cloned());
         settings
     }

@@ -10,6 +10,41 @@ use anstyle::{AnsiColor, Style};
 use async_trait::async_trait;
 use openloom_core::{Event, EventPayload, Sink, TaskId};
 
+/// `text` safe to print on a terminal: control characters (C0 including newline and
+/// tab, DEL, C1) and the invisible bidirectional-override characters are shown
+/// escaped (`\x1b`, `\u{202e}`) rather than sent raw. Task names, summaries and check
+/// output come from specs, agents and commands: raw, an ESC could rewrite the screen
+/// or the window title, a BEL ring, a bidi override disguise a line.
+pub fn printable(text: &str) -> String {
+    escape(text, false)
+}
+
+/// [`printable`], but newlines are kept (for multi-line messages such as errors).
+pub fn printable_lines(text: &str) -> String {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> String {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if u32::from(c) < 0x100 {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
 /// Prints task events to stdout.
 pub struct ConsoleSink {
     names: Mutex<HashMap<TaskId, String>>,
@@ -74,6 +109,7 @@ impl ConsoleSink {
 impl Sink for ConsoleSink {
     async fn on_event(&self, event: &Event) -> openloom_core::Result<()> {
         let (line, style) = self.line(event);
+        let line = printable(&line);
         let mut out = std::io::stdout().lock();
         let written = if self.colour {
             writeln!(out, "{style}{line}{style:#}")
@@ -105,6 +141,15 @@ mod tests {
     use openloom_core::TaskStatus;
 
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain text é"), "plain text é");
+        assert_eq!(printable("a\u{0}b\u{7}c\u{1b}[2Jd"), "a\\x00b\\x07c\\x1b[2Jd");
+        assert_eq!(printable("x\ny\tz\u{7f}\u{9b}"), "x\\x0ay\\x09z\\x7f\\x9b");
+        assert_eq!(printable("evil\u{202e}txt"), "evil\\u{202e}txt");
+        assert_eq!(printable_lines("one\ntwo\u{1b}"), "one\ntwo\\x1b");
+    }
 
     #[test]
     fn lines_follow_the_reference_format() {

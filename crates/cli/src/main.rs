@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod console;
 mod exit;
+mod token;
 
 use std::process::ExitCode;
 
@@ -28,7 +29,8 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("openloom: error: {error:#}");
+            // Errors can quote task names and spec text: escaped, newlines kept.
+            eprintln!("openloom: error: {}", console::printable_lines(&format!("{error:#}")));
             ExitCode::from(error.downcast_ref::<Coded>().map_or(exit::FAILURE, |c| c.code))
         }
     }

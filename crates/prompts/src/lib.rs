@@ -47,6 +47,7 @@ pub use prompts::{
     build_periodic_check_prompt, build_verification_failed_prompt,
 };
 pub use spec::{
-    PromptOptions, SpecFormat, default_spec_yaml, load_spec_file, parse_markdown, parse_spec,
-    parse_yaml, spec_from_json, spec_to_yaml, task_spec_from_prompt, write_default_spec,
+    PromptOptions, SpecFormat, check_spec_limits, default_spec_yaml, load_spec_file,
+    parse_markdown, parse_spec, parse_yaml, spec_from_json, spec_to_yaml, task_spec_from_prompt,
+    write_default_spec,
 };

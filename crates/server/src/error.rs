@@ -72,15 +72,28 @@ pub enum Error {
     /// detail (it names the database file) is logged, not returned.
     #[error("the database is busy: {0}")]
     Busy(String),
+    /// Too many failed token attempts from this peer (429, with `Retry-After`).
+    #[error(
+        "too many requests with a wrong or missing API token from this address; wait \
+         {retry_after} s, then send the right token"
+    )]
+    TooManyAttempts {
+        /// Seconds until the peer may try again.
+        retry_after: u64,
+    },
+    /// A server capacity is exhausted, e.g. the event-stream cap (503, with
+    /// `Retry-After`); the detail names it.
+    #[error("{0}")]
+    Overloaded(String),
     /// Something broke inside the server (500). The detail is logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
     /// The configuration would expose the API without a token.
     #[error(
         "refusing to listen on {bind} without an API token: anyone who can reach that \
-         address could create tasks, and tasks can run commands. Set OPENLOOM_API_TOKEN \
-         (or pass --token) to require `Authorization: Bearer <token>`, or bind a loopback \
-         address such as 127.0.0.1"
+         address could create tasks, and tasks can run commands. --no-token is for a \
+         loopback address such as 127.0.0.1 only; drop it to use the generated token, or \
+         set OPENLOOM_API_TOKEN"
     )]
     InsecureBind {
         /// The address asked for.
@@ -112,6 +125,8 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Error::UpstreamUnavailable(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,7 +159,8 @@ impl Error {
             Error::NoRoute { .. } => "not_found",
             Error::UpstreamUnavailable(_) => "opencode_unavailable",
             Error::Upstream(_) => "opencode_error",
-            Error::Busy(_) => "busy",
+            Error::Busy(_) | Error::Overloaded(_) => "busy",
+            Error::TooManyAttempts { .. } => "too_many_requests",
             _ => "internal",
         }
     }
@@ -159,7 +175,7 @@ impl IntoResponse for Error {
                 tracing::warn!(error = %self, "OpenCode request failed");
                 self.to_string()
             }
-            Error::UpstreamUnavailable(_) => self.to_string(),
+            Error::UpstreamUnavailable(_) | Error::Overloaded(_) => self.to_string(),
             Error::Busy(_) => {
                 tracing::warn!(error = %self, "request refused: the database is busy");
                 "the database is locked by another process; try again in a moment".to_owned()
@@ -178,8 +194,11 @@ impl IntoResponse for Error {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Error::Busy(_) => {
+            Error::Busy(_) | Error::Overloaded(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Error::TooManyAttempts { retry_after } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             _ => {}
         }
@@ -288,6 +307,6 @@ mod tests {
     fn insecure_bind_says_why_and_how() {
         let bind: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
         let text = Error::InsecureBind { bind }.to_string();
-        assert!(text.contains("OPENLOOM_API_TOKEN") && text.contains("--token"), "{text}");
+        assert!(text.contains("OPENLOOM_API_TOKEN") && text.contains("--no-token"), "{text}");
     }
 }

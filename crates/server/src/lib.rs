@@ -23,10 +23,13 @@
 //! # Security
 //! The reference served everything with `Access-Control-Allow-Origin: *` on any
 //! interface; tasks can run commands (executable checks), so that was remote code
-//! execution for any web page. Here: no CORS headers at all; a non-loopback bind
-//! needs an API token ([`ServerConfig::validate`]); every request's `Host` must name
-//! this server (DNS rebinding); state-changing requests with a foreign `Origin` are
-//! refused; bodies are limited; errors never leak internals or OpenCode's password.
+//! execution for any web page — and, on a shared machine, for every local user. Here:
+//! a token always (at least 16 characters; serving without one is an explicit,
+//! loopback-only opt-out, [`ServerConfig::validate`]), with a per-peer penalty for
+//! wrong guesses; no CORS headers at all; every request's `Host` must name this
+//! server (DNS rebinding); state-changing requests with a foreign `Origin` or
+//! `Referer` are refused; connections are capped and must send their headers in
+//! time; bodies are limited; errors never leak internals or OpenCode's password.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,6 +44,7 @@ use tower_http::trace::TraceLayer;
 mod config;
 mod error;
 mod extract;
+mod listen;
 pub mod monitor;
 pub mod planner;
 pub mod routes;
@@ -48,7 +52,10 @@ mod security;
 mod state;
 pub mod telemetry;
 
-pub use config::{API_TOKEN_ENV, DEFAULT_BODY_LIMIT, Secret, ServerConfig};
+pub use config::{
+    API_TOKEN_ENV, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_TIMEOUT, MIN_TOKEN_LEN, Secret, ServerConfig,
+    default_max_connections,
+};
 pub use error::{Error, Result};
 pub use monitor::{MonitorConfig, MonitorSnapshot, SessionMonitor};
 pub use routes::{OPENAPI_JSON, ROUTES};
@@ -66,7 +73,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::no_route)
         .layer(DefaultBodyLimit::max(state.config().body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), security::guard))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: query strings can carry names and paths of the
+        // user's files, and logs outlive requests.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .with_state(state)
 }
 
@@ -75,7 +86,8 @@ pub fn router(state: AppState) -> Router {
 /// ```no_run
 /// # async fn example(parts: openloom_server::ServerParts) -> openloom_server::Result<()> {
 /// use openloom_server::{Server, ServerConfig};
-/// let config = ServerConfig::new("127.0.0.1:8787".parse().expect("address"));
+/// let config = ServerConfig::new("127.0.0.1:8787".parse().expect("address"))
+///     .with_token("a-long-random-token-from-the-environment");
 /// let server = Server::bind(config, parts).await?;
 /// tracing::info!("dashboard at http://{}", server.local_addr());
 /// server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
@@ -132,13 +144,24 @@ impl Server {
             tracing::info!("server shutting down");
             closing.close_streams();
         };
-        tracing::info!(address = %state.config().bind, "serving the OpenLoom API");
-        let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+        let config = state.config();
+        tracing::info!(
+            address = %config.bind,
+            max_connections = config.max_connections,
+            max_event_streams = config.max_event_streams,
+            header_timeout_ms = u64::try_from(config.header_timeout.as_millis()).unwrap_or(u64::MAX),
+            "serving the OpenLoom API"
+        );
+        let limits = listen::Limits {
+            max_connections: config.max_connections,
+            header_timeout: config.header_timeout,
+        };
+        listen::serve(listener, router(state), limits, shutdown).await;
         stop.send_replace(true);
         if let Err(error) = monitor.await {
             tracing::warn!(%error, "session monitor task failed");
         }
-        served.map_err(Error::Serve)
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The request guard every route sits behind: `Host` (DNS rebinding), `Origin`
-//! (cross-site writes) and the bearer token, in that order.
+//! and `Referer` (cross-site writes) and the bearer token, in that order; and the
+//! penalty that slows down a peer guessing the token.
 //!
 //! The API sends no CORS headers at all, so a browser page from another origin can
 //! neither read our answers nor send a JSON body without a preflight we refuse. The
@@ -7,7 +8,12 @@
 //! state. Without a token, this is what limits task creation (which can run
 //! commands through executable checks) to same-origin pages and local tools.
 
-use axum::extract::{Request, State};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -60,12 +66,112 @@ fn check(state: &AppState, request: &Request) -> Result<(), Error> {
     if changes_state(request.method()) {
         check_origin(headers, &host)?;
     }
+    // No token means the operator opted out (`no_token`, loopback only); the server
+    // refuses to start otherwise (`ServerConfig::validate`).
     if let Some(token) = &config.api_token {
-        if !is_public(request.uri().path()) && !bearer_matches(headers, token.expose()) {
-            return Err(Error::Unauthorized);
+        if !is_public(request.uri().path()) {
+            let peer = peer_key(request);
+            let now = Instant::now();
+            // A blocked peer's token is not even compared: answers must not tell a
+            // guesser anything until the penalty is over.
+            if let Some(retry_after) = state.failures().blocked(peer, now) {
+                return Err(Error::TooManyAttempts { retry_after });
+            }
+            if !bearer_matches(headers, token.expose()) {
+                state.failures().record(peer, now);
+                return Err(Error::Unauthorized);
+            }
         }
     }
     Ok(())
+}
+
+/// Whom a failed token attempt is counted against: the peer's IP address (IPv6 by
+/// its /64, which one host usually owns whole). Requests without a known peer (the
+/// router called without a socket) share one key.
+fn peer_key(request: &Request) -> IpAddr {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| peer.ip());
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
+
+/// Failed token attempts by peer: [`Failures::FREE`] failures per
+/// [`Failures::WINDOW`] are answered 401; past that the peer gets 429 with
+/// `Retry-After` until its window ends. At most [`Failures::MAX_PEERS`] peers are
+/// remembered (expired ones are forgotten first, then the oldest), so a flood of
+/// addresses costs bounded memory — and at worst resets a penalty early.
+///
+/// The owner's tools on the same address share the penalty while it lasts: a
+/// bounded pause, the price of not letting a local user guess freely.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    peers: Mutex<HashMap<IpAddr, Window>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+impl Failures {
+    /// Wrong or missing tokens a peer may send per window before it waits.
+    pub(crate) const FREE: u32 = 10;
+    /// The counting window, and so the longest wait.
+    pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+    /// Most peers remembered.
+    pub(crate) const MAX_PEERS: usize = 4096;
+
+    /// `Some(seconds to wait)` when `peer` used up its failures in its window.
+    pub(crate) fn blocked(&self, peer: IpAddr, now: Instant) -> Option<u64> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let window = peers.get(&peer)?;
+        let elapsed = now.saturating_duration_since(window.started);
+        if window.failures < Self::FREE || elapsed >= Self::WINDOW {
+            return None;
+        }
+        Some((Self::WINDOW - elapsed).as_secs().max(1))
+    }
+
+    /// Counts one failure of `peer`.
+    pub(crate) fn record(&self, peer: IpAddr, now: Instant) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if !peers.contains_key(&peer) && peers.len() >= Self::MAX_PEERS {
+            peers.retain(|_, w| now.saturating_duration_since(w.started) < Self::WINDOW);
+            if peers.len() >= Self::MAX_PEERS {
+                if let Some(oldest) = peers.iter().min_by_key(|(_, w)| w.started).map(|(k, _)| *k) {
+                    peers.remove(&oldest);
+                }
+            }
+        }
+        let window = peers.entry(peer).or_insert(Window { started: now, failures: 0 });
+        if now.saturating_duration_since(window.started) >= Self::WINDOW {
+            *window = Window { started: now, failures: 0 };
+        }
+        window.failures = window.failures.saturating_add(1);
+        if window.failures == Self::FREE {
+            tracing::warn!(
+                %peer,
+                "{} requests with a wrong or missing API token; refusing this address for up \
+                 to {} s",
+                Self::FREE,
+                Self::WINDOW.as_secs()
+            );
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 /// Paths served without the token: the dashboard page and its exact asset paths,
@@ -90,8 +196,10 @@ fn changes_state(method: &Method) -> bool {
 }
 
 /// A state-changing request from a browser must come from our own origin. Requests
-/// without `Origin` (curl, the CLI) pass; `Origin: null` (sandboxed frames, some
-/// redirects) does not. `Sec-Fetch-Site`, when a browser sends it, must say
+/// without `Origin` (curl, the CLI) pass unless they carry a `Referer` from another
+/// origin (older browsers and some form posts send a `Referer` but no `Origin`; our
+/// own page sends neither, it says `Referrer-Policy: no-referrer`); `Origin: null`
+/// (sandboxed frames, some redirects) does not. `Sec-Fetch-Site`, when a browser sends it, must say
 /// `same-origin` or `none` (typed by the user): `same-site` is refused too, because
 /// another port of `localhost` is the same *site* but not our origin.
 fn check_origin(headers: &HeaderMap, host: &str) -> Result<(), Error> {
@@ -103,7 +211,9 @@ fn check_origin(headers: &HeaderMap, host: &str) -> Result<(), Error> {
             )));
         }
     }
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return check_referer(headers, host);
+    };
     let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
     let host = host.trim().to_ascii_lowercase();
     if origin == format!("http://{host}") || origin == format!("https://{host}") {
@@ -111,6 +221,24 @@ fn check_origin(headers: &HeaderMap, host: &str) -> Result<(), Error> {
     }
     Err(Error::Forbidden(format!(
         "requests from origin {origin:?} may not change state; only pages served by this \
+         server (http://{host}) may"
+    )))
+}
+
+/// Without `Origin`, a `Referer` (when present) must name our own origin.
+fn check_referer(headers: &HeaderMap, host: &str) -> Result<(), Error> {
+    let Some(referer) = headers.get(header::REFERER) else { return Ok(()) };
+    let referer = referer.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    let host = host.trim().to_ascii_lowercase();
+    let authority = referer
+        .strip_prefix("http://")
+        .or_else(|| referer.strip_prefix("https://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority == Some(host.as_str()) {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "requests referred by another page may not change state; only pages served by this \
          server (http://{host}) may"
     )))
 }
@@ -172,6 +300,57 @@ mod tests {
             fetch.insert("sec-fetch-site", HeaderValue::from_static(site));
             assert_eq!(check_origin(&fetch, "127.0.0.1:8080").is_ok(), allowed, "{site}");
         }
+    }
+
+    #[test]
+    fn a_foreign_referer_without_origin_is_refused() {
+        let host = "127.0.0.1:8080";
+        let with = |referer: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::REFERER, HeaderValue::from_static(referer));
+            check_origin(&headers, host)
+        };
+        assert!(with("http://127.0.0.1:8080/").is_ok());
+        assert!(with("http://127.0.0.1:8080?x=1").is_ok());
+        for foreign in [
+            "http://evil.example/",
+            "http://127.0.0.1:8080.evil.example/",
+            "http://127.0.0.1:9090/",
+            "https://evil.example/?from=http://127.0.0.1:8080/",
+            "garbage",
+        ] {
+            assert!(with(foreign).is_err(), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn failures_past_the_free_ones_block_the_peer_for_the_window() {
+        let failures = Failures::default();
+        let (peer, other) = (IpAddr::from([127, 0, 0, 1]), IpAddr::from([10, 0, 0, 1]));
+        let start = Instant::now();
+        for _ in 0..Failures::FREE - 1 {
+            failures.record(peer, start);
+        }
+        assert_eq!(failures.blocked(peer, start), None, "still within the free failures");
+        failures.record(peer, start);
+        assert_eq!(failures.blocked(peer, start), Some(60));
+        let later = start + Duration::from_secs(45);
+        assert_eq!(failures.blocked(peer, later), Some(15));
+        assert_eq!(failures.blocked(other, later), None, "other peers are not blocked");
+        let after = start + Failures::WINDOW;
+        assert_eq!(failures.blocked(peer, after), None, "the penalty ends with the window");
+        failures.record(peer, after);
+        assert_eq!(failures.blocked(peer, after), None, "a new window starts afresh");
+    }
+
+    #[test]
+    fn failures_remember_a_bounded_number_of_peers() {
+        let failures = Failures::default();
+        let now = Instant::now();
+        for n in 0..(Failures::MAX_PEERS as u32 + 100) {
+            failures.record(IpAddr::from(n.to_be_bytes()), now);
+        }
+        assert_eq!(failures.len(), Failures::MAX_PEERS);
     }
 
     #[test]

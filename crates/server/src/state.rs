@@ -45,6 +45,10 @@ struct Inner {
     closing: Arc<watch::Sender<bool>>,
     /// Encoded task pages by query, with the store version they were read at.
     pages: PageCache,
+    /// One permit per open `/api/events` stream ([`ServerConfig::max_event_streams`]).
+    event_streams: Arc<tokio::sync::Semaphore>,
+    /// Recent token failures by peer, for the guard's penalty.
+    failures: crate::security::Failures,
 }
 
 /// Encoded answers of `GET /api/tasks`, keyed by query and valid while the store
@@ -96,6 +100,7 @@ impl AppState {
     /// `monitor` (which the caller runs, or [`crate::Server`] runs for it).
     pub fn new(config: ServerConfig, parts: ServerParts, monitor: Arc<SessionMonitor>) -> Self {
         let store = Arc::clone(parts.harness.store());
+        let event_streams = Arc::new(tokio::sync::Semaphore::new(config.max_event_streams));
         AppState {
             inner: Arc::new(Inner {
                 harness: parts.harness,
@@ -106,6 +111,8 @@ impl AppState {
                 config,
                 closing: Arc::new(watch::channel(false).0),
                 pages: PageCache::default(),
+                event_streams,
+                failures: crate::security::Failures::default(),
             }),
         }
     }
@@ -143,6 +150,16 @@ impl AppState {
     /// The cache of encoded task pages.
     pub(crate) fn pages(&self) -> &PageCache {
         &self.inner.pages
+    }
+
+    /// A slot for one more event stream, or `None` at the cap.
+    pub(crate) fn event_stream_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.inner.event_streams).try_acquire_owned().ok()
+    }
+
+    /// Recent token failures by peer.
+    pub(crate) fn failures(&self) -> &crate::security::Failures {
+        &self.inner.failures
     }
 
     /// A receiver that turns true when the server shuts down.

@@ -379,7 +379,9 @@ function sortedTasks() {
 }
 
 function stepsOf(task) {
-  const total = (task.spec && task.spec.steps && task.spec.steps.length) || 0;
+  // Lists carry a summarised spec (`step_count`); a task's own page the full one.
+  const spec = task.spec || {};
+  const total = spec.step_count ?? ((spec.steps && spec.steps.length) || 0);
   const done = (task.completed_steps || []).length;
   return { total, done };
 }

@@ -5,6 +5,7 @@ use openloom_core::{LogQuery, Store, Task};
 
 use super::parts;
 use crate::config::Settings;
+use crate::console::printable;
 use crate::exit::{self, coded};
 
 pub async fn run(settings: &Settings, prefix: &str, json: bool, limit: usize) -> Result<u8> {
@@ -31,9 +32,16 @@ pub async fn run(settings: &Settings, prefix: &str, json: bool, limit: usize) ->
         }
         return Ok(exit::OK);
     }
-    println!("{}  {}  [{}]  {}", task.id, task.name, task.status, task.workspace);
+    // Names, summaries and outputs come from specs, agents and commands: escaped.
+    println!(
+        "{}  {}  [{}]  {}",
+        printable(task.id.as_str()),
+        printable(&task.name),
+        task.status,
+        printable(&task.workspace)
+    );
     if let Some(error) = &task.error {
-        println!("error: {error}");
+        println!("error: {}", printable(error));
     }
     for stored in &entries {
         let entry = &stored.entry;
@@ -41,7 +49,7 @@ pub async fn run(settings: &Settings, prefix: &str, json: bool, limit: usize) ->
             "{}  {:<9}  {}{}",
             entry.at.format("%Y-%m-%d %H:%M:%S"),
             entry.status.as_str(),
-            entry.summary,
+            printable(&entry.summary),
             repeats(stored)
         );
         if let Some(evidence) = &entry.evidence {
@@ -80,15 +88,15 @@ fn print_evidence(evidence: &serde_json::Value) {
         } else {
             "FAIL"
         };
-        println!("    {verdict:<7} {}  ({} ms)", outcome.label, outcome.duration_ms);
+        println!("    {verdict:<7} {}  ({} ms)", printable(&outcome.label), outcome.duration_ms);
         if !outcome.passed {
             if let Some(error) = &outcome.error {
-                println!("            {error}");
+                println!("            {}", printable(error));
             }
             for line in
                 outcome.output_tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev()
             {
-                println!("            | {line}");
+                println!("            | {}", printable(line));
             }
         }
     }
@@ -111,8 +119,10 @@ pub async fn resolve_prefix(store: &dyn Store, prefix: &str) -> Result<Task> {
         )),
         1 => Ok(matches.into_iter().next().expect("one match")),
         _ => {
-            let list: Vec<String> =
-                matches.iter().map(|t| format!("  {}  {}  [{}]", t.id, t.name, t.status)).collect();
+            let list: Vec<String> = matches
+                .iter()
+                .map(|t| format!("  {}  {}  [{}]", t.id, printable(&t.name), t.status))
+                .collect();
             Err(coded(
                 exit::NOT_FOUND,
                 format!(

@@ -1,6 +1,7 @@
 //! `openloom serve`: the REST API and live events, and the harness driving every task.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -17,8 +18,8 @@ pub async fn run(settings: &Settings) -> Result<u8> {
     let client = parts::client(settings)?;
     let store = parts::store(settings).await?;
     let harness = parts::harness(settings, store.clone(), client.clone(), EventBus::new());
-    let server = bind(settings, &harness, store.clone(), &client).await?;
-    print_banner(&server, settings, store.as_ref(), &client).await?;
+    let (server, access) = bind(settings, &harness, store.clone(), &client).await?;
+    print_banner(&server, &access, settings, store.as_ref(), &client).await?;
 
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
     let driver = tokio::spawn(Arc::clone(&harness).run(stop_signal));
@@ -30,17 +31,53 @@ pub async fn run(settings: &Settings) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// The token the server requires, and where it came from (for the banner).
+pub enum Access {
+    /// `OPENLOOM_API_TOKEN`, `--token` or `api_token` in the config file.
+    Configured,
+    /// The token kept in the state directory; `created` on first start.
+    Kept { token: String, path: PathBuf, created: bool },
+    /// `--no-token`.
+    Open,
+}
+
+impl Access {
+    /// Resolves the token: configured, else `--no-token`, else the kept one
+    /// (generated on first start).
+    pub fn resolve(settings: &Settings) -> Result<Access> {
+        if settings.api_token.is_some() {
+            return Ok(Access::Configured);
+        }
+        if settings.no_token {
+            return Ok(Access::Open);
+        }
+        let path = settings.token_file.clone().ok_or_else(|| {
+            coded(
+                exit::BAD_INPUT,
+                "no API token configured and nowhere to keep a generated one (neither \
+                 XDG_STATE_HOME nor HOME is set): set OPENLOOM_API_TOKEN to a long random value",
+            )
+        })?;
+        let (token, created) = crate::token::load_or_create(&path)
+            .map_err(|e| coded(exit::BAD_INPUT, format!("{e:#}")))?;
+        Ok(Access::Kept { token, path, created })
+    }
+}
+
 /// Validates the settings and binds the API server next to `harness`.
 pub async fn bind(
     settings: &Settings,
     harness: &Arc<Harness>,
     store: Arc<SqliteStore>,
     client: &Arc<OpencodeClient>,
-) -> Result<Server> {
+) -> Result<(Server, Access)> {
     let address = resolve(&settings.ui_host, settings.ui_port)?;
+    let access = Access::resolve(settings)?;
     let mut config = ServerConfig::new(address);
-    if let Some(token) = &settings.api_token {
-        config = config.with_token(token.clone());
+    match (&access, &settings.api_token) {
+        (Access::Configured, Some(token)) => config = config.with_token(token.clone()),
+        (Access::Kept { token, .. }, _) => config = config.with_token(token.clone()),
+        _ => config.no_token = true,
     }
     config.public_hosts = settings.public_hosts.clone();
     // `--host localhost` or `--host myhost`: requests will name it, so answer to it.
@@ -50,7 +87,42 @@ pub async fn bind(
     }
     let parts =
         ServerParts { harness: Arc::clone(harness), recent: store, client: (**client).clone() };
-    Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))
+    let server =
+        Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
+    if matches!(access, Access::Open) {
+        eprintln!(
+            "openloom: WARNING: serving WITHOUT an API token (--no-token). Every user of this \
+             machine can read every task and create tasks whose checks run commands as you. \
+             Use it only on a machine nobody else logs in to."
+        );
+    }
+    Ok((server, access))
+}
+
+/// The lines that tell the owner how to reach the server: the dashboard URL with the
+/// token in its fragment (which browsers never send to the server) when the token was
+/// generated, since the owner has no other way to learn it; a configured token is the
+/// owner's own and is not repeated on the terminal (or a service's journal).
+pub fn access_lines(server: &Server, access: &Access) -> Vec<String> {
+    let base = format!("http://{}", server.local_addr());
+    match access {
+        Access::Kept { token, path, created } => vec![
+            format!("  dashboard: {base}/#token={token}"),
+            format!(
+                "  api token: {} {} (mode 600; reused on every start, delete it for a new one)",
+                if *created { "generated and kept in" } else { "kept in" },
+                path.display()
+            ),
+        ],
+        Access::Configured => vec![
+            format!("  dashboard: {base}/#token=<your OPENLOOM_API_TOKEN>"),
+            "  api token: configured (required on every request)".to_owned(),
+        ],
+        Access::Open => vec![
+            format!("  dashboard: {base}/"),
+            "  api token: NONE (--no-token): every local user can create tasks".to_owned(),
+        ],
+    }
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
@@ -67,6 +139,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
 
 async fn print_banner(
     server: &Server,
+    access: &Access,
     settings: &Settings,
     store: &dyn Store,
     client: &OpencodeClient,
@@ -92,10 +165,9 @@ async fn print_banner(
         if summary.is_empty() { "none yet".to_owned() } else { summary.join(", ") }
     );
     println!("  opencode:  {} — {opencode}", settings.opencode_url);
-    println!(
-        "  api token: {}",
-        if settings.api_token.is_some() { "required" } else { "none (loopback only)" }
-    );
+    for line in access_lines(server, access) {
+        println!("{line}");
+    }
     println!("Stop with Ctrl-C.");
     Ok(())
 }

@@ -5,6 +5,7 @@ use openloom_core::{Store, TaskQuery};
 
 use super::parts;
 use crate::config::Settings;
+use crate::console::printable;
 use crate::exit;
 
 pub async fn run(settings: &Settings, json: bool, limit: usize) -> Result<u8> {
@@ -23,7 +24,7 @@ pub async fn run(settings: &Settings, json: bool, limit: usize) -> Result<u8> {
         .iter()
         .map(|t| {
             [
-                t.id.to_string(),
+                printable(t.id.as_str()),
                 clip(&t.name, 32),
                 t.status.to_string(),
                 format!("{:.0}%", t.progress * 100.0),
@@ -57,15 +58,16 @@ pub fn table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String
     out
 }
 
-/// At most `max` characters, with an ellipsis when cut; newlines become spaces.
+/// At most `max` characters, with an ellipsis when cut; newlines become spaces and
+/// other control characters are escaped ([`printable`]).
 pub fn clip(text: &str, max: usize) -> String {
     let flat = text.replace(['\n', '\r'], " ");
     if flat.chars().count() <= max {
-        return flat;
+        return printable(&flat);
     }
     let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
-    cut
+    printable(&cut)
 }
 
 #[cfg(test)]
@@ -82,5 +84,6 @@ mod tests {
     fn clip_cuts_on_characters() {
         assert_eq!(clip("héllo wörld", 6), "héllo…");
         assert_eq!(clip("a\nb", 10), "a b");
+        assert_eq!(clip("bell\u{7}", 10), "bell\\x07");
     }
 }

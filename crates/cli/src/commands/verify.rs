@@ -24,7 +24,11 @@ pub async fn run(settings: &Settings, spec_path: &Path, json: bool) -> Result<u8
         .workspace_policy()
         .resolve(&spec.workspace)
         .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
-    eprintln!("Running the checks of {} in {} ...", spec.name, workspace.display());
+    eprintln!(
+        "Running the checks of {} in {} ...",
+        crate::console::printable(&spec.name),
+        crate::console::printable(&workspace.display().to_string())
+    );
     let verification = verify_spec(&CheckRunner::new(), &workspace, &spec).await;
     if json {
         let rows: Vec<serde_json::Value> = verification
@@ -33,7 +37,7 @@ pub async fn run(settings: &Settings, spec_path: &Path, json: bool) -> Result<u8
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows).context("could not encode results")?);
     } else {
-        print!("{}", verification.render_table());
+        print!("{}", crate::console::printable_lines(&verification.render_table()));
     }
     Ok(if verification.passed() { exit::OK } else { exit::FAILURE })
 }

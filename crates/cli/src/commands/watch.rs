@@ -11,7 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::parts;
 use crate::config::Settings;
-use crate::console::ConsoleSink;
+use crate::console::{ConsoleSink, printable};
 use crate::exit::{self, coded};
 
 /// `ui`: the settings to serve the API with while watching (`--ui`), if asked.
@@ -66,16 +66,18 @@ pub async fn run(
     };
     // Drive this spec's task only; other tasks in the database are not ours to run.
     harness.restrict_to([task_id.clone()]);
-    println!("openloom: watching {} — {}", task_id, spec.name);
-    println!("  workspace: {}", spec.workspace);
+    println!("openloom: watching {} — {}", task_id, printable(&spec.name));
+    println!("  workspace: {}", printable(&spec.workspace));
     println!("  interval:  {}s", spec.check_interval_seconds);
     println!("  database:  {}", settings.database.display());
     if spec.has_checks() {
         println!("  verified:  completion needs the spec's checks to pass");
     }
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
-    let served = server.map(|server| {
-        println!("  dashboard: http://{}", server.local_addr());
+    let served = server.map(|(server, access)| {
+        for line in super::serve::access_lines(&server, &access) {
+            println!("{line}");
+        }
         let mut stopped = stop_signal.clone();
         tokio::spawn(server.run(async move {
             let _ = stopped.wait_for(|stop| *stop).await;

@@ -28,6 +28,16 @@ impl Sandbox {
         self.dir.path().join("state").join("openloom.sqlite3")
     }
 
+    /// The sandbox's `XDG_STATE_HOME`.
+    pub fn state_home(&self) -> PathBuf {
+        self.dir.path().join("xdg-state")
+    }
+
+    /// Where `serve` keeps the token it generates.
+    pub fn token_file(&self) -> PathBuf {
+        self.state_home().join("openloom").join("token")
+    }
+
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, content).expect("write file");
@@ -45,6 +55,8 @@ impl Sandbox {
         }
         command
             .env("OPENLOOM_DATABASE", self.database())
+            // The generated API token is kept per sandbox, not in the tester's home.
+            .env("XDG_STATE_HOME", self.state_home())
             .env("OPENLOOM_OPENCODE_URL", &self.opencode_url)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
@@ -103,12 +115,17 @@ pub fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> Ru
     }
 }
 
-/// A running `openloom serve` and the base URL its banner printed. Killed on drop, so
-/// a failing test leaves no server behind; its stderr goes to `serve.log` in the
-/// sandbox (a pipe nobody reads could fill and block it).
+/// A running `openloom serve`, the base URL its banner printed, the dashboard line and
+/// the token it requires. Killed on drop, so a failing test leaves no server behind;
+/// its stderr goes to `serve.log` in the sandbox (a pipe nobody reads could fill and
+/// block it).
 pub struct Served {
     child: Option<Child>,
     pub base: String,
+    /// The banner's dashboard URL (with `#token=` when the token was generated).
+    pub dashboard: String,
+    /// The token: `OPENLOOM_API_TOKEN` when given, else the one the URL carries.
+    pub token: String,
     log: PathBuf,
 }
 
@@ -125,10 +142,22 @@ impl Served {
     /// Starts `serve` on a free port, off the async runtime (reading the banner
     /// blocks, and the runtime may be serving the scripted model).
     pub async fn start(sandbox: &Sandbox, extra_env: &[(&str, &str)]) -> Served {
+        Self::start_with(sandbox, &[], extra_env).await
+    }
+
+    /// [`Served::start`] with extra arguments to `serve`.
+    pub async fn start_with(
+        sandbox: &Sandbox,
+        extra_args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Served {
         let log = sandbox.path().join("serve.log");
         let stderr = std::fs::File::create(&log).expect("serve.log");
         let mut command = sandbox.command(&["serve", "--port", "0"]);
+        command.args(extra_args);
         command.envs(extra_env.iter().copied()).stdout(Stdio::piped()).stderr(stderr);
+        let extra_env: Vec<(String, String)> =
+            extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         tokio::task::spawn_blocking(move || {
             let mut child = command.spawn().expect("start serve");
             let stdout = child.stdout.take().expect("stdout piped");
@@ -139,12 +168,34 @@ impl Served {
                 .expect("banner names the URL")
                 .trim()
                 .to_owned();
+            let dashboard = lines
+                .by_ref()
+                .map_while(std::result::Result::ok)
+                .find_map(|line| line.trim().strip_prefix("dashboard: ").map(str::to_owned))
+                .expect("the banner has a dashboard line");
+            let token = extra_env
+                .iter()
+                .find(|(key, _)| key == "OPENLOOM_API_TOKEN")
+                .map(|(_, value)| value.clone())
+                .or_else(|| dashboard.split_once("#token=").map(|(_, token)| token.to_owned()))
+                .unwrap_or_default();
             // Keep draining stdout so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
-            Served { child: Some(child), base, log }
+            Served { child: Some(child), base, dashboard, token, log }
         })
         .await
         .expect("join")
+    }
+
+    /// An HTTP client that sends the server's token on every request.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {}", self.token);
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&value).expect("a header-safe token"),
+        );
+        reqwest::Client::builder().default_headers(headers).build().expect("client")
     }
 
     /// SIGTERM, then the exit status, with the server's log as stderr.

@@ -28,7 +28,7 @@ const LIVE_WITHOUT_FORM: &str = "return document.getElementById('token-panel').h
 
 /// The tasks and the newest task's check log, for failure messages.
 async fn task_dump(served: &Served) -> String {
-    let client = reqwest::Client::new();
+    let client = served.client();
     let get = |path: String| {
         let client = client.clone();
         async move {
@@ -140,7 +140,9 @@ async fn a_task_from_the_form_completes_live_and_its_check_log_and_refusals_show
     let browser = browser_launcher.start(WIDTH, HEIGHT).await.expect("headless Chromium");
     let client = browser.client();
 
-    client.goto(&format!("{}/", served.base)).await.expect("open the dashboard");
+    // The URL the banner printed, token in its fragment, as the owner would open it.
+    assert!(served.dashboard.contains("/#token="), "{}", served.dashboard);
+    client.goto(&served.dashboard).await.expect("open the dashboard");
     wait_for(client, "the event stream to be live", Duration::from_secs(10), LIVE).await;
     // A marker that a reload would wipe.
     client.execute("window.__noReload = 'still here'; return true", vec![]).await.expect("mark");

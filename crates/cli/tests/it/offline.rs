@@ -108,6 +108,32 @@ async fn status_and_log_show_tasks_and_refuse_ambiguous_prefixes() {
     assert_eq!(none.code, Some(4));
 }
 
+#[tokio::test]
+async fn control_characters_in_task_text_never_reach_the_terminal_raw() {
+    let sandbox = Sandbox::new();
+    let store = SqliteStore::open(sandbox.database()).await.expect("open store");
+    let hostile = "evil\u{0}\u{7}\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let spec = TaskSpec::new(hostile, sandbox.path().to_string_lossy(), "goal");
+    let id = TaskId::from("task_ctl000");
+    store.create_task(&Task::new(id.clone(), spec, Utc::now())).await.expect("create");
+    let entry = CheckLogEntry::new(Utc::now(), TaskStatus::Running, hostile, "");
+    let update = TaskUpdate {
+        status: Some(TaskStatus::Running),
+        last_summary: Some(Some(hostile.to_owned())),
+        ..TaskUpdate::default()
+    };
+    store.update_task(&id, &update, Some(&entry)).await.expect("update");
+    store.close().await;
+    for args in [&["status"][..], &["log", "task_ctl"][..]] {
+        let run = sandbox.run(args);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        for raw in ['\u{0}', '\u{7}', '\u{1b}'] {
+            assert!(!run.stdout.contains(raw), "{args:?} printed {raw:?} raw: {:?}", run.stdout);
+        }
+        assert!(run.stdout.contains("evil\\x00\\x07\\x1b]0;pwned"), "{args:?}: {}", run.stdout);
+    }
+}
+
 #[test]
 fn verify_runs_the_checks_and_fails_on_a_failing_one() {
     let sandbox = Sandbox::new();

@@ -7,25 +7,92 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
 
-use crate::common::{Sandbox, Served};
+use crate::common::{self, Sandbox, Served};
 
 #[test]
-fn serve_refuses_a_public_address_without_a_token() {
+fn serve_refuses_a_short_token_and_no_token_off_loopback() {
     let sandbox = Sandbox::new();
-    let run = sandbox.run(&["serve", "--host", "0.0.0.0", "--port", "0"]);
+    let mut short = sandbox.command(&["serve", "--port", "0"]);
+    let run = common::Run::from(short.env("OPENLOOM_API_TOKEN", "a").output().expect("run"));
     assert_eq!(run.code, Some(2), "{run:?}");
-    assert!(
-        run.stderr.contains("without an API token") && run.stderr.contains("OPENLOOM_API_TOKEN"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("fewer than the 16"), "{}", run.stderr);
+    let run = sandbox.run(&["serve", "--host", "0.0.0.0", "--port", "0", "--no-token"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("--no-token is for a loopback address"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn serve_generates_a_private_token_once_and_the_printed_url_carries_it() {
+    let sandbox = Sandbox::new();
+    let served = Served::start(&sandbox, &[]).await;
+    let token = served.token.clone();
+    assert_eq!(token.len(), 64, "{}", served.dashboard);
+    assert_eq!(served.dashboard, format!("{}/#token={token}", served.base));
+    let file = std::fs::read_to_string(sandbox.token_file()).expect("token file");
+    assert_eq!(file.trim(), token);
+    let mode = std::fs::metadata(sandbox.token_file()).expect("stat").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+
+    // The owner's URL works: the page, then the API with the fragment's token.
+    let plain = reqwest::Client::new();
+    let page = plain.get(&served.dashboard).send().await.expect("GET /");
+    assert_eq!(page.status(), 200);
+    let tasks = served.client().get(format!("{}/api/tasks", served.base)).send().await;
+    assert_eq!(tasks.expect("GET").status(), 200);
+    let refused = plain.get(format!("{}/api/tasks", served.base)).send().await.expect("GET");
+    assert_eq!(refused.status(), 401);
+
+    // Another Unix user can neither read the token nor use the API without it.
+    let base = served.base.clone();
+    let path = sandbox.token_file();
+    let (read, post) = tokio::task::spawn_blocking(move || {
+        let read = std::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "cat"])
+            .arg(&path)
+            .output()
+            .expect("setpriv (util-linux) must be installed to test a second Unix user");
+        let post = std::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "curl", "-s"])
+            .args(["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", "Content-Type: application/json", "--data"])
+            .arg(r#"{"prompt": "id > /tmp/pwned", "workspace": "/tmp"}"#)
+            .arg(format!("{base}/api/tasks"))
+            .output()
+            .expect("setpriv and curl");
+        (read, post)
+    })
+    .await
+    .expect("join");
+    assert!(!read.status.success(), "another user read the token file");
+    assert!(String::from_utf8_lossy(&read.stdout).trim().is_empty());
+    assert_eq!(String::from_utf8_lossy(&post.stdout), "401", "{post:?}");
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+
+    // Reused on the next start, so a bookmarked URL keeps working.
+    let again = Served::start(&sandbox, &[]).await;
+    assert_eq!(again.token, token);
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn no_token_is_loud_and_lets_requests_through() {
+    let sandbox = Sandbox::new();
+    let log = sandbox.path().join("serve.log");
+    let served = Served::start_with(&sandbox, &["--no-token"], &[]).await;
+    let tasks = reqwest::get(format!("{}/api/tasks", served.base)).await.expect("GET");
+    assert_eq!(tasks.status(), 200);
+    assert!(!sandbox.token_file().exists(), "no token generated when opted out");
+    let warned = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(warned.contains("WITHOUT an API token"), "{warned}");
+    served.stop().await;
 }
 
 #[tokio::test]
 async fn serve_answers_without_opencode_and_stops_gracefully_on_sigterm() {
     let sandbox = Sandbox::new();
     let served = Served::start(&sandbox, &[]).await;
-    let client = reqwest::Client::new();
+    let client = served.client();
     let tasks: serde_json::Value = client
         .get(format!("{}/api/tasks", served.base))
         .send()
@@ -57,7 +124,7 @@ async fn a_task_created_over_http_completes_and_the_event_stream_shows_it() {
     let mut sandbox = Sandbox::new();
     sandbox.opencode_url = env.opencode.base_url();
     let served = Served::start(&sandbox, &[]).await;
-    let client = reqwest::Client::new();
+    let client = served.client();
 
     // Listen first, so no event is missed.
     let events =

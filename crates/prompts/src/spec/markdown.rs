@@ -73,6 +73,7 @@ enum Section {
 /// Parses a Markdown spec. `origin` names the text in errors.
 pub fn parse_markdown(text: &str, origin: &str) -> Result<TaskSpec> {
     let location = Location::new(origin);
+    super::limits::check_text_size(text, &location)?;
     if py_strip(text).is_empty() {
         return Err(Error::EmptySpec {
             location,
@@ -175,5 +176,6 @@ pub fn parse_markdown(text: &str, origin: &str) -> Result<TaskSpec> {
         }
     }
     spec.goal = py_strip(&goal_lines.join("\n")).to_owned();
+    super::limits::check_spec_limits(&spec, origin)?;
     Ok(spec)
 }

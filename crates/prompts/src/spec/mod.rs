@@ -12,6 +12,7 @@ mod checks;
 mod emit;
 mod expansion;
 mod interval;
+mod limits;
 mod markdown;
 mod value;
 mod yaml;
@@ -24,6 +25,10 @@ use openloom_core::spec::{DEFAULT_AGENT, DEFAULT_MODE};
 pub use checks::CHECK_KINDS;
 pub use emit::{DEFAULT_SPEC_FILENAME, default_spec_yaml, spec_to_yaml, write_default_spec};
 pub use expansion::{MAX_EXPANDED_BYTES, MAX_FLOW_OPENERS};
+pub use limits::{
+    MAX_CHECKS, MAX_CRITERIA, MAX_LINE_CHARS, MAX_NAME_CHARS, MAX_SPEC_BYTES, MAX_STEPS,
+    MAX_TEXT_CHARS, check_spec_limits,
+};
 pub use markdown::parse_markdown;
 pub use yaml::parse_yaml;
 
@@ -43,13 +48,22 @@ pub enum SpecFormat {
 }
 
 impl SpecFormat {
-    /// Reads a format name as the reference's API does: `markdown` (any case, trimmed)
-    /// is Markdown, anything else YAML.
-    pub fn from_name(name: &str) -> Self {
-        if name.trim().eq_ignore_ascii_case("markdown") {
-            SpecFormat::Markdown
-        } else {
-            SpecFormat::Yaml
+    /// The names [`SpecFormat::from_name`] accepts.
+    pub const NAMES: &'static str = "`yaml` (or `yml`) and `markdown` (or `md`)";
+
+    /// Reads a format name (any case, trimmed): `yaml`/`yml` or `markdown`/`md`.
+    /// Anything else is refused rather than read as YAML (the reference's choice),
+    /// so `format: "toml"` is not silently parsed as something it is not.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Ok(SpecFormat::Yaml),
+            "markdown" | "md" => Ok(SpecFormat::Markdown),
+            _ => Err(Error::field(
+                &Location::new(INPUT_ORIGIN),
+                "format",
+                format!("is {name:?}, not a spec format"),
+                Self::NAMES,
+            )),
         }
     }
 
@@ -77,7 +91,9 @@ pub fn spec_from_json(value: &serde_json::Value, origin: &str) -> Result<TaskSpe
     let yaml: serde_yaml::Value = serde_yaml::to_value(value)?;
     match yaml {
         serde_yaml::Value::Mapping(map) if !map.is_empty() => {
-            yaml::spec_from_mapping(&map, &location)
+            let spec = yaml::spec_from_mapping(&map, &location)?;
+            check_spec_limits(&spec, origin)?;
+            Ok(spec)
         }
         serde_yaml::Value::Mapping(_) | serde_yaml::Value::Null => {
             Err(Error::EmptySpec { location, expected: yaml::MINIMAL_SPEC })
@@ -168,8 +184,12 @@ mod tests {
 
     #[test]
     fn formats_by_name_and_extension() {
-        assert_eq!(SpecFormat::from_name(" Markdown "), SpecFormat::Markdown);
-        assert_eq!(SpecFormat::from_name("yml"), SpecFormat::Yaml);
+        assert_eq!(SpecFormat::from_name(" Markdown ").expect("known"), SpecFormat::Markdown);
+        assert_eq!(SpecFormat::from_name("md").expect("known"), SpecFormat::Markdown);
+        assert_eq!(SpecFormat::from_name("yml").expect("known"), SpecFormat::Yaml);
+        assert_eq!(SpecFormat::from_name("YAML").expect("known"), SpecFormat::Yaml);
+        let error = SpecFormat::from_name("toml").expect_err("unknown").to_string();
+        assert!(error.contains("format: is \"toml\"") && error.contains("markdown"), "{error}");
         assert_eq!(SpecFormat::from_path(Path::new("a/task.MD")), SpecFormat::Markdown);
         assert_eq!(SpecFormat::from_path(Path::new("task.markdown")), SpecFormat::Markdown);
         assert_eq!(SpecFormat::from_path(Path::new("openloom.yaml")), SpecFormat::Yaml);

@@ -47,7 +47,11 @@ const STEP_KEYS: [&str; 4] = ["title", "name", "acceptance", "checks"];
 /// - a list where text belongs, text where a list belongs (`acceptance: tests pass`,
 ///   which the reference split into characters), null items, negative or non-numeric
 ///   intervals are errors naming the field;
-/// - unknown keys are logged as warnings, as a hint at typos.
+/// - unknown keys are logged as one warning per spec (naming the first few), as a
+///   hint at typos; they are not an error, so specs written for the reference (or a
+///   later version) still run;
+/// - the [limits](super::check_spec_limits) on size, steps, checks and text fields
+///   apply.
 ///
 /// Anchors, aliases and `<<` merge keys work as in PyYAML's `safe_load`. A document
 /// whose aliases would expand past [`MAX_EXPANDED_BYTES`] is refused before it is
@@ -59,6 +63,7 @@ const STEP_KEYS: [&str; 4] = ["title", "name", "acceptance", "checks"];
 /// key the field is under; syntax errors carry the parser's line and column.
 pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
     let location = Location::new(origin);
+    super::limits::check_text_size(text, &location)?;
     let syntax = |e: serde_yaml::Error| {
         let location = match e.location() {
             Some(at) => location.at(at.line(), Some(at.column())),
@@ -92,7 +97,9 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<TaskSpec> {
     document.apply_merge().map_err(syntax)?;
     match document {
         Value::Mapping(map) if !map.is_empty() => {
-            spec_from_mapping(&map, &location).map_err(|e| with_key_line(e, text))
+            let spec = spec_from_mapping(&map, &location).map_err(|e| with_key_line(e, text))?;
+            super::limits::check_spec_limits(&spec, origin).map_err(|e| with_key_line(e, text))?;
+            Ok(spec)
         }
         Value::Mapping(_) | Value::Null => {
             Err(Error::EmptySpec { location, expected: MINIMAL_SPEC })
@@ -125,14 +132,16 @@ fn with_key_line(error: Error, text: &str) -> Error {
 
 /// Builds a spec from an already parsed mapping (e.g. a JSON API body converted to YAML).
 pub(crate) fn spec_from_mapping(map: &Mapping, location: &Location) -> Result<TaskSpec> {
+    let mut unknown = UnknownKeys::default();
     for key in map.keys() {
-        match key.as_str() {
-            Some(name) if KNOWN_KEYS.contains(&name) => {}
-            _ => tracing::warn!(origin = %location, key = ?key, "unknown key in spec ignored"),
+        if !key.as_str().is_some_and(|name| KNOWN_KEYS.contains(&name)) {
+            unknown.note("", key);
         }
     }
     let text = |key: &str| optional_text(map, key, location, key);
-    let mut steps = parse_steps(map.get("steps"), location)?;
+    let steps = parse_steps(map.get("steps"), location, &mut unknown);
+    unknown.report(location);
+    let mut steps = steps?;
     apply_step_acceptance(map.get("step_acceptance"), &mut steps, location)?;
     let (acceptance_key, acceptance_value) = match map.get("global_acceptance") {
         Some(value) if !is_falsy(value) => ("global_acceptance", Some(value)),
@@ -157,7 +166,49 @@ pub(crate) fn spec_from_mapping(map: &Mapping, location: &Location) -> Result<Ta
     })
 }
 
-fn parse_steps(value: Option<&Value>, location: &Location) -> Result<Vec<Step>> {
+/// Unknown keys of a spec, reported in one line however many there are: they hint at
+/// a typo, and a line per key let one spec flood the log.
+#[derive(Default)]
+struct UnknownKeys {
+    count: usize,
+    first: Vec<String>,
+}
+
+impl UnknownKeys {
+    /// Names shown in the line; the rest are counted.
+    const SHOWN: usize = 5;
+
+    fn note(&mut self, field: &str, key: &Value) {
+        self.count += 1;
+        if self.first.len() < Self::SHOWN {
+            let name = match key.as_str() {
+                Some(name) => name.chars().take(40).collect::<String>(),
+                None => format!("<{}>", kind_of(key)),
+            };
+            self.first.push(if field.is_empty() { name } else { format!("{field}.{name}") });
+        }
+    }
+
+    fn report(&self, location: &Location) {
+        if self.count == 0 {
+            return;
+        }
+        let more = self.count.saturating_sub(self.first.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        tracing::warn!(
+            origin = %location,
+            "{} unknown key(s) in the spec ignored: {:?}{more}; see docs/spec-format.md for the keys",
+            self.count,
+            self.first
+        );
+    }
+}
+
+fn parse_steps(
+    value: Option<&Value>,
+    location: &Location,
+    unknown: &mut UnknownKeys,
+) -> Result<Vec<Step>> {
     let Some(value) = value.filter(|v| !is_falsy(v)) else { return Ok(Vec::new()) };
     let Value::Sequence(items) = value else {
         return Err(Error::field(
@@ -171,7 +222,7 @@ fn parse_steps(value: Option<&Value>, location: &Location) -> Result<Vec<Step>> 
     for (index, item) in items.iter().enumerate() {
         let field = format!("steps[{index}]");
         match item {
-            Value::Mapping(map) => steps.push(step_from_mapping(map, location, &field)?),
+            Value::Mapping(map) => steps.push(step_from_mapping(map, location, &field, unknown)?),
             Value::String(_) | Value::Number(_) | Value::Bool(_) => {
                 let title = scalar_text(item, location, &field, "a step title")?;
                 let title = py_strip(&title);
@@ -193,10 +244,15 @@ fn parse_steps(value: Option<&Value>, location: &Location) -> Result<Vec<Step>> 
     Ok(steps)
 }
 
-fn step_from_mapping(map: &Mapping, location: &Location, field: &str) -> Result<Step> {
+fn step_from_mapping(
+    map: &Mapping,
+    location: &Location,
+    field: &str,
+    unknown: &mut UnknownKeys,
+) -> Result<Step> {
     for key in map.keys() {
         if !key.as_str().is_some_and(|k| STEP_KEYS.contains(&k)) {
-            tracing::warn!(origin = %location, field, key = ?key, "unknown key in step ignored");
+            unknown.note(field, key);
         }
     }
     let title = match optional_text(map, "title", location, &format!("{field}.title"))? {

@@ -1,10 +1,10 @@
 //! Hostile or huge YAML: refused quickly with a clear error, never a crash or a
-//! memory blow-up, while large honest specs still parse.
+//! memory blow-up, while specs up to the limits still parse.
 
 use std::time::{Duration, Instant};
 
-use openloom_prompts::spec::{MAX_EXPANDED_BYTES, MAX_FLOW_OPENERS};
-use openloom_prompts::{Error, parse_yaml};
+use openloom_prompts::spec::{MAX_EXPANDED_BYTES, MAX_FLOW_OPENERS, MAX_SPEC_BYTES, MAX_STEPS};
+use openloom_prompts::{Error, parse_markdown, parse_yaml};
 
 /// Generous for a debug build on a loaded machine; the unguarded parse of the
 /// quadratic document below takes far longer (and gigabytes).
@@ -76,16 +76,30 @@ fn very_deep_flow_nesting_is_refused_before_the_quadratic_scan() {
 }
 
 #[test]
-fn large_honest_specs_still_parse() {
-    let goal = "g".repeat(4 * 1024 * 1024);
-    let steps: Vec<String> = (0..5_000).map(|i| format!("  - step {i}")).collect();
+fn specs_up_to_the_limits_parse_and_past_them_are_refused_naming_the_limit() {
+    let goal = "g".repeat(60 * 1024);
+    let steps: Vec<String> = (0..MAX_STEPS).map(|i| format!("  - step {i}")).collect();
     let text = format!("name: big\ngoal: {goal}\nsteps:\n{}\n", steps.join("\n"));
     let spec = parse_yaml(&text, "big.yaml").expect("a big but honest spec parses");
     assert_eq!(spec.goal.len(), goal.len());
-    assert_eq!(spec.steps.len(), 5_000);
+    assert_eq!(spec.steps.len(), MAX_STEPS);
     // Aliases themselves are fine when they stay small.
     let spec = parse_yaml("ok: &ok [tests pass]\nacceptance: *ok\n", "alias.yaml").expect("alias");
     assert_eq!(spec.acceptance, ["tests pass"]);
+
+    // 40,000 steps (the probe's plans): refused, quickly, with the limit named.
+    let text = format!("name: huge\nsteps: [{}]\n", vec!["s"; 40_000].join(", "));
+    assert!(text.len() < MAX_SPEC_BYTES, "the step count, not the size, is what is refused");
+    let (result, took) = timed(&text);
+    let message = result.expect_err("40,000 steps").to_string();
+    assert!(took < QUICK, "took {took:?}");
+    assert!(message.contains("steps: has 40000 steps, more than the 200 allowed"), "{message}");
+    let text = format!("name: huge\ngoal: {}\n", "g".repeat(MAX_SPEC_BYTES));
+    let message = parse_yaml(&text, "huge.yaml").expect_err("too large").to_string();
+    assert!(message.contains("more than the 256 KiB a spec may have"), "{message}");
+    let text = format!("# huge\n\n## Goal\n{}\n", "g".repeat(MAX_SPEC_BYTES));
+    let message = parse_markdown(&text, "huge.md").expect_err("too large").to_string();
+    assert!(message.contains("256 KiB"), "{message}");
 }
 
 #[test]

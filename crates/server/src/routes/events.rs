@@ -24,7 +24,7 @@ use openloom_core::TaskQuery;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 /// How long a browser waits before reconnecting, in milliseconds.
@@ -38,6 +38,15 @@ pub async fn events(
     // then always received, never lost in between. Tasks are listed after the version
     // is read, so the snapshot reflects every write up to that version (maybe more;
     // the events of those later writes repeat what it shows, harmlessly).
+    // Each stream holds a slot until it ends, so clients that never read cannot pile
+    // up past the cap; the rest of the API keeps its connections.
+    let slot = state.event_stream_slot().ok_or_else(|| {
+        Error::Overloaded(format!(
+            "{} event streams are open, the most this server allows; close a dashboard tab \
+             or retry in a moment",
+            state.config().max_event_streams
+        ))
+    })?;
     let mut receiver = state.harness().bus().receiver();
     let version = state.store().store_version().await?;
     let limit = state.config().snapshot_tasks;
@@ -45,6 +54,7 @@ pub async fn events(
     let snapshot = json!({ "type": "snapshot", "store_version": version, "tasks": tasks, "next_cursor": next });
     let mut closing = state.closing();
     let stream = async_stream::stream! {
+        let _slot = slot;
         yield Ok(SseEvent::default()
             .retry(std::time::Duration::from_millis(RETRY_MS))
             .event("snapshot")

@@ -49,10 +49,72 @@ fn parse_statuses(text: Option<&str>) -> Result<Vec<TaskStatus>> {
         .collect()
 }
 
-/// A page of tasks, newest first, and the cursor of the next page (`None` on the last
-/// page: one task more than asked is read, so a full last page never points at an
-/// empty one). An unknown `before` cursor is a bad request.
-pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Task>, Option<TaskId>)> {
+/// Longest text of a summarised field (goal, last summary, error) in a list, in
+/// characters.
+pub const LIST_TEXT_CHARS: usize = 280;
+
+/// A task as lists show it (pages, `/api/state`, the SSE snapshot): every field, but
+/// the spec summarised (`name`, `workspace`, `mode`, `agent`, the goal cut to
+/// [`LIST_TEXT_CHARS`], and `step_count`, `check_count`, `acceptance_count`, with
+/// `summarised: true`) and long texts cut, so that a page's size is bounded by its
+/// length whatever the tasks hold. The full task is `GET /api/tasks/{id}`.
+pub fn list_entry(task: &Task) -> Result<Value> {
+    let mut value = serde_json::to_value(task)
+        .map_err(|error| Error::Internal(format!("could not encode a task: {error}")))?;
+    if let Some(object) = value.as_object_mut() {
+        let spec = &task.spec;
+        let checks = spec.checks.len() + spec.steps.iter().map(|s| s.checks.len()).sum::<usize>();
+        object.insert(
+            "spec".to_owned(),
+            json!({
+                "name": clip(&spec.name),
+                "workspace": spec.workspace,
+                "goal": clip(&spec.goal),
+                "mode": spec.mode,
+                "agent": spec.agent,
+                "check_interval_seconds": spec.check_interval_seconds,
+                "step_count": spec.steps.len(),
+                "check_count": checks,
+                "acceptance_count": spec.acceptance.len(),
+                "summarised": true,
+            }),
+        );
+        for key in ["last_summary", "error", "name"] {
+            if let Some(Value::String(text)) = object.get_mut(key) {
+                *text = clip(text);
+            }
+        }
+        if let Some(verification) = object.get_mut("last_verification") {
+            if let Some(outcomes) = verification.get_mut("outcomes").and_then(Value::as_array_mut) {
+                // Output tails are for the task's own page.
+                for outcome in outcomes {
+                    if let Some(outcome) = outcome.as_object_mut() {
+                        outcome.remove("output_tail");
+                        if let Some(Value::String(error)) = outcome.get_mut("error") {
+                            *error = clip(error);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn clip(text: &str) -> String {
+    if text.chars().count() <= LIST_TEXT_CHARS {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(LIST_TEXT_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// A page of tasks as [`list_entry`] shows them, newest first, and the cursor of the
+/// next page (`None` on the last page: one task more than asked is read, so a full
+/// last page never points at an empty one). An unknown `before` cursor is a bad
+/// request.
+pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Value>, Option<TaskId>)> {
     let limit = query.limit;
     let cursor = query.before.clone();
     let probe = TaskQuery { limit: limit.saturating_add(1), ..query };
@@ -63,12 +125,14 @@ pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Task>,
             )),
             (error, _) => Error::from(error),
         })?;
-    if tasks.len() <= limit {
-        return Ok((tasks, None));
-    }
-    tasks.truncate(limit);
-    let next = tasks.last().map(|t| t.id.clone());
-    Ok((tasks, next))
+    let next = if tasks.len() > limit {
+        tasks.truncate(limit);
+        tasks.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    let entries = tasks.iter().map(list_entry).collect::<Result<Vec<_>>>()?;
+    Ok((entries, next))
 }
 
 /// A page of tasks, newest first, and the cursor of the next page.
@@ -226,7 +290,7 @@ impl CreateTask {
             return Ok(openloom_prompts::task_spec_from_prompt(prompt, &workspace, options)?);
         }
         if let Some(text) = Self::text(&self.spec) {
-            let format = SpecFormat::from_name(self.format.as_deref().unwrap_or("yaml"));
+            let format = SpecFormat::from_name(self.format.as_deref().unwrap_or("yaml"))?;
             let mut spec = openloom_prompts::parse_spec(text, format, "<request>")?;
             if let Some(workspace) = Self::text(&self.workspace) {
                 spec.workspace = workspace.to_owned();
@@ -283,6 +347,9 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateTask>,
 ) -> Result<Json<Value>> {
     let mut spec = body.to_spec()?;
+    // Whatever the source (a plan or a prompt too): a task is stored, listed and
+    // sent to every dashboard, so its size is bounded.
+    openloom_prompts::check_spec_limits(&spec, "<request>")?;
     if spec.check_interval_seconds > MAX_CHECK_INTERVAL_SECONDS {
         return Err(Error::BadRequest(format!(
             "the check interval is {} s; it may be at most one year ({MAX_CHECK_INTERVAL_SECONDS} s)",

@@ -93,20 +93,24 @@ fn default_folder(policy: &WorkspacePolicy, recent: &[RecentWorkspace]) -> PathB
 }
 
 fn listing(policy: &WorkspacePolicy, asked: &Path) -> Result<Value> {
-    let shown = asked.display().to_string();
-    let folder = asked
-        .canonicalize()
-        .map_err(|_| Error::NotFound { what: "directory", id: shown.clone() })?;
-    if !folder.is_dir() {
-        return Err(Error::NotFound { what: "directory", id: shown });
+    // Every refusal is the same answer, naming only the path as asked: saying which
+    // paths exist, or where a symlink leads, would map the file system outside the
+    // roots for anyone who can call the API.
+    let refused = || {
+        Error::Forbidden(format!(
+            "{} is not a folder this server may list: it must be an existing, readable \
+             directory inside the allowed workspace roots",
+            asked.display()
+        ))
+    };
+    let folder = asked.canonicalize().map_err(|_| refused())?;
+    if !folder.is_dir() || !allowed(policy, &folder) {
+        return Err(refused());
     }
-    if !allowed(policy, &folder) {
-        return Err(Error::Forbidden(format!(
-            "{} is outside the allowed workspace roots",
-            folder.display()
-        )));
-    }
-    let children = list_folders(policy, &folder)?;
+    let children = list_folders(policy, &folder).map_err(|error| {
+        tracing::debug!(folder = %folder.display(), %error, "cannot list a folder");
+        refused()
+    })?;
     let parent =
         folder.parent().filter(|p| allowed(policy, p)).map(|p| p.to_string_lossy().into_owned());
     Ok(json!({ "path": folder.to_string_lossy(), "parent": parent, "children": children }))
@@ -116,9 +120,8 @@ fn allowed(policy: &WorkspacePolicy, path: &Path) -> bool {
     policy.allows(&path.to_string_lossy())
 }
 
-fn list_folders(policy: &WorkspacePolicy, folder: &Path) -> Result<Vec<Value>> {
-    let entries = std::fs::read_dir(folder)
-        .map_err(|e| Error::Forbidden(format!("cannot read {}: {e}", folder.display())))?;
+fn list_folders(policy: &WorkspacePolicy, folder: &Path) -> std::io::Result<Vec<Value>> {
+    let entries = std::fs::read_dir(folder)?;
     let mut children: Vec<(String, PathBuf)> = entries
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {

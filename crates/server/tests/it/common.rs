@@ -54,6 +54,12 @@ impl Dialogue for PlainDialogue {
     }
 }
 
+/// A server on a real socket; dropping it shuts the server down.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
 pub struct Fixture {
     pub app: Router,
     pub state: AppState,
@@ -77,12 +83,23 @@ pub fn client_for(server: &MockServer) -> OpencodeClient {
     OpencodeClient::new(settings).expect("valid settings")
 }
 
+/// The token of [`token_config`].
+pub const TOKEN: &str = "correct-horse-battery";
+
+/// A loopback configuration that opted out of the token (`--no-token`): what most
+/// route tests exercise. [`token_config`] is the default deployment.
 pub fn test_config() -> ServerConfig {
     let mut config = ServerConfig::new(HOST.parse().expect("addr"));
+    config.no_token = true;
     config.heartbeat = Duration::from_millis(300);
     config.monitor =
         MonitorConfig { refresh_every: Duration::from_millis(200), ..MonitorConfig::default() };
     config
+}
+
+/// [`test_config`] with a token instead of the opt-out.
+pub fn token_config() -> ServerConfig {
+    ServerConfig { no_token: false, ..test_config() }.with_token(TOKEN)
 }
 
 impl Fixture {
@@ -122,6 +139,24 @@ impl Fixture {
             outside,
             _dirs: (db, root_dir, outside_dir),
         }
+    }
+
+    /// Serves this fixture's harness on a real loopback socket under `config` (its
+    /// `bind` is replaced by a free port); the server stops when the guard drops.
+    pub async fn serve(&self, mut config: ServerConfig) -> Running {
+        config.bind = "127.0.0.1:0".parse().expect("addr");
+        let parts = ServerParts {
+            harness: self.state.harness().clone(),
+            recent: self.state.recent().clone(),
+            client: self.state.client().clone(),
+        };
+        let server = openloom_server::Server::bind(config, parts).await.expect("bind");
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Running { addr, _stop: stop }
     }
 
     pub fn ws(&self) -> String {

@@ -1,9 +1,10 @@
 //! Integration tests of the server: the router without a socket (most of them), and
-//! one real-socket SSE test. OpenCode is a wiremock server; the store is SQLite in a
+//! real-socket tests of SSE and the connection limits. OpenCode is a wiremock server; the store is SQLite in a
 //! temp dir.
 
 mod common;
 mod events;
+mod limits;
 mod openapi;
 mod security;
 mod sessions;

@@ -209,17 +209,75 @@ async fn a_configured_token_is_required_for_the_api_but_not_the_index() {
 }
 
 #[tokio::test]
-async fn a_non_loopback_bind_without_a_token_refuses_to_start() {
+async fn a_foreign_referer_without_origin_cannot_change_state() {
+    let fx = Fixture::new().await;
+    let body = json!({"prompt": "x", "workspace": fx.ws()});
+    let referred = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("referer", "http://evil.example/page")],
+            Some(body.clone()),
+        ))
+        .await;
+    assert!(referred.error(StatusCode::FORBIDDEN).contains("referred by another page"));
+    let own = format!("http://{HOST}/");
+    let ours = fx
+        .call(with_headers(
+            Method::POST,
+            "/api/tasks",
+            &[("host", HOST), ("referer", own.as_str())],
+            Some(body),
+        ))
+        .await;
+    assert_eq!(ours.status, StatusCode::OK, "{}", ours.text);
+}
+
+#[tokio::test]
+async fn repeated_wrong_tokens_are_answered_429_until_the_penalty_ends() {
+    let fx = Fixture::with_config(token_config()).await;
+    let attempt = |token: &'static str| {
+        let authorization = format!("Bearer {token}");
+        fx.call(with_headers(
+            Method::GET,
+            "/api/tasks",
+            &[("host", HOST), ("authorization", authorization.as_str())],
+            None,
+        ))
+    };
+    for _ in 0..10 {
+        attempt("wrong-guess-0123456789").await.error(StatusCode::UNAUTHORIZED);
+    }
+    let blocked = attempt("wrong-guess-0123456789").await;
+    assert!(blocked.error(StatusCode::TOO_MANY_REQUESTS).contains("wait"), "{}", blocked.text);
+    let retry: u64 =
+        blocked.headers[header::RETRY_AFTER].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // While blocked, not even the right token is compared: the answer tells nothing.
+    attempt(TOKEN).await.error(StatusCode::TOO_MANY_REQUESTS);
+    // The public page stays reachable.
+    assert_eq!(fx.get("/").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_server_without_a_long_token_refuses_to_start() {
     let fx = Fixture::new().await;
     let parts = ServerParts {
         harness: fx.state.harness().clone(),
         recent: fx.state.recent().clone(),
         client: fx.state.client().clone(),
     };
-    let config = ServerConfig::new("0.0.0.0:0".parse().expect("addr"));
-    let error = Server::bind(config, parts.clone()).await.expect_err("must refuse");
+    let waived =
+        ServerConfig { no_token: true, ..ServerConfig::new("0.0.0.0:0".parse().expect("addr")) };
+    let error = Server::bind(waived, parts.clone()).await.expect_err("must refuse");
     assert!(matches!(error, Error::InsecureBind { .. }), "{error}");
     assert!(error.to_string().contains("OPENLOOM_API_TOKEN"), "{error}");
+    let plain = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+    let error = Server::bind(plain, parts.clone()).await.expect_err("no token, no opt-out");
+    assert!(error.to_string().contains("--no-token"), "{error}");
+    let short = ServerConfig::new("127.0.0.1:0".parse().expect("addr")).with_token("a");
+    let error = Server::bind(short, parts.clone()).await.expect_err("a short token");
+    assert!(error.to_string().contains("fewer than the 16"), "{error}");
     let with_token =
         ServerConfig::new("0.0.0.0:0".parse().expect("addr")).with_token("long-random-token");
     let server = Server::bind(with_token, parts).await.expect("a token makes it safe");
@@ -247,12 +305,28 @@ async fn browse_lists_folders_inside_the_roots_only() {
     let at_root = fx.get(&format!("/api/browse?path={}", path_text(&fx.root))).await;
     assert_eq!(at_root.json["parent"], serde_json::Value::Null, "cannot navigate above the root");
 
-    let dotdot = format!("/api/browse?path={}/project/../..", path_text(&fx.root));
-    fx.get(&dotdot).await.error(StatusCode::FORBIDDEN);
-    fx.get(&format!("/api/browse?path={}/escape", fx.ws())).await.error(StatusCode::FORBIDDEN);
-    fx.get("/api/browse?path=/etc").await.error(StatusCode::FORBIDDEN);
-    fx.get(&format!("/api/browse?path={}/nope", fx.ws())).await.error(StatusCode::NOT_FOUND);
-    fx.get(&format!("/api/browse?path={}/file.txt", fx.ws())).await.error(StatusCode::NOT_FOUND);
+    // Every refusal is the same answer, naming only the path as asked: never where a
+    // symlink leads, nor whether a path outside exists.
+    let dotdot = format!("{}/project/../..", path_text(&fx.root));
+    for asked in [
+        dotdot,
+        format!("{}/escape", fx.ws()),
+        "/etc".to_owned(),
+        "/no/such/dir".to_owned(),
+        format!("{}/nope", fx.ws()),
+        format!("{}/file.txt", fx.ws()),
+    ] {
+        let refused = fx.get(&format!("/api/browse?path={asked}")).await;
+        refused.error(StatusCode::FORBIDDEN);
+        let detail = refused.json["detail"].as_str().expect("detail");
+        assert_eq!(
+            detail.replace(&asked, "<asked>"),
+            "<asked> is not a folder this server may list: it must be an existing, readable \
+             directory inside the allowed workspace roots",
+            "{asked}"
+        );
+        assert!(!detail.contains(&path_text(&fx.outside)), "the target is not named: {detail}");
+    }
 
     // Without a path: the newest recent workspace still allowed, else the first root.
     let default = fx.get("/api/browse").await;

@@ -386,3 +386,44 @@ async fn a_cached_task_page_never_outlives_a_write() {
     let filtered = fx.get("/api/tasks?status=running").await;
     assert_eq!(filtered.json["tasks"], json!([]));
 }
+
+#[tokio::test]
+async fn a_plan_of_40000_steps_is_refused_with_the_limit_named() {
+    let fx = Fixture::new().await;
+    let steps: Vec<Value> = (0..40_000).map(|_| json!({"title": "s"})).collect();
+    let plan = json!({"name": "Huge", "goal": "g", "steps": steps});
+    let refused = fx.post("/api/tasks", json!({"plan": plan, "workspace": fx.ws()})).await;
+    let detail = refused.error(StatusCode::BAD_REQUEST);
+    assert!(detail.contains("has 40000 steps, more than the 200 allowed"), "{detail}");
+    assert!(detail.contains("split the work into several tasks"), "{detail}");
+    let spec = "name: x\n";
+    let toml = fx.post("/api/tasks", json!({"spec": spec, "format": "toml", "workspace": fx.ws()}));
+    let detail = toml.await.error(StatusCode::BAD_REQUEST);
+    assert!(detail.contains("\"toml\", not a spec format"), "{detail}");
+}
+
+#[tokio::test]
+async fn lists_summarise_specs_and_the_task_route_has_them_whole() {
+    let fx = Fixture::new().await;
+    let goal = "g".repeat(50_000);
+    let steps: Vec<Value> =
+        (0..200).map(|i| json!({"title": format!("{i} {}", "t".repeat(500))})).collect();
+    let plan = json!({"name": "Big", "goal": goal, "steps": steps});
+    let created = fx.post("/api/tasks", json!({"plan": plan, "workspace": fx.ws()})).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let id = created.json["taskId"].as_str().expect("id").to_owned();
+
+    let list = fx.get("/api/tasks").await;
+    let entry = &list.json["tasks"][0];
+    assert_eq!(entry["spec"]["summarised"], true, "{entry}");
+    assert_eq!(entry["spec"]["step_count"], 200);
+    assert!(entry["spec"].get("steps").is_none());
+    assert_eq!(entry["spec"]["goal"].as_str().expect("goal").chars().count(), 280);
+    assert!(list.text.len() < 4 * 1024, "a list entry stays small: {} bytes", list.text.len());
+    let state = fx.get("/api/state").await;
+    assert_eq!(state.json["tasks"][0]["spec"]["summarised"], true);
+
+    let detail = fx.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(detail.json["task"]["spec"]["goal"].as_str().map(str::len), Some(50_000));
+    assert_eq!(detail.json["task"]["spec"]["steps"].as_array().map(Vec::len), Some(200));
+}
