@@ -130,14 +130,18 @@ async fn opencode_restarting_mid_task_neither_fails_nor_duplicates_it() {
     answer_the_bootstrap_then_finish_when_checked(&env);
     let sandbox = sandbox_for(&env);
     sandbox.write("spec.yaml", &spec(&env, "name: Survives restarts\ngoal: g\nsteps: [Do it]\n"));
-    let child = start_watch(&sandbox, "spec.yaml");
+    let mut child = start_watch(&sandbox, "spec.yaml");
 
     // Once the agent has answered the bootstrap, take OpenCode away long enough for
     // a scheduled check to hit it, then bring it back on the same port and data.
-    env.model
-        .wait_for_requests(1, Duration::from_secs(30))
-        .await
-        .expect("bootstrap reaches the model");
+    if let Err(error) = env.model.wait_for_requests(1, Duration::from_secs(60)).await {
+        let _ = child.kill();
+        let run = finish(child, Duration::from_secs(5)).await;
+        panic!(
+            "bootstrap never reached the model ({error:?})\nstdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        );
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     env.opencode.kill().await.expect("kill OpenCode");
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -331,7 +335,14 @@ async fn watch_with_ui_serves_the_task_while_driving_it() {
     .await
     .expect("dashboard line in time");
 
-    let tasks: serde_json::Value = reqwest::get(format!("{dashboard}/api/tasks"))
+    // The printed URL carries the generated token in its fragment; the API needs it.
+    let (base, token) = dashboard.split_once("/#token=").expect("the URL carries the token");
+    let unauthorized = reqwest::get(format!("{base}/api/tasks")).await.expect("GET /api/tasks");
+    assert_eq!(unauthorized.status(), 401, "no task is read without the token");
+    let tasks: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/tasks"))
+        .bearer_auth(token)
+        .send()
         .await
         .expect("GET /api/tasks")
         .json()
