@@ -199,7 +199,8 @@ impl From<openloom_core::Error> for Error {
             Core::StoreBusy { message, .. } => Error::Busy(message),
             Core::AgentUnauthorized { .. }
             | Core::AgentUpstream { .. }
-            | Core::AgentProtocol { .. } => Error::Upstream(error.to_string()),
+            | Core::AgentProtocol { .. }
+            | Core::UnsupportedAgentServer { .. } => Error::Upstream(error.to_string()),
             // Store and plug-in failures: logged in full, answered generically.
             other => Error::Internal(format!("{other}: {:?}", std::error::Error::source(&other))),
         }
