@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::request::PendingRequest;
 
 /// A session plus the directory it lives in. OpenCode scopes statuses and events
@@ -337,6 +337,41 @@ pub trait AgentServer: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Sends a prompt and waits for the agent's whole turn; returns the turn's last
+    /// assistant message. A provider error comes back in [`AgentMessage::error`], not
+    /// as an `Err`. The planner uses it; the harness never waits for a turn.
+    ///
+    /// The default sends with [`AgentServer::send_prompt`] and returns the newest
+    /// assistant message: right for a server that answers within `send_prompt`, as the
+    /// in-memory agent does. A server that answers later (OpenCode) overrides it.
+    async fn prompt_and_wait(
+        &self,
+        session: &SessionRef,
+        prompt: &str,
+        agent: Option<&str>,
+    ) -> Result<AgentMessage> {
+        self.send_prompt(session, prompt, agent).await?;
+        let newest = self.messages(session, 20).await?;
+        // The reply is an assistant message after our prompt; one before it answered
+        // an earlier prompt.
+        newest
+            .into_iter()
+            .rev()
+            .take_while(|m| m.role != Role::User)
+            .find(AgentMessage::is_assistant)
+            .ok_or_else(|| Error::AgentProtocol {
+                message: format!("session {} did not answer the prompt", session.id),
+            })
+    }
+
+    /// Deletes a session (OpenCode deletes its child sessions too). The default keeps
+    /// it: a server that cannot delete sessions is still usable, it only accumulates
+    /// the planner's throwaway sessions.
+    async fn delete_session(&self, session: &SessionRef) -> Result<()> {
+        tracing::debug!(session = %session.id, "this agent server does not delete sessions");
+        Ok(())
+    }
+
     /// A live stream of events, reconnecting on its own, if the server has one.
     /// The default has none; the harness then relies on its check interval alone.
     fn events(&self) -> Option<BoxStream<'static, AgentEvent>> {
@@ -384,6 +419,19 @@ mod tests {
         let retry = SessionActivity::Retry { attempt: 1, message: String::new() };
         assert!(SessionActivity::Busy.rank() > retry.rank());
         assert!(retry.rank() > SessionActivity::Idle.rank());
+    }
+
+    #[tokio::test]
+    async fn the_default_prompt_and_wait_returns_the_reply_or_says_there_is_none() {
+        let agent = crate::MemoryAgent::replying(&["a plan"]);
+        let session = agent.create_session("/ws", "t").await.expect("session").as_ref();
+        let reply = agent.prompt_and_wait(&session, "plan please", None).await.expect("reply");
+        assert!(reply.is_assistant());
+        assert_eq!(reply.text(), "a plan");
+        // The script is exhausted: the agent stays silent, which is not a reply.
+        let err = agent.prompt_and_wait(&session, "again", None).await.expect_err("silent");
+        assert!(matches!(err, Error::AgentProtocol { .. }), "{err:?}");
+        assert!(err.to_string().contains("did not answer"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,18 @@ pub enum Error {
         /// What was wrong with the answer.
         message: String,
     },
+    /// The agent server runs a version whose API OpenLoom has not been tested with
+    /// (OpenCode 2.x moved its routes under `/api/`). Permanent: retrying cannot help.
+    #[error(
+        "unsupported agent server: {found}; OpenLoom is tested with OpenCode {tested}: \
+         run that version (npm install -g opencode-ai@{tested}) or point OpenLoom at a server that does"
+    )]
+    UnsupportedAgentServer {
+        /// What was found, e.g. "OpenCode 2.0.1".
+        found: String,
+        /// The version OpenLoom is tested with.
+        tested: String,
+    },
     /// A session, task or other named thing does not exist (any more).
     #[error("{what} not found: {id}")]
     NotFound {
@@ -134,6 +146,11 @@ mod tests {
         assert!(!Error::NotFound { what: "session", id: "ses_1".into() }.is_transient());
         assert!(Error::StoreBusy { message: "locked".into(), source: None }.is_transient());
         assert!(!Error::Store { message: "disk full".into(), source: None }.is_transient());
+        let unsupported = Error::UnsupportedAgentServer {
+            found: "OpenCode 2.0.0".into(),
+            tested: "1.18.34".into(),
+        };
+        assert!(!unsupported.is_transient(), "a newer OpenCode does not go away by waiting");
     }
 
     #[test]

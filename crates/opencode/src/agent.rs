@@ -73,6 +73,19 @@ impl AgentServer for OpencodeClient {
         Ok(pending)
     }
 
+    async fn prompt_and_wait(
+        &self,
+        session: &SessionRef,
+        prompt: &str,
+        agent: Option<&str>,
+    ) -> openloom_core::Result<AgentMessage> {
+        Ok(OpencodeClient::prompt_and_wait(self, session, prompt, agent).await?)
+    }
+
+    async fn delete_session(&self, session: &SessionRef) -> openloom_core::Result<()> {
+        Ok(OpencodeClient::delete_session(self, session).await?)
+    }
+
     /// Events of every directory instance (`/global/event`), so sessions in any
     /// workspace are covered by one connection.
     fn events(&self) -> Option<BoxStream<'static, AgentEvent>> {

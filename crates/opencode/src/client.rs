@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::{StreamExt, stream};
@@ -36,6 +37,9 @@ pub(crate) struct Inner {
     /// Holding this lock while fetching makes concurrent callers wait for the one
     /// refresh in flight instead of each asking the server.
     projects: Mutex<Option<CachedProjects>>,
+    /// Set once the server's version was read and is supported: checked once per
+    /// client, not per request.
+    version_supported: AtomicBool,
 }
 
 struct CachedProjects {
@@ -48,6 +52,26 @@ impl std::fmt::Debug for OpencodeClient {
         // `Settings` redacts the password through `Secret`'s Debug.
         f.debug_struct("OpencodeClient").field("settings", &self.inner.settings).finish()
     }
+}
+
+/// Whether OpenLoom can drive an OpenCode of `version`: the tested major version
+/// (1.x) passes; another major version is [`Error::Unsupported`]. A version that does
+/// not start with a number (a local build such as `dev`) passes with a warning.
+pub fn check_version(version: &str) -> Result<()> {
+    let tested_major = crate::TESTED_VERSION.split('.').next().unwrap_or_default();
+    let major = version.trim().trim_start_matches('v').split('.').next().unwrap_or_default();
+    if major.parse::<u64>().is_err() {
+        tracing::warn!(
+            version,
+            tested = crate::TESTED_VERSION,
+            "OpenCode reports a version that is not a number; going on"
+        );
+        return Ok(());
+    }
+    if major == tested_major {
+        return Ok(());
+    }
+    Err(Error::Unsupported { found: format!("OpenCode {version}"), tested: crate::TESTED_VERSION })
 }
 
 /// OpenCode answers 500 (not 404) for a path id without the `ses` prefix, so such
@@ -69,7 +93,12 @@ impl OpencodeClient {
     pub fn new(settings: Settings) -> Result<Self> {
         let transport = Transport::new(&settings)?;
         Ok(OpencodeClient {
-            inner: Arc::new(Inner { transport, settings, projects: Mutex::new(None) }),
+            inner: Arc::new(Inner {
+                transport,
+                settings,
+                projects: Mutex::new(None),
+                version_supported: AtomicBool::new(false),
+            }),
         })
     }
 
@@ -121,6 +150,33 @@ impl OpencodeClient {
         Health::Reachable {
             version: body.get("version").and_then(Value::as_str).map(str::to_owned),
         }
+    }
+
+    /// Refuses a server we know we cannot drive: one whose health route answers a
+    /// major version other than [`crate::TESTED_VERSION`]'s, or its web page (OpenCode
+    /// 2.x). Only such evidence refuses: a health route that fails otherwise tells
+    /// nothing about the version, and the request that follows reports its own
+    /// failure. Called before a session is created or prompted, so a task fails with
+    /// this error instead of a parse failure deep in a check.
+    pub async fn ensure_supported(&self) -> Result<()> {
+        if self.inner.version_supported.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let request =
+            Request::new(Method::GET, &["global", "health"], self.inner.settings.health_timeout);
+        let body = match self.inner.transport.send(request).await.and_then(|reply| reply.json()) {
+            Ok(body) => body,
+            Err(err @ Error::Unsupported { .. }) => return Err(err),
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot read OpenCode's version; not checked this time");
+                return Ok(());
+            }
+        };
+        if let Some(version) = body.get("version").and_then(Value::as_str) {
+            check_version(version)?;
+        }
+        self.inner.version_supported.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The projects OpenCode knows (`GET /project`), cached for `project_ttl`.
@@ -278,6 +334,7 @@ impl OpencodeClient {
     /// Creates a session in `directory` (it stays there for ever). An empty title
     /// lets OpenCode make one up with an extra model call, so pass one.
     pub async fn create_session(&self, directory: &str, title: &str) -> Result<Session> {
+        self.ensure_supported().await?;
         let body = if title.is_empty() { json!({}) } else { json!({ "title": title }) };
         let request = self.request(Method::POST, &["session"]).directory(directory).json(body);
         let answer = self.json(request).await?;
@@ -304,6 +361,7 @@ impl OpencodeClient {
         agent: Option<&str>,
     ) -> Result<()> {
         check_session_id(&session.id)?;
+        self.ensure_supported().await?;
         let body = prompt_body(prompt, agent);
         let segments = ["session", session.id.as_str(), "prompt_async"];
         let request = self

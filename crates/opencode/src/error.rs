@@ -58,6 +58,15 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// The server is not an OpenCode whose API we know: a major version other than
+    /// the tested one's, or the web page where an API route should answer.
+    #[error("unsupported OpenCode: {found}; OpenLoom is tested with OpenCode {tested}")]
+    Unsupported {
+        /// What was found, e.g. "OpenCode 2.0.1".
+        found: String,
+        /// [`crate::TESTED_VERSION`].
+        tested: &'static str,
+    },
     /// The settings cannot work (e.g. a base URL that does not parse).
     #[error("invalid OpenCode settings: {message}")]
     InvalidSettings {
@@ -94,6 +103,9 @@ impl From<Error> for openloom_core::Error {
             }
             Error::Upstream { status, message } => Core::AgentUpstream { status, message },
             Error::UnexpectedResponse { message } => Core::AgentProtocol { message },
+            Error::Unsupported { found, tested } => {
+                Core::UnsupportedAgentServer { found, tested: tested.to_owned() }
+            }
             Error::InvalidSettings { message } => Core::Invalid(message),
         }
     }

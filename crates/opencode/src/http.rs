@@ -80,19 +80,26 @@ impl Reply {
         self.content_type.contains("text/html")
     }
 
-    /// The body as JSON. HTML (OpenCode's answer to any unknown route, with 200) and
-    /// malformed JSON are [`Error::UnexpectedResponse`].
+    /// The body as JSON. HTML (OpenCode's answer to any unknown route, with 200) is
+    /// [`Error::Unsupported`]; another content type or malformed JSON is
+    /// [`Error::UnexpectedResponse`].
     pub fn json(&self) -> Result<Value> {
+        if self.is_html() {
+            // OpenCode answers a route it does not have with its web page (200): 2.x
+            // moved its API under /api/, so this is what a 1.x client sees there.
+            return Err(Error::Unsupported {
+                found: format!(
+                    "{} answered with a web page instead of JSON (OpenCode 2.x moved its API under /api/; or this is not OpenCode)",
+                    self.label
+                ),
+                tested: crate::TESTED_VERSION,
+            });
+        }
         if !self.is_json() {
             let shown =
                 if self.content_type.is_empty() { "no content type" } else { &self.content_type };
-            let hint = if self.is_html() {
-                " (OpenCode answers unknown routes with its web UI: is this the right server and version?)"
-            } else {
-                ""
-            };
             return Err(Error::UnexpectedResponse {
-                message: format!("{} answered {shown} instead of JSON{hint}", self.label),
+                message: format!("{} answered {shown} instead of JSON", self.label),
             });
         }
         serde_json::from_slice(&self.body).map_err(|err| Error::UnexpectedResponse {

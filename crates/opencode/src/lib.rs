@@ -35,7 +35,11 @@ mod sse;
 mod types;
 pub mod wire;
 
-pub use client::OpencodeClient;
+/// The OpenCode version OpenLoom is tested with. A server of another major version is
+/// refused before a session is created or prompted ([`Error::Unsupported`]).
+pub const TESTED_VERSION: &str = "1.18.34";
+
+pub use client::{OpencodeClient, check_version};
 pub use error::{Error, Result};
 pub use events::{EventScope, ServerEvent, StreamItem};
 pub use settings::{Secret, Settings};

@@ -135,6 +135,33 @@ pub enum Error {
     /// Serialising a spec to YAML failed.
     #[error("could not write the spec as YAML: {0}")]
     Serialize(#[from] serde_yaml::Error),
+    /// Drafting a plan: the agent server failed. Its error decides what to do
+    /// (transient or not, credentials, a session that vanished).
+    #[error("{doing}: {source}")]
+    PlanningAgent {
+        /// What was being done, e.g. "could not create the planning session".
+        doing: &'static str,
+        /// The agent server's error.
+        #[source]
+        source: openloom_core::Error,
+    },
+    /// Drafting a plan: the model ended its turn with an error (a provider failure,
+    /// an unknown model or agent).
+    #[error("the model failed to plan: {name} {message}")]
+    PlanModelFailed {
+        /// The error's name, e.g. `ProviderAuthError`.
+        name: String,
+        /// Its message.
+        message: String,
+    },
+    /// Drafting a plan: the model answered, but with no usable plan
+    /// ([`Error::PlanWithoutJson`] or [`Error::InvalidPlan`] inside).
+    #[error("the model's reply holds no usable plan: {source}")]
+    UnusablePlanReply {
+        /// Why the reply is not a plan.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {

@@ -10,7 +10,9 @@
 //! - [`progress`]: [`detect_progress`] reads `STEP DONE: n` / `TASK COMPLETE` from a
 //!   transcript; [`MarkerChecker`] is the reference's "string" checker as an
 //!   [`openloom_core::Checker`].
-//! - [`planner`]: the planner prompt and turning its JSON reply into a spec.
+//! - [`planner`]: the planner prompt, turning its JSON reply into a spec, and
+//!   [`draft_plan`], which holds that conversation with any
+//!   [`openloom_core::AgentServer`] in a throwaway session.
 //! - [`ReferenceDialogue`] hands the prompts and readers to the harness through core's
 //!   [`openloom_core::Dialogue`] trait.
 //!
@@ -24,8 +26,11 @@
 //! not remembered; where we differ on purpose (errors instead of silently dropped
 //! input), the item's docs say so and the tests pin it.
 //!
-//! Everything here is pure: no I/O except reading and writing spec files, no async
-//! except the [`openloom_core::Checker`] impl.
+//! Everything here is pure except at two edges: reading and writing spec files, and
+//! the async parts that talk through core's traits only — the
+//! [`openloom_core::Checker`] impl and [`draft_plan`] (an [`openloom_core::AgentServer`]),
+//! which lives here rather than beside the OpenCode client so that the CLI and the
+//! server share one planner and an embedder can plan with any agent server.
 
 pub mod dialogue;
 pub mod error;
@@ -37,7 +42,10 @@ pub mod spec;
 
 pub use dialogue::ReferenceDialogue;
 pub use error::{Error, Location, Result};
-pub use planner::{Plan, build_planner_prompt, extract_plan_json, parse_plan_reply, plan_to_spec};
+pub use planner::{
+    PLAN_SESSION_TITLE, Plan, build_planner_prompt, draft_plan, extract_plan_json,
+    parse_plan_reply, plan_to_spec,
+};
 pub use progress::{
     MarkerChecker, assistant_transcript, detect_progress, last_assistant_text,
     messages_indicate_busy, needs_continue_reply,

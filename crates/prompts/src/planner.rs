@@ -1,12 +1,13 @@
-//! The planner: a prompt that asks the agent for a JSON plan, and turning its reply
-//! into a [`TaskSpec`].
+//! The planner: a prompt that asks the agent for a JSON plan, turning its reply into
+//! a [`TaskSpec`], and [`draft_plan`], the one conversation that does both (the CLI's
+//! `openloom plan` and the server's `POST /api/tasks/plan` share it).
 //!
 //! Models wrap JSON in fences or prose despite being told not to, so
 //! [`extract_plan_json`] looks for the object in the whole reply, then in code
 //! fences, then for the first balanced `{...}` that parses.
 
 use openloom_core::spec::{DEFAULT_AGENT, DEFAULT_MODE, UNTITLED_TASK};
-use openloom_core::{Step, TaskSpec};
+use openloom_core::{AgentMessage, AgentServer, SessionRef, Step, TaskSpec};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -251,4 +252,78 @@ pub fn plan_to_spec(plan: &Plan, workspace: &str, check_interval_seconds: Option
         Some(if plan.intent.is_empty() { plan.goal.clone() } else { plan.intent.clone() })
             .filter(|p| !p.is_empty());
     spec
+}
+
+/// Title of the planner's throwaway session.
+pub const PLAN_SESSION_TITLE: &str = "OpenLoom plan";
+
+/// Messages read back when the reply's own text is empty: enough to reach the last
+/// assistant text past the tool calls of one planning turn.
+const FALLBACK_MESSAGES: usize = 20;
+
+/// Asks the model for a plan for `intent` in `workspace` (already resolved against
+/// the caller's workspace policy), with OpenCode's `agent` or the default one.
+///
+/// The prompt runs in a throwaway session that is deleted afterwards whatever
+/// happened, so plans never clutter the user's session list; a failed delete is
+/// logged, not returned, because the plan is still good. When the reply's text is
+/// empty (a model that wrote its answer in an earlier message of the turn, before
+/// a tool call) the newest assistant text among the session's messages is used.
+///
+/// Errors: [`Error::PlanningAgent`] when the agent server fails,
+/// [`Error::PlanModelFailed`] when the model's turn ends in an error,
+/// [`Error::UnusablePlanReply`] when the reply holds no plan.
+pub async fn draft_plan(
+    server: &dyn AgentServer,
+    workspace: &str,
+    intent: &str,
+    agent: Option<&str>,
+) -> Result<Plan> {
+    let session = server.create_session(workspace, PLAN_SESSION_TITLE).await.map_err(|source| {
+        Error::PlanningAgent { doing: "could not create the planning session", source }
+    })?;
+    let session = session.as_ref();
+    let result = ask(server, &session, workspace, intent, agent).await;
+    if let Err(error) = server.delete_session(&session).await {
+        tracing::warn!(session = %session.id, %error, "could not delete the planning session");
+    }
+    result
+}
+
+async fn ask(
+    server: &dyn AgentServer,
+    session: &SessionRef,
+    workspace: &str,
+    intent: &str,
+    agent: Option<&str>,
+) -> Result<Plan> {
+    let prompt = build_planner_prompt(intent, workspace);
+    let reply = server
+        .prompt_and_wait(session, &prompt, agent)
+        .await
+        .map_err(|source| Error::PlanningAgent { doing: "the planning prompt failed", source })?;
+    if let Some(error) = &reply.error {
+        return Err(Error::PlanModelFailed {
+            name: error.name.clone(),
+            message: error.message.clone(),
+        });
+    }
+    let mut text = reply.text();
+    if text.trim().is_empty() {
+        tracing::debug!(session = %session.id, "the planning reply has no text; reading the session's messages");
+        let messages = server.messages(session, FALLBACK_MESSAGES).await.map_err(|source| {
+            Error::PlanningAgent { doing: "could not read the planning session's messages", source }
+        })?;
+        // OpenCode's synchronous answer is the turn's *last* assistant message; a
+        // model that wrote the plan and then called a tool left it in an earlier one.
+        // The session is throwaway, so every message in it belongs to this turn.
+        text = messages
+            .iter()
+            .rev()
+            .filter(|m| m.is_assistant())
+            .map(AgentMessage::text)
+            .find(|t| !t.trim().is_empty())
+            .unwrap_or_default();
+    }
+    parse_plan_reply(&text, intent).map_err(|e| Error::UnusablePlanReply { source: Box::new(e) })
 }

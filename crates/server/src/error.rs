@@ -218,7 +218,8 @@ impl From<openloom_core::Error> for Error {
             Core::StoreBusy { message, .. } => Error::Busy(message),
             Core::AgentUnauthorized { .. }
             | Core::AgentUpstream { .. }
-            | Core::AgentProtocol { .. } => Error::Upstream(error.to_string()),
+            | Core::AgentProtocol { .. }
+            | Core::UnsupportedAgentServer { .. } => Error::Upstream(error.to_string()),
             // Store and plug-in failures: logged in full, answered generically.
             other => Error::Internal(format!("{other}: {:?}", std::error::Error::source(&other))),
         }
@@ -240,7 +241,16 @@ impl From<openloom_opencode::Error> for Error {
 
 impl From<openloom_prompts::Error> for Error {
     fn from(error: openloom_prompts::Error) -> Self {
-        Error::BadRequest(format!("invalid task spec: {error}"))
+        use openloom_prompts::Error as Prompts;
+        match error {
+            // Drafting a plan: OpenCode's failure keeps its own status.
+            Prompts::PlanningAgent { source, .. } => Error::from(source),
+            // The model's doing, not the caller's: a bad gateway.
+            Prompts::PlanModelFailed { .. } | Prompts::UnusablePlanReply { .. } => {
+                Error::Upstream(error.to_string())
+            }
+            other => Error::BadRequest(format!("invalid task spec: {other}")),
+        }
     }
 }
 

@@ -41,7 +41,12 @@ pub fn client(settings: &Settings) -> Result<Arc<OpencodeClient>> {
 /// Fails with exit code 3 and advice unless OpenCode answers and accepts us.
 pub async fn require_opencode(client: &OpencodeClient, settings: &Settings) -> Result<()> {
     match client.health().await {
-        Health::Reachable { .. } => Ok(()),
+        // A server we cannot drive is refused here, before any work, with what to run.
+        Health::Reachable { version: Some(version) } => openloom_opencode::check_version(&version)
+            .map_err(|e| {
+                coded(exit::UNREACHABLE, format!("OpenCode at {}: {e}", settings.opencode_url))
+            }),
+        Health::Reachable { version: None } => Ok(()),
         Health::Unreachable { reason } => Err(coded(
             exit::UNREACHABLE,
             format!(

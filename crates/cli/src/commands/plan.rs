@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use openloom_core::SessionRef;
 use openloom_core::spec::DEFAULT_CHECK_INTERVAL_SECONDS;
 
 use super::parts;
@@ -41,30 +40,9 @@ pub async fn run(
     parts::require_opencode(&client, settings).await?;
 
     eprintln!("Asking the model for a plan (in a throwaway session in {workspace}) ...");
-    let session = client
-        .create_session(&workspace, "OpenLoom plan")
+    let plan = openloom_prompts::draft_plan(client.as_ref(), &workspace, intent, None)
         .await
-        .context("could not create a session")?;
-    let session = SessionRef { id: session.id, directory: session.directory };
-    let prompt = openloom_prompts::build_planner_prompt(intent, &workspace);
-    let reply = client.prompt_and_wait(&session, &prompt, None).await;
-    // The session was only a scratch pad: remove it whatever happened.
-    if let Err(error) = client.delete_session(&session).await {
-        tracing::warn!(%error, session = %session.id, "could not delete the planning session");
-    }
-    let reply = reply.context("the planning prompt failed")?;
-    if let Some(error) = &reply.error {
-        return Err(coded(
-            exit::FAILURE,
-            format!("the model could not plan: {}: {}", error.name, error.message),
-        ));
-    }
-    let plan = openloom_prompts::parse_plan_reply(&reply.text(), intent).map_err(|e| {
-        coded(
-            exit::FAILURE,
-            format!("the model's plan was unusable: {e}; try rephrasing the intent"),
-        )
-    })?;
+        .map_err(plan_error)?;
     let spec =
         openloom_prompts::plan_to_spec(&plan, &workspace, Some(DEFAULT_CHECK_INTERVAL_SECONDS));
     let yaml = openloom_prompts::spec_to_yaml(&spec).context("could not write the plan as YAML")?;
@@ -77,4 +55,21 @@ pub async fn run(
         output.display()
     );
     Ok(exit::OK)
+}
+
+/// The CLI's words for a failed draft: the model's failures say what to try; the
+/// agent server's keep their own message.
+fn plan_error(error: openloom_prompts::Error) -> anyhow::Error {
+    use openloom_prompts::Error as Prompts;
+    let message = match error {
+        Prompts::PlanModelFailed { name, message } => {
+            format!("the model could not plan: {name}: {message}")
+        }
+        Prompts::UnusablePlanReply { source } => {
+            format!("the model's plan was unusable: {source}; try rephrasing the intent")
+        }
+        // The message already names its cause; `coded` keeps it from printing twice.
+        other => other.to_string(),
+    };
+    coded(exit::FAILURE, message)
 }

@@ -150,9 +150,13 @@ async fn print_banner(
         .filter_map(|status| counts.get(status).map(|n| format!("{n} {status}")))
         .collect();
     let opencode = match client.health().await {
-        Health::Reachable { version } => {
-            format!("reachable (version {})", version.as_deref().unwrap_or("unknown"))
-        }
+        Health::Reachable { version } => match version.as_deref() {
+            Some(version) => match openloom_opencode::check_version(version) {
+                Ok(()) => format!("reachable (version {version})"),
+                Err(error) => format!("reachable, but {error}: tasks will fail to start"),
+            },
+            None => "reachable (version unknown)".to_owned(),
+        },
         Health::Unreachable { reason } => {
             format!("NOT reachable: {reason} (tasks wait until it is)")
         }

@@ -149,17 +149,23 @@ async fn a_plain_text_error_body_is_shown_briefly() {
 }
 
 #[tokio::test]
-async fn html_with_200_where_json_is_expected_is_an_unexpected_response() {
+async fn html_with_200_where_json_is_expected_is_an_unsupported_server() {
+    // What a 1.x client sees from OpenCode 2.x, whose API moved under /api/.
     let server = MockServer::start().await;
     Mock::given(path("/session/ses_1/message")).respond_with(html_page()).mount(&server).await;
     let err = client(&server).messages(&session_ref("ses_1", "/w"), 10).await.expect_err("HTML");
     match &err {
-        Error::UnexpectedResponse { message } => {
-            assert!(message.contains("text/html"), "{message}")
+        Error::Unsupported { found, tested } => {
+            assert!(found.contains("GET /session/ses_1/message"), "{found}");
+            assert!(found.contains("OpenCode 2.x"), "{found}");
+            assert_eq!(*tested, "1.18.34");
         }
-        other => panic!("expected UnexpectedResponse, got {other:?}"),
+        other => panic!("expected Unsupported, got {other:?}"),
     }
-    assert!(matches!(CoreError::from(err), CoreError::AgentProtocol { .. }));
+    let core = CoreError::from(err);
+    assert!(matches!(core, CoreError::UnsupportedAgentServer { .. }), "{core:?}");
+    assert!(!core.is_transient());
+    assert!(core.to_string().contains("tested with OpenCode 1.18.34"), "{core}");
 }
 
 #[tokio::test]

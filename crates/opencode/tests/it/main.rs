@@ -10,3 +10,4 @@ mod prompts;
 mod requests;
 mod sessions;
 mod status;
+mod version;

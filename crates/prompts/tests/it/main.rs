@@ -3,6 +3,7 @@
 //! and property tests.
 
 mod common;
+mod drafting;
 mod errors;
 mod files;
 mod limits;

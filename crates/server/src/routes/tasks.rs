@@ -411,7 +411,7 @@ pub async fn plan(
         None => resolve_workspace(&state, body.workspace.as_deref().unwrap_or(""))?,
     };
     let agent = CreateTask::text(&body.agent).filter(|a| *a != "opencode");
-    let plan = planner::generate_plan(state.client(), &workspace, &intent, agent).await?;
+    let plan = openloom_prompts::draft_plan(state.client(), &workspace, &intent, agent).await?;
     Ok(Json(json!({ "ok": true, "plan": planner::plan_json(&plan), "workspace": workspace })))
 }
 

@@ -227,3 +227,20 @@ async fn a_retried_start_does_not_send_a_prompt_that_got_through() {
     assert_eq!(f.task(&id).await.status, TaskStatus::Running);
     assert_eq!(f.prompts().len(), 1, "the bootstrap is not sent twice");
 }
+
+#[tokio::test]
+async fn an_agent_server_of_an_untested_major_version_fails_the_task_at_start_naming_the_tested_one()
+ {
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    f.agent.fail_next(Error::UnsupportedAgentServer {
+        found: "OpenCode 2.0.3".into(),
+        tested: "1.18.34".into(),
+    });
+    f.harness.tick().await.expect("start");
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Failed, "not retried: waiting does not change a version");
+    let error = task.error.expect("error");
+    assert!(error.contains("2.0.3") && error.contains("1.18.34"), "{error}");
+    assert!(f.agent.sessions().is_empty(), "no session was created");
+}
