@@ -331,7 +331,12 @@ async fn watch_with_ui_serves_the_task_while_driving_it() {
     .await
     .expect("dashboard line in time");
 
-    let tasks: serde_json::Value = reqwest::get(format!("{dashboard}/api/tasks"))
+    // The printed URL carries the generated token in its fragment.
+    let (base, token) = dashboard.split_once("/#token=").expect("the URL carries the token");
+    let tasks: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/tasks"))
+        .bearer_auth(token)
+        .send()
         .await
         .expect("GET /api/tasks")
         .json()
