@@ -173,7 +173,7 @@ impl ServerConfig {
 }
 
 /// The default connection cap: three quarters of the process's soft file-descriptor
-/// limit after [`RESERVED_FDS`] (so accepting never fails with "too many open files"
+/// limit, less 64 kept for the database, OpenCode and checks (so accepting never fails with "too many open files"
 /// while the harness still has descriptors for its work), at least 8 and at most
 /// 8192. Raise the limit (`ulimit -n`) to serve more clients.
 pub fn default_max_connections() -> usize {

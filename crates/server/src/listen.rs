@@ -12,6 +12,9 @@
 //!   [`ServerConfig::header_timeout`] of opening or of its previous answer, else it is
 //!   closed (hyper's HTTP/1 header-read timer, which also runs while a keep-alive
 //!   connection sits idle): idle and slowloris connections give their slot back;
+//! - a request body must keep arriving: at most [`BODY_GAP`] between its pieces
+//!   (with the 1 MiB body limit, a body cannot hold a slot for ever at full speed,
+//!   though a very slow drip still can for a while);
 //! - each request carries the peer's address ([`axum::extract::ConnectInfo`]), which
 //!   the token guard's failure penalty is keyed by.
 //!
@@ -35,6 +38,9 @@ use tower::ServiceExt;
 const REFUSAL: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
 retry-after: 1\r\nconnection: close\r\ncontent-length: 87\r\n\r\n\
 {\"error\":\"busy\",\"detail\":\"the server has too many open connections; retry in a moment\"}";
+
+/// Longest wait for the next piece of a request body.
+pub(crate) const BODY_GAP: Duration = Duration::from_secs(10);
 
 /// How often the "connection cap reached" warning may repeat.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -128,7 +134,10 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(request.map(axum::body::Body::new))
+        let request = request.map(|body| {
+            axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_GAP, body))
+        });
+        router.clone().oneshot(request)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);

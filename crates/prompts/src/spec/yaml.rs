@@ -189,18 +189,23 @@ impl UnknownKeys {
         }
     }
 
-    fn report(&self, location: &Location) {
+    /// The one line to log, if any key was unknown.
+    fn message(&self) -> Option<String> {
         if self.count == 0 {
-            return;
+            return None;
         }
         let more = self.count.saturating_sub(self.first.len());
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        tracing::warn!(
-            origin = %location,
+        Some(format!(
             "{} unknown key(s) in the spec ignored: {:?}{more}; see docs/spec-format.md for the keys",
-            self.count,
-            self.first
-        );
+            self.count, self.first
+        ))
+    }
+
+    fn report(&self, location: &Location) {
+        if let Some(message) = self.message() {
+            tracing::warn!(origin = %location, "{message}");
+        }
     }
 }
 
@@ -330,5 +335,34 @@ fn max_rounds(value: Option<&Value>, location: &Location) -> Result<Option<u32>>
         Ok(0) => Err(Error::field(location, field, "is zero", expected)),
         Ok(n) => Ok(Some(n)),
         Err(_) => Err(Error::field(location, field, "is too large", expected)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_number_of_unknown_keys_makes_one_line() {
+        let mut unknown = UnknownKeys::default();
+        assert_eq!(unknown.message(), None);
+        for n in 0..30_000 {
+            unknown.note("", &Value::String(format!("key{n}")));
+        }
+        unknown.note("steps[2]", &Value::String("titel".into()));
+        let message = unknown.message().expect("a line");
+        assert!(message.starts_with("30001 unknown key(s)"), "{message}");
+        assert!(message.contains("\"key0\", \"key1\", \"key2\", \"key3\", \"key4\"]"), "{message}");
+        assert!(message.contains("and 29996 more"), "{message}");
+        assert!(!message.contains("key5"), "only the first five are named: {message}");
+
+        let mut one = UnknownKeys::default();
+        one.note("steps[2]", &Value::String("titel".into()));
+        assert_eq!(
+            one.message().as_deref(),
+            Some(
+                "1 unknown key(s) in the spec ignored: [\"steps[2].titel\"]; see docs/spec-format.md for the keys"
+            )
+        );
     }
 }

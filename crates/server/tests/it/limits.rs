@@ -192,3 +192,68 @@ async fn another_unix_user_can_neither_create_nor_read_tasks_without_the_token()
     let stored = fx.state.store().list_tasks(&TaskQuery::newest(10)).await.expect("list");
     assert!(stored.is_empty(), "{stored:?}");
 }
+
+#[tokio::test]
+async fn today_s_load_still_passes_under_the_caps() {
+    let fx = Fixture::new().await;
+    for n in 0..20 {
+        fx.create_prompt_task(&format!("task {n}")).await;
+    }
+    let server = fx.serve(token_config()).await;
+    let base = format!("http://{}", server.addr);
+
+    // 100 event streams, half of which are never read.
+    let mut streams = Vec::new();
+    let mut readers = Vec::new();
+    for n in 0..100 {
+        let response = reqwest::Client::new()
+            .get(format!("{base}/api/events"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("connect");
+        assert_eq!(response.status(), 200, "stream {n}");
+        if n % 2 == 0 {
+            streams.push(response);
+        } else {
+            readers.push(tokio::spawn(async move {
+                let mut body = response.bytes_stream();
+                while let Some(Ok(_)) = futures::StreamExt::next(&mut body).await {}
+            }));
+        }
+    }
+    // 2 x 100 keep-alive clients, each with its own connection.
+    let mut workers = Vec::new();
+    for path in ["/api/tasks", "/api/state"] {
+        for _ in 0..100 {
+            let url = format!("{base}{path}");
+            workers.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut errors = 0;
+                for _ in 0..10 {
+                    match client.get(&url).bearer_auth(TOKEN).send().await {
+                        Ok(reply) if reply.status() == 200 => {
+                            let _ = reply.bytes().await;
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                errors
+            }));
+        }
+    }
+    // A plain request meanwhile is not held up.
+    let started = Instant::now();
+    let (status, _) = get_once(server.addr, "/api/tasks?limit=1", TOKEN).await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    let mut errors = 0;
+    for worker in workers {
+        errors += worker.await.expect("worker");
+    }
+    assert_eq!(errors, 0, "requests failed under load");
+    for reader in readers {
+        reader.abort();
+    }
+    drop(streams);
+}
