@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod completions;
 mod init;
 mod log;
 mod parts;
@@ -17,6 +18,11 @@ use crate::config::Settings;
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
+    // Completions need no settings: a broken config file must not stop a shell's
+    // start-up script from loading them.
+    if let Command::Completions { shell } = cli.command {
+        return completions::run(shell);
+    }
     let cwd = std::env::current_dir().context("could not read the current directory")?;
     let env = |key: &str| std::env::var(key).ok();
     let settings = Settings::resolve(&cli.global, &env, &cwd)
@@ -41,5 +47,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Plan { intent, workspace, output, force } => {
             plan::run(&settings, &intent, &workspace, &output, force).await
         }
+        Command::Completions { shell } => completions::run(shell),
     }
 }
