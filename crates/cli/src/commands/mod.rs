@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] dispatches.
 
 mod completions;
+mod doctor;
 mod init;
 mod log;
 pub mod parts;
@@ -73,5 +74,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
             code
         }
         Command::Completions { shell } => completions::run(shell),
+        Command::Doctor => doctor::run(&settings, &cwd).await,
     }
 }

@@ -230,3 +230,27 @@ fn an_explicit_url_or_no_start_opencode_never_starts_one() {
     assert!(!run.stdout.contains("started OpenCode"), "{}", run.stdout);
     assert!(run.stderr.contains("127.0.0.1:14096"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn doctor_on_a_healthy_setup_names_the_binary_version_url_and_model() {
+    let Some((env, sandbox)) = setup().await else { return };
+    let mut command = sandbox.command(&["doctor"]);
+    command
+        .env_remove("OPENLOOM_OPENCODE_URL")
+        .env("OPENLOOM_OPENCODE_BIN", launcher_binary())
+        .envs(env.opencode.isolated_env());
+    let run = tokio::task::spawn_blocking(move || Run::from(command.output().expect("doctor")))
+        .await
+        .expect("join");
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let binary = launcher_binary().display().to_string();
+    assert!(
+        run.stdout.contains(&format!("ok      binary    {binary} (version 1.")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("start OpenCode 1."), "{}", run.stdout);
+    assert!(run.stdout.contains("ok      model     scripted/"), "{}", run.stdout);
+    assert!(run.stdout.contains("Everything needed is in place."), "{}", run.stdout);
+    assert!(!run.stdout.contains("PROBLEM"), "{}", run.stdout);
+}
