@@ -254,3 +254,36 @@ async fn doctor_on_a_healthy_setup_names_the_binary_version_url_and_model() {
     assert!(run.stdout.contains("Everything needed is in place."), "{}", run.stdout);
     assert!(!run.stdout.contains("PROBLEM"), "{}", run.stdout);
 }
+
+#[tokio::test]
+async fn our_opencode_dying_is_restarted_on_its_port_and_the_task_completes() {
+    let Some((env, sandbox)) = setup().await else { return };
+    env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
+    env.model.push_turn(
+        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says("periodic check")
+            .repeating(),
+    );
+    let mut child = start_watch(&env, &sandbox);
+    let (_, port, rest) = started_line(&mut child);
+    env.model.wait_for_requests(1, Duration::from_secs(30)).await.expect("bootstrap sent");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pids = opencode_on(port);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pids[0]).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill OpenCode");
+
+    let mut run = finish_or_kill(child, Duration::from_secs(100)).await;
+    run.stdout = rest.join().expect("stdout");
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("OpenCode exited"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("OpenCode is back on 127.0.0.1:{port}")),
+        "{}",
+        run.stderr
+    );
+    let status = sandbox.run(&["status", "--json"]);
+    let tasks: Vec<serde_json::Value> = serde_json::from_str(&status.stdout).expect("json");
+    assert_eq!(tasks[0]["status"], "completed", "the outage did not fail the task");
+    assert_gone(port, "after the restarted one's watch ended");
+}
