@@ -107,6 +107,21 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Check the set-up: the OpenCode binary and version, the URL and whether it
+    /// answers, its model, the database, the allowed roots; each problem with its fix.
+    /// Exits 1 when something is wrong.
+    Doctor,
+    /// Print a shell completion script to stdout (bash, zsh, fish or powershell).
+    ///
+    /// bash: `openloom completions bash > ~/.local/share/bash-completion/completions/openloom`;
+    /// zsh: `openloom completions zsh > ~/.zfunc/_openloom` (with `fpath+=~/.zfunc` before
+    /// `compinit`); fish: `openloom completions fish > ~/.config/fish/completions/openloom.fish`;
+    /// PowerShell: `openloom completions powershell >> $PROFILE`.
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where and how the API server listens.

@@ -43,6 +43,13 @@ pub struct GlobalArgs {
     /// Refuse workspaces outside the allowed roots [default: true when roots are set].
     #[arg(long, env = "OPENLOOM_STRICT_ROOTS", global = true, value_name = "BOOL")]
     pub strict_roots: Option<String>,
+    /// Never start OpenCode, even when the default URL has no server (see `opencode_bin`).
+    #[arg(long, global = true)]
+    pub no_start_opencode: bool,
+    /// The `opencode` binary to start when nothing answers at the default URL
+    /// [default: `opencode` on PATH].
+    #[arg(long, env = "OPENLOOM_OPENCODE_BIN", global = true, value_name = "FILE")]
+    pub opencode_bin: Option<PathBuf>,
 }
 
 /// The config file's keys; every one optional.
@@ -59,6 +66,8 @@ struct FileConfig {
     ui_port: Option<u16>,
     api_token: Option<String>,
     public_hosts: Option<Vec<String>>,
+    start_opencode: Option<bool>,
+    opencode_bin: Option<PathBuf>,
 }
 
 /// Roots as a YAML list or a ':'-separated string.
@@ -96,6 +105,13 @@ pub struct Settings {
     pub token_file: Option<PathBuf>,
     /// Extra host names the server answers to.
     pub public_hosts: Vec<String>,
+    /// Whether no flag, variable or file named the OpenCode URL (only then may
+    /// OpenLoom start OpenCode itself: an explicit URL means "use that one").
+    pub opencode_url_is_default: bool,
+    /// Whether to start OpenCode when nothing answers at the default URL.
+    pub start_opencode: bool,
+    /// The OpenCode binary to start, if one was named (else `opencode` on PATH).
+    pub opencode_bin: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -113,6 +129,9 @@ impl std::fmt::Debug for Settings {
             .field("no_token", &self.no_token)
             .field("token_file", &self.token_file)
             .field("public_hosts", &self.public_hosts)
+            .field("opencode_url_is_default", &self.opencode_url_is_default)
+            .field("start_opencode", &self.start_opencode)
+            .field("opencode_bin", &self.opencode_bin)
             .finish()
     }
 }
@@ -141,6 +160,22 @@ impl Settings {
             })?,
             None => file.strict_roots.unwrap_or(!roots.is_empty()),
         };
+        let start_opencode = if args.no_start_opencode {
+            false
+        } else if let Some(value) = env("OPENLOOM_START_OPENCODE").filter(|v| !v.trim().is_empty())
+        {
+            parse_bool(&value).with_context(|| {
+                format!("OPENLOOM_START_OPENCODE = {value:?} is not a boolean (true/false)")
+            })?
+        } else {
+            file.start_opencode.unwrap_or(true)
+        };
+        let opencode_url_is_default = args.opencode_url.is_none() && file.opencode_url.is_none();
+        let opencode_bin = args
+            .opencode_bin
+            .clone()
+            .or(file.opencode_bin)
+            .map(|bin| absolute(&expand_home(&bin, env), cwd));
         let database = args
             .database
             .clone()
@@ -169,6 +204,9 @@ impl Settings {
             no_token: false,
             token_file: crate::token::token_path(env),
             public_hosts: file.public_hosts.unwrap_or_default(),
+            opencode_url_is_default,
+            start_opencode,
+            opencode_bin,
         })
     }
 
@@ -221,7 +259,7 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
     serde_yaml::from_str(&text).with_context(|| {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
-             database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts",
+             database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, opencode_bin",
             path.display()
         )
     })
@@ -297,6 +335,37 @@ mod tests {
         assert_eq!(settings.with_server_args(&serve).ui_port, 9100, "flag/env beats file");
         assert_eq!(settings.allowed_roots, vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]);
         assert!(settings.strict_roots, "roots make the policy strict by default");
+    }
+
+    #[test]
+    fn starting_opencode_follows_the_precedence_and_an_explicit_url_turns_it_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("c.yaml");
+        std::fs::write(&config, "start_opencode: false\nopencode_bin: bin/opencode\n")
+            .expect("write");
+        let with_file = GlobalArgs { config: Some(config), ..GlobalArgs::default() };
+        let resolve = |args: &GlobalArgs, env: &[(&str, &str)]| {
+            Settings::resolve(args, &env_of(env), dir.path()).expect("resolve")
+        };
+        let defaults = resolve(&GlobalArgs::default(), &[]);
+        assert!(defaults.start_opencode && defaults.opencode_url_is_default);
+        assert_eq!(defaults.opencode_bin, None);
+        let file = resolve(&with_file, &[]);
+        assert!(!file.start_opencode, "the file beats the default");
+        assert_eq!(file.opencode_bin, Some(dir.path().join("bin/opencode")));
+        assert!(resolve(&with_file, &[("OPENLOOM_START_OPENCODE", "yes")]).start_opencode);
+        let flag = GlobalArgs { no_start_opencode: true, ..GlobalArgs::default() };
+        assert!(!resolve(&flag, &[("OPENLOOM_START_OPENCODE", "true")]).start_opencode);
+        // clap puts OPENLOOM_OPENCODE_URL into the flag's field: both count as explicit.
+        let url =
+            GlobalArgs { opencode_url: Some(DEFAULT_OPENCODE_URL.into()), ..GlobalArgs::default() };
+        assert!(!resolve(&url, &[]).opencode_url_is_default);
+        let bad = Settings::resolve(
+            &GlobalArgs::default(),
+            &env_of(&[("OPENLOOM_START_OPENCODE", "sometimes")]),
+            dir.path(),
+        );
+        assert!(format!("{:#}", bad.expect_err("bad boolean")).contains("OPENLOOM_START_OPENCODE"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod console;
 mod exit;
+mod opencode_child;
 mod token;
 
 use std::process::ExitCode;
@@ -16,6 +17,10 @@ use crate::cli::Cli;
 use crate::exit::Coded;
 
 fn main() -> ExitCode {
+    // The launch step of an OpenCode child (see `opencode_child`), before any parsing.
+    if let Some(code) = opencode_child::guard_main() {
+        return code;
+    }
     let cli = Cli::parse();
     install_tracing();
     protect_secrets();

@@ -455,6 +455,12 @@ impl OpencodeClient {
         Ok(wire::list(&body, &["diff", "files", "data"]).cloned().unwrap_or_default())
     }
 
+    /// OpenCode's resolved configuration (`GET /config`), as it sends it; `doctor`
+    /// reads its `model`.
+    pub async fn config(&self) -> Result<Value> {
+        self.json(self.request(Method::GET, &["config"])).await
+    }
+
     /// The agent's todo list (`GET /session/{id}/todo`), as OpenCode sends it
     /// (`{content, status, priority}`).
     pub async fn todos(&self, session: &SessionRef) -> Result<Vec<Value>> {

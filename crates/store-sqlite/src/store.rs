@@ -56,6 +56,15 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The newest schema migration applied (`migrations/0003_…` → 3), for diagnostics.
+    pub async fn schema_version(&self) -> crate::Result<i64> {
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .at(&self.path)?;
+        Ok(version.unwrap_or(0))
+    }
+
     /// The connection pool, for diagnostics and tests (e.g. `PRAGMA integrity_check`).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

@@ -371,14 +371,7 @@ impl OpencodeServer {
             .env_clear()
             .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
             .envs(std::env::var_os("TMPDIR").map(|dir| ("TMPDIR", dir)))
-            .env("LANG", "C.UTF-8")
-            .env("HOME", root.join("home"))
-            .env("XDG_CONFIG_HOME", root.join("config"))
-            .env("XDG_DATA_HOME", root.join("data"))
-            .env("XDG_CACHE_HOME", root.join("cache"))
-            .env("XDG_STATE_HOME", root.join("state"))
-            .env("OPENCODE_CONFIG", &self.config_path)
-            .envs(OFFLINE_ENV.iter().copied())
+            .envs(self.isolated_env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -390,6 +383,24 @@ impl OpencodeServer {
         }
         command.envs(self.options.env.iter().map(|(key, value)| (key.as_str(), value.as_str())));
         command
+    }
+
+    /// The environment that makes an OpenCode process use this server's temp home,
+    /// XDG dirs and generated config (the scripted model), offline. Given to another
+    /// process that starts OpenCode itself (`openloom` does), it gets the same setup.
+    pub fn isolated_env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let root = self.root.path();
+        let mut env: Vec<(&'static str, std::ffi::OsString)> = vec![
+            ("LANG", "C.UTF-8".into()),
+            ("HOME", root.join("home").into()),
+            ("XDG_CONFIG_HOME", root.join("config").into()),
+            ("XDG_DATA_HOME", root.join("data").into()),
+            ("XDG_CACHE_HOME", root.join("cache").into()),
+            ("XDG_STATE_HOME", root.join("state").into()),
+            ("OPENCODE_CONFIG", self.config_path.clone().into()),
+        ];
+        env.extend(OFFLINE_ENV.iter().map(|(key, value)| (*key, (*value).into())));
+        env
     }
 
     async fn spawn_and_wait(&mut self) -> Result<(), Error> {

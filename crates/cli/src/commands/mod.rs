@@ -1,8 +1,10 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod completions;
+mod doctor;
 mod init;
 mod log;
-mod parts;
+pub mod parts;
 mod plan;
 mod serve;
 mod status;
@@ -14,9 +16,15 @@ use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Command};
 use crate::config::Settings;
+use crate::opencode_child;
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
+    // Completions need no settings: a broken config file must not stop a shell's
+    // start-up script from loading them.
+    if let Command::Completions { shell } = cli.command {
+        return completions::run(shell);
+    }
     let cwd = std::env::current_dir().context("could not read the current directory")?;
     let env = |key: &str| std::env::var(key).ok();
     let settings = Settings::resolve(&cli.global, &env, &cwd)
@@ -31,15 +39,41 @@ pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Init { path, force } => init::run(&cwd, &path, force),
         Command::Watch { spec, fresh, ui, server } => {
+            // OpenCode starts in the task's workspace; a spec that does not load or is
+            // not allowed starts nothing, and `watch` reports it.
+            let workspace = parts::load_spec(&spec)
+                .ok()
+                .and_then(|s| settings.workspace_policy().resolve(&s.workspace).ok());
+            let opencode = match workspace {
+                Some(workspace) => opencode_child::ensure(&settings, &workspace).await?,
+                None => opencode_child::ensure_none(&settings),
+            };
+            let settings = opencode.settings();
             let ui = ui.then(|| settings.with_server_args(&server));
-            watch::run(&settings, &spec, fresh, ui).await
+            let code = watch::run(settings, &spec, fresh, ui).await;
+            opencode.shutdown().await;
+            code
         }
-        Command::Serve { server } => serve::run(&settings.with_server_args(&server)).await,
+        Command::Serve { server } => {
+            let root = settings.allowed_roots.first().cloned().unwrap_or_else(|| cwd.clone());
+            let opencode = opencode_child::ensure(&settings, &root).await?;
+            let code = serve::run(&opencode.settings().with_server_args(&server)).await;
+            opencode.shutdown().await;
+            code
+        }
         Command::Status { json, limit } => status::run(&settings, json, limit).await,
         Command::Log { task, json, limit } => log::run(&settings, &task, json, limit).await,
         Command::Verify { spec, json } => verify::run(&settings, &spec, json).await,
         Command::Plan { intent, workspace, output, force } => {
-            plan::run(&settings, &intent, &workspace, &output, force).await
+            let opencode = match settings.workspace_policy().resolve(&workspace.to_string_lossy()) {
+                Ok(directory) => opencode_child::ensure(&settings, &directory).await?,
+                Err(_) => opencode_child::ensure_none(&settings),
+            };
+            let code = plan::run(opencode.settings(), &intent, &workspace, &output, force).await;
+            opencode.shutdown().await;
+            code
         }
+        Command::Completions { shell } => completions::run(shell),
+        Command::Doctor => doctor::run(&settings, &cwd).await,
     }
 }

@@ -51,7 +51,8 @@ pub async fn require_opencode(client: &OpencodeClient, settings: &Settings) -> R
             exit::UNREACHABLE,
             format!(
                 "OpenCode is not reachable at {}: {reason}\n  \
-                 start it with `opencode serve --port 14096`, or point OPENLOOM_OPENCODE_URL at it",
+                 start it with `opencode serve --port 14096`, or point OPENLOOM_OPENCODE_URL at it \
+                 (with `opencode` on PATH and the default URL, openloom starts it itself)",
                 settings.opencode_url
             ),
         )),

@@ -7,3 +7,4 @@ mod docs;
 mod e2e;
 mod offline;
 mod serve;
+mod started;

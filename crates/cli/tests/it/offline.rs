@@ -168,3 +168,50 @@ fn help_documents_every_command_and_the_exit_codes() {
     let version = sandbox.run(&["--version"]);
     assert!(version.stdout.starts_with("openloom "), "{}", version.stdout);
 }
+
+#[test]
+fn completions_are_written_for_every_shell_and_know_the_subcommands() {
+    let sandbox = Sandbox::new();
+    // A broken config file must not stop a shell's start-up script from loading them.
+    sandbox.write("bad.yaml", "no_such_key: 1\n");
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let run = sandbox.run(&["--config", "bad.yaml", "completions", shell]);
+        assert_eq!(run.code, Some(0), "{shell}: {run:?}");
+        for word in ["watch", "serve", "verify", "plan", "status", "completions", "opencode-url"] {
+            assert!(run.stdout.contains(word), "{shell} script lacks {word}:\n{}", run.stdout);
+        }
+    }
+    let run = sandbox.run(&["completions", "tcsh"]);
+    assert_eq!(run.code, Some(2), "an unknown shell is a usage error: {run:?}");
+    assert!(run.stderr.contains("powershell"), "the error lists the shells: {}", run.stderr);
+}
+
+#[test]
+fn doctor_names_an_unreachable_url_and_how_to_fix_it() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(&["doctor"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.contains("PROBLEM url       http://127.0.0.1:9 does not answer"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("fix: start OpenCode there"), "{}", run.stdout);
+    assert!(run.stdout.contains("not created yet"), "the database line: {}", run.stdout);
+    assert!(run.stdout.contains("roots"), "{}", run.stdout);
+}
+
+#[test]
+fn doctor_names_a_missing_binary_and_how_to_fix_it() {
+    let sandbox = Sandbox::new();
+    let run = sandbox
+        .command(&["doctor"])
+        .env_remove("OPENLOOM_OPENCODE_URL")
+        .env("OPENLOOM_OPENCODE_BIN", "/no/such/opencode")
+        .output()
+        .expect("run");
+    let run = crate::common::Run::from(run);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stdout.contains("PROBLEM binary    /no/such/opencode"), "{}", run.stdout);
+    assert!(run.stdout.contains("fix: point OPENLOOM_OPENCODE_BIN"), "{}", run.stdout);
+}
