@@ -12,10 +12,16 @@ use crate::common::{Run, Sandbox, wait_with_deadline};
 
 const BOOTSTRAP: &str = "You are executing an OpenLoom harness task";
 
+/// One of these tests at a time: each runs two OpenCode starts and a whole task, and
+/// on two shared cores running them side by side starves the other e2e tests.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The test kit's model and workspace, with its own OpenCode stopped: `openloom`
-/// must start one from the same binary, config and data dirs.
-async fn setup() -> Option<(E2e, Sandbox)> {
+/// must start one from the same binary, config and data dirs. The guard is held for
+/// the test's length.
+async fn setup() -> Option<(E2e, Sandbox, tokio::sync::MutexGuard<'static, ()>)> {
     let launcher = openloom_testkit::e2e_launcher()?;
+    let turn = ONE_AT_A_TIME.lock().await;
     assert_default_url_is_free();
     let mut env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
     env.opencode.stop().await.expect("stop the kit's OpenCode");
@@ -27,7 +33,7 @@ async fn setup() -> Option<(E2e, Sandbox)> {
             env.workspace.directory()
         ),
     );
-    Some((env, sandbox))
+    Some((env, sandbox, turn))
 }
 
 /// The default URL must have no server, or `openloom` would use that one.
@@ -134,7 +140,7 @@ async fn finish_or_kill(mut child: Child, limit: Duration) -> Run {
 
 #[tokio::test]
 async fn watch_starts_opencode_itself_completes_and_leaves_none_behind() {
-    let Some((env, sandbox)) = setup().await else { return };
+    let Some((env, sandbox, _turn)) = setup().await else { return };
     env.model.push_turn(
         Turn::reply(Reply::text("Done.\nSTEP DONE: 1\nTASK COMPLETE")).when_user_says(BOOTSTRAP),
     );
@@ -157,7 +163,7 @@ async fn watch_starts_opencode_itself_completes_and_leaves_none_behind() {
 
 #[tokio::test]
 async fn ctrl_c_stops_our_opencode_and_a_second_watch_finds_the_same_session() {
-    let Some((env, sandbox)) = setup().await else { return };
+    let Some((env, sandbox, _turn)) = setup().await else { return };
     env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
     env.model.push_turn(
         Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
@@ -166,7 +172,7 @@ async fn ctrl_c_stops_our_opencode_and_a_second_watch_finds_the_same_session() {
     );
     let mut first = start_watch(&env, &sandbox);
     let (_, port, rest) = started_line(&mut first);
-    env.model.wait_for_requests(1, Duration::from_secs(30)).await.expect("bootstrap sent");
+    env.model.wait_for_requests(1, Duration::from_secs(90)).await.expect("bootstrap sent");
     // Let the turn finish first: an OpenCode stopped mid-turn leaves an unfinished
     // assistant message that the harness reads as "busy" after the restart (a known
     // gap, outside this test's subject).
@@ -198,7 +204,7 @@ async fn ctrl_c_stops_our_opencode_and_a_second_watch_finds_the_same_session() {
 
 #[tokio::test]
 async fn sigkill_of_openloom_takes_its_opencode_along() {
-    let Some((env, sandbox)) = setup().await else { return };
+    let Some((env, sandbox, _turn)) = setup().await else { return };
     env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
     let mut child = start_watch(&env, &sandbox);
     let (_, port, _rest) = started_line(&mut child);
@@ -233,7 +239,7 @@ fn an_explicit_url_or_no_start_opencode_never_starts_one() {
 
 #[tokio::test]
 async fn doctor_on_a_healthy_setup_names_the_binary_version_url_and_model() {
-    let Some((env, sandbox)) = setup().await else { return };
+    let Some((env, sandbox, _turn)) = setup().await else { return };
     let mut command = sandbox.command(&["doctor"]);
     command
         .env_remove("OPENLOOM_OPENCODE_URL")
@@ -257,7 +263,7 @@ async fn doctor_on_a_healthy_setup_names_the_binary_version_url_and_model() {
 
 #[tokio::test]
 async fn our_opencode_dying_is_restarted_on_its_port_and_the_task_completes() {
-    let Some((env, sandbox)) = setup().await else { return };
+    let Some((env, sandbox, _turn)) = setup().await else { return };
     env.model.push_turn(Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP));
     env.model.push_turn(
         Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
@@ -266,7 +272,7 @@ async fn our_opencode_dying_is_restarted_on_its_port_and_the_task_completes() {
     );
     let mut child = start_watch(&env, &sandbox);
     let (_, port, rest) = started_line(&mut child);
-    env.model.wait_for_requests(1, Duration::from_secs(30)).await.expect("bootstrap sent");
+    env.model.wait_for_requests(1, Duration::from_secs(90)).await.expect("bootstrap sent");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pids = opencode_on(port);
     assert_eq!(pids.len(), 1, "{pids:?}");
