@@ -94,7 +94,8 @@ pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) 
         let summary = "Prompt sent; waiting for the agent to answer";
         return note(task, TaskStatus::Running, summary, "awaiting reply", 0, seen.now);
     }
-    if *seen.activity == SessionActivity::Busy || words.is_busy(seen.messages) {
+    let writing = words.is_busy(seen.messages) && recently_written(seen.messages, seen.now);
+    if *seen.activity == SessionActivity::Busy || writing {
         return note(task, TaskStatus::Running, "Agent is busy", "busy", 0, seen.now);
     }
     if let SessionActivity::Retry { attempt, message } = seen.activity {
@@ -292,6 +293,14 @@ fn noted(
 /// waits on them (answered here, in OpenCode, or timed out there).
 fn answered(task: &Task) -> Option<Vec<PendingRequest>> {
     (!task.pending_requests.is_empty()).then(Vec::new)
+}
+
+/// True when the newest message began within [`REPLY_GRACE`]. An unfinished reply
+/// means "still being written" only while it is that fresh and the server does not
+/// say busy: an OpenCode stopped mid-turn leaves the reply unfinished for ever, and
+/// the session idle after its restart must be judged, not called busy for ever.
+fn recently_written(messages: &[AgentMessage], now: DateTime<Utc>) -> bool {
+    messages.last().is_some_and(|last| last.created_at.is_none_or(|at| now - at < REPLY_GRACE))
 }
 
 /// True when the newest message is a recent user prompt with no answer after it.

@@ -336,3 +336,17 @@ fn an_answered_request_is_cleared_by_the_next_verdict() {
     let note = note_of(triage(&task, &seen(&messages, &busy, Trigger::Event), &Words));
     assert_eq!(note.update.pending_requests, Some(vec![]));
 }
+
+#[test]
+fn a_reply_left_unfinished_by_a_stopped_server_is_judged_once_it_is_old() {
+    // OpenCode stopped mid-turn: after its restart the session is idle, and the
+    // reply it was writing stays unfinished for ever.
+    let task = task();
+    let idle = SessionActivity::Idle;
+    let stale = vec![message(Role::Assistant, "half a repl", now() - Duration::minutes(10), false)];
+    assert_eq!(triage(&task, &seen(&stale, &idle, Trigger::Scheduled), &Words), Triage::Judge);
+    // Still being written a moment ago: busy, whatever the status says.
+    let fresh = vec![message(Role::Assistant, "half a repl", now() - Duration::seconds(5), false)];
+    let verdict = note_of(triage(&task, &seen(&fresh, &idle, Trigger::Scheduled), &Words));
+    assert_eq!(verdict.log.summary, "Agent is busy");
+}
