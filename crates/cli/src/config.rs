@@ -43,7 +43,8 @@ pub struct GlobalArgs {
     /// Refuse workspaces outside the allowed roots [default: true when roots are set].
     #[arg(long, env = "OPENLOOM_STRICT_ROOTS", global = true, value_name = "BOOL")]
     pub strict_roots: Option<String>,
-    /// Never start OpenCode, even when the default URL has no server (see `opencode_bin`).
+    /// Never start OpenCode, even when the default URL has no server (see `opencode_bin`);
+    /// also OPENLOOM_START_OPENCODE=false or `start_opencode: false` in the config file.
     #[arg(long, global = true)]
     pub no_start_opencode: bool,
     /// The `opencode` binary to start when nothing answers at the default URL
