@@ -47,7 +47,35 @@ pub struct Question {
 /// Longest text of a request shown in a one-line summary.
 const SUMMARY_CHARS: usize = 120;
 
+/// Most items (patterns, questions, options) a stored request keeps, and the longest
+/// text of each: the text comes from the model, and task lists must stay small.
+const STORED_ITEMS: usize = 20;
+const STORED_CHARS: usize = 2_000;
+
 impl PendingRequest {
+    /// The request cut to what a task record keeps: at most 20 patterns, questions and
+    /// options each, every text at most 2,000 characters.
+    pub fn bounded(&self) -> PendingRequest {
+        let cut = |text: &String| clip(text, STORED_CHARS);
+        let kind = match &self.kind {
+            RequestKind::Permission { permission, patterns } => RequestKind::Permission {
+                permission: cut(permission),
+                patterns: patterns.iter().take(STORED_ITEMS).map(cut).collect(),
+            },
+            RequestKind::Question { questions } => RequestKind::Question {
+                questions: questions
+                    .iter()
+                    .take(STORED_ITEMS)
+                    .map(|q| Question {
+                        question: cut(&q.question),
+                        options: q.options.iter().take(STORED_ITEMS).map(cut).collect(),
+                    })
+                    .collect(),
+            },
+        };
+        PendingRequest { id: cut(&self.id), session_id: cut(&self.session_id), kind }
+    }
+
     /// One line naming the request, e.g. `permission: bash "echo hello > hello.txt"`
     /// or `question: "Which file name should I use?"`. Long texts are cut and control
     /// characters escaped: the text comes from the model.
@@ -70,8 +98,13 @@ impl PendingRequest {
 }
 
 fn short(text: &str) -> String {
-    let mut out: String = text.chars().take(SUMMARY_CHARS).collect();
-    if text.chars().count() > SUMMARY_CHARS {
+    clip(text, SUMMARY_CHARS)
+}
+
+/// `text` cut to `max` characters, with `…` when it was longer.
+fn clip(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
         out.push('…');
     }
     out
@@ -118,6 +151,26 @@ mod tests {
         assert!(!hostile.contains('\u{1b}') && !hostile.contains('\n'), "{hostile}");
         let long = permission(&[&"x".repeat(500)]).describe();
         assert!(long.chars().count() < 150, "{long}");
+    }
+
+    #[test]
+    fn a_stored_request_is_bounded_whatever_the_model_asked() {
+        let long = "y".repeat(10_000);
+        let many: Vec<&str> = (0..100).map(|_| long.as_str()).collect();
+        let bounded = permission(&many).bounded();
+        let RequestKind::Permission { patterns, .. } = &bounded.kind else {
+            panic!("still a permission")
+        };
+        assert_eq!(patterns.len(), 20);
+        assert!(
+            patterns.iter().all(|p| p.chars().count() <= 2_001),
+            "cut to 2,000 and an ellipsis"
+        );
+        assert_eq!(
+            permission(&["ls"]).bounded(),
+            permission(&["ls"]),
+            "a small request is kept whole"
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) 
         let detail = format!("pending {}", ids.join(", "));
         let mut verdict =
             noted(task, TaskStatus::Waiting, &summary, &detail, task.idle_checks, seen.now);
-        verdict.update.pending_requests = Some(seen.pending.to_vec());
+        // Bounded: the request's text comes from the model, and lists show it.
+        verdict.update.pending_requests =
+            Some(seen.pending.iter().map(PendingRequest::bounded).collect());
         return Triage::Note(Box::new(verdict));
     }
     if awaiting_reply(seen.messages, seen.now) {
