@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use crate::answer::{Answer, Delivery};
 use crate::error::{Error, Result};
 use crate::request::PendingRequest;
 
@@ -335,6 +336,20 @@ pub trait AgentServer: Send + Sync {
     async fn pending_requests(&self, directory: &str) -> Result<Vec<PendingRequest>> {
         let _ = directory;
         Ok(Vec::new())
+    }
+
+    /// Delivers `answer` to `request`, pending in the instance of `directory`. The
+    /// caller has checked that the answer fits ([`Answer::misfit`]). A request the
+    /// server no longer holds is [`Delivery::NotPending`], not an error. The default
+    /// refuses: a server without requests has nothing to answer.
+    async fn answer_request(
+        &self,
+        directory: &str,
+        request: &PendingRequest,
+        answer: &Answer,
+    ) -> Result<Delivery> {
+        let _ = (directory, answer);
+        Err(Error::Invalid(format!("this agent server takes no answers (request {})", request.id)))
     }
 
     /// Sends a prompt and waits for the agent's whole turn; returns the turn's last

@@ -17,6 +17,7 @@
 //! store instead of trusting a stream.
 
 pub mod agent;
+pub mod answer;
 pub mod check;
 pub mod dialogue;
 pub mod error;
@@ -36,6 +37,7 @@ pub use agent::{
     AgentEvent, AgentMessage, AgentServer, Health, MessageError, MessagePart, Role, Session,
     SessionActivity, SessionRef, TokenUsage, ToolState,
 };
+pub use answer::{Answer, AnsweredBy, Channel, Delivery, audit_entry};
 pub use check::{
     CheckContext, CheckOutcome, CheckResult, Checker, Verification, VerificationScope,
 };

@@ -18,6 +18,7 @@ use crate::agent::{
     AgentEvent, AgentMessage, AgentServer, Health, MessagePart, Role, Session, SessionActivity,
     SessionRef,
 };
+use crate::answer::{Answer, Delivery};
 use crate::error::{Error, Result};
 use crate::request::PendingRequest;
 
@@ -44,6 +45,8 @@ struct State {
     statuses_hang: bool,
     /// What `pending_requests` answers.
     pending: Vec<PendingRequest>,
+    /// Every answer delivered, as (request id, answer), in order.
+    answers: Vec<(String, Answer)>,
     next_id: u64,
 }
 
@@ -110,6 +113,11 @@ impl MemoryAgent {
     /// the agent had asked them; an empty list answers them all.
     pub fn set_pending(&self, requests: Vec<PendingRequest>) {
         self.lock().pending = requests;
+    }
+
+    /// Every answer delivered to a pending request, as (request id, answer), in order.
+    pub fn answers(&self) -> Vec<(String, Answer)> {
+        self.lock().answers.clone()
     }
 
     /// Removes a session, as if a user deleted it.
@@ -242,6 +250,24 @@ impl AgentServer for MemoryAgent {
     async fn pending_requests(&self, _directory: &str) -> Result<Vec<PendingRequest>> {
         self.take_failure()?;
         Ok(self.lock().pending.clone())
+    }
+
+    /// Takes the request off the pending list, as OpenCode does once answered.
+    async fn answer_request(
+        &self,
+        _directory: &str,
+        request: &PendingRequest,
+        answer: &Answer,
+    ) -> Result<Delivery> {
+        self.take_failure()?;
+        let mut state = self.lock();
+        let before = state.pending.len();
+        state.pending.retain(|pending| pending.id != request.id);
+        if state.pending.len() == before {
+            return Ok(Delivery::NotPending);
+        }
+        state.answers.push((request.id.clone(), answer.clone()));
+        Ok(Delivery::Delivered)
     }
 
     /// The events given to [`MemoryAgent::announce`]; handed out to the first caller.

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use openloom_core::{
-    AgentEvent, AgentMessage, AgentServer, Health, PendingRequest, Question, RequestKind, Session,
-    SessionActivity, SessionRef,
+    AgentEvent, AgentMessage, AgentServer, Answer, Delivery, Health, PendingRequest, Question,
+    RequestKind, Session, SessionActivity, SessionRef,
 };
 use serde_json::Value;
 
 use crate::client::OpencodeClient;
 use crate::error::Error;
 use crate::events::EventScope;
-use crate::types::{PermissionRequest, QuestionRequest};
+use crate::types::{PermissionReply, PermissionRequest, QuestionRequest};
 
 #[async_trait]
 impl AgentServer for OpencodeClient {
@@ -71,6 +71,37 @@ impl AgentServer for OpencodeClient {
             self.permissions(directory).await?.iter().map(permission_request).collect();
         pending.extend(self.questions(directory).await?.iter().map(question_request));
         Ok(pending)
+    }
+
+    /// Replies through `/permission/{id}/reply`, `/question/{id}/reply` or
+    /// `/question/{id}/reject`; OpenCode's 404 (answered already, or gone) is
+    /// [`Delivery::NotPending`].
+    async fn answer_request(
+        &self,
+        directory: &str,
+        request: &PendingRequest,
+        answer: &Answer,
+    ) -> openloom_core::Result<Delivery> {
+        let id = request.id.as_str();
+        let sent = match answer {
+            Answer::Allow { always: false } => {
+                self.reply_permission(directory, id, PermissionReply::Once, None).await
+            }
+            Answer::Allow { always: true } => {
+                self.reply_permission(directory, id, PermissionReply::Always, None).await
+            }
+            Answer::Deny { message } => {
+                self.reply_permission(directory, id, PermissionReply::Reject, message.as_deref())
+                    .await
+            }
+            Answer::Choose { answers } => self.reply_question(directory, id, answers).await,
+            Answer::Dismiss => self.reject_question(directory, id).await,
+        };
+        match sent {
+            Ok(()) => Ok(Delivery::Delivered),
+            Err(Error::NotFound { .. }) => Ok(Delivery::NotPending),
+            Err(other) => Err(other.into()),
+        }
     }
 
     async fn prompt_and_wait(
