@@ -231,6 +231,7 @@ mod tests {
                     options: options.iter().map(|o| (*o).to_owned()).collect(),
                 }],
             },
+            asked_at: None,
         }
     }
 
@@ -242,6 +243,7 @@ mod tests {
                 permission: "bash".into(),
                 patterns: vec!["ls".into()],
             },
+            asked_at: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! to a question. While one is pending the session stays busy and nothing moves, so
 //! the harness must see it and say so instead of reporting "Agent is busy" forever.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A permission or a question the agent server holds for a person.
@@ -14,6 +15,10 @@ pub struct PendingRequest {
     /// What is asked.
     #[serde(flatten)]
     pub kind: RequestKind,
+    /// When the harness first saw the request (the agent server does not say when it
+    /// was asked); the policy's fallback answers it `human_timeout` after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_at: Option<DateTime<Utc>>,
 }
 
 /// What a [`PendingRequest`] asks.
@@ -73,7 +78,12 @@ impl PendingRequest {
                     .collect(),
             },
         };
-        PendingRequest { id: cut(&self.id), session_id: cut(&self.session_id), kind }
+        PendingRequest {
+            id: cut(&self.id),
+            session_id: cut(&self.session_id),
+            kind,
+            asked_at: self.asked_at,
+        }
     }
 
     /// One line naming the request, e.g. `permission: bash "echo hello > hello.txt"`
@@ -127,6 +137,7 @@ mod tests {
                 permission: "bash".into(),
                 patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
             },
+            asked_at: None,
         }
     }
 
@@ -145,6 +156,7 @@ mod tests {
                     Question { question: "And the colour?".into(), options: vec!["Red".into()] },
                 ],
             },
+            asked_at: None,
         };
         assert_eq!(question.describe(), r#"question: "Which file name should I use?" (+1 more)"#);
         let hostile = permission(&["rm -rf /\u{1b}[2J\nls"]).describe();

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{PermissionRule, QuestionPolicy};
+
 /// The default check interval, in seconds (the reference's five minutes).
 pub const DEFAULT_CHECK_INTERVAL_SECONDS: u64 = 300;
 /// The agent name that means "OpenCode's default agent".
@@ -70,6 +72,80 @@ pub struct TaskSpec {
     /// Failed verification rounds after which the task fails; `None` for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_verification_rounds: Option<u32>,
+    /// What the agent may do while nobody watches, and when a silent session counts
+    /// as stalled (the spec's `permissions`, `questions`, `stall_timeout`, ... keys).
+    #[serde(default, skip_serializing_if = "Unattended::is_default")]
+    pub unattended: Unattended,
+}
+
+/// Default `stall_timeout`: a busy session with no new output this long is stalled.
+pub const DEFAULT_STALL_TIMEOUT_SECONDS: u64 = 15 * 60;
+/// Default `human_timeout`: a request nobody answered this long gets the fallback.
+pub const DEFAULT_HUMAN_TIMEOUT_SECONDS: u64 = 60 * 60;
+/// Default `max_stall_recoveries`: stalls recovered in one session before a fresh one.
+pub const DEFAULT_MAX_STALL_RECOVERIES: u32 = 2;
+/// Default `max_checks_without_progress`: checks of an idle agent that neither
+/// reports a step nor changes a verification before the task fails.
+pub const DEFAULT_MAX_CHECKS_WITHOUT_PROGRESS: u32 = 12;
+
+/// A spec's unattended-operation settings; every `None` means the documented default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unattended {
+    /// Permission rules in OpenCode's order (last match wins); `None` keeps whatever
+    /// OpenCode's own config says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<PermissionRule>>,
+    /// Whether the agent may ask a person.
+    #[serde(default, skip_serializing_if = "is_ask")]
+    pub questions: QuestionPolicy,
+    /// Seconds a busy session may go without output before it is stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_timeout_seconds: Option<u64>,
+    /// Seconds a request may wait for a person before the fallback answers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human_timeout_seconds: Option<u64>,
+    /// Stalls recovered in one session before a fresh session is started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stall_recoveries: Option<u32>,
+    /// Checks without progress after which the task fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_checks_without_progress: Option<u32>,
+}
+
+fn is_ask(policy: &QuestionPolicy) -> bool {
+    *policy == QuestionPolicy::Ask
+}
+
+impl Unattended {
+    /// True when every setting is the default (nothing to store).
+    pub fn is_default(&self) -> bool {
+        self == &Unattended::default()
+    }
+
+    /// The stall timeout in effect.
+    pub fn stall_timeout(&self) -> u64 {
+        self.stall_timeout_seconds.unwrap_or(DEFAULT_STALL_TIMEOUT_SECONDS)
+    }
+
+    /// The human timeout in effect.
+    pub fn human_timeout(&self) -> u64 {
+        self.human_timeout_seconds.unwrap_or(DEFAULT_HUMAN_TIMEOUT_SECONDS)
+    }
+
+    /// The stall recoveries per session in effect.
+    pub fn max_stall_recoveries(&self) -> u32 {
+        self.max_stall_recoveries.unwrap_or(DEFAULT_MAX_STALL_RECOVERIES)
+    }
+
+    /// The checks without progress in effect.
+    pub fn max_checks_without_progress(&self) -> u32 {
+        self.max_checks_without_progress.unwrap_or(DEFAULT_MAX_CHECKS_WITHOUT_PROGRESS)
+    }
+
+    /// The rules to apply, empty when the spec has none.
+    pub fn rules(&self) -> &[PermissionRule] {
+        self.permissions.as_deref().unwrap_or_default()
+    }
 }
 
 /// Default timeout of a `run` check, in seconds.
@@ -170,6 +246,7 @@ impl TaskSpec {
             initial_prompt: None,
             checks: Vec::new(),
             max_verification_rounds: None,
+            unattended: Unattended::default(),
         }
     }
 

@@ -132,6 +132,7 @@ fn permission_request(request: &PermissionRequest) -> PendingRequest {
             permission: request.permission.clone(),
             patterns: request.patterns.clone(),
         },
+        asked_at: None,
     }
 }
 
@@ -160,5 +161,6 @@ fn question_request(request: &QuestionRequest) -> PendingRequest {
         id: request.id.clone(),
         session_id: request.session_id.clone(),
         kind: RequestKind::Question { questions },
+        asked_at: None,
     }
 }

@@ -101,6 +101,7 @@ pub fn spec_to_yaml(spec: &TaskSpec) -> Result<String> {
     if let Some(rounds) = spec.max_verification_rounds {
         map.insert(string("max_verification_rounds"), Value::from(rounds));
     }
+    super::unattended::emit_unattended(&spec.unattended, &mut map);
     Ok(serde_yaml::to_string(&Value::Mapping(map))?)
 }
 

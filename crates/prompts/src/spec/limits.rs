@@ -26,6 +26,8 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_LINE_CHARS: usize = 2000;
 /// Longest goal or initial prompt, in characters.
 pub const MAX_TEXT_CHARS: usize = 64 * 1024;
+/// Most permission rules in a spec's `permissions` (and characters in a pattern).
+pub const MAX_RULES: usize = 200;
 
 /// Refuses spec text larger than [`MAX_SPEC_BYTES`] before it is parsed.
 pub(crate) fn check_text_size(text: &str, location: &Location) -> Result<()> {
@@ -75,6 +77,24 @@ pub fn check_spec_limits(spec: &TaskSpec, origin: &str) -> Result<()> {
     for (index, step) in spec.steps.iter().enumerate() {
         chars(&location, &format!("steps[{index}].title"), &step.title, MAX_LINE_CHARS)?;
         criteria(&location, &format!("steps[{index}].acceptance"), &step.acceptance)?;
+    }
+    let rules = spec.unattended.rules();
+    if rules.len() > MAX_RULES {
+        return Err(Error::field(
+            &location,
+            "permissions",
+            format!("has {} rules, more than the {MAX_RULES} allowed", rules.len()),
+            format!("at most {MAX_RULES} rules: use `*` patterns to cover related commands"),
+        ));
+    }
+    for rule in rules {
+        chars(
+            &location,
+            &format!("permissions.{}", rule.permission),
+            &rule.pattern,
+            MAX_LINE_CHARS,
+        )?;
+        chars(&location, "permissions", &rule.permission, MAX_LINE_CHARS)?;
     }
     let bytes = serde_json::to_vec(spec).map(|json| json.len()).unwrap_or(usize::MAX);
     if bytes > MAX_SPEC_BYTES {

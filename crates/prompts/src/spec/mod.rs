@@ -14,6 +14,7 @@ mod expansion;
 mod interval;
 mod limits;
 mod markdown;
+mod unattended;
 mod value;
 mod yaml;
 

@@ -7,6 +7,7 @@ use serde_yaml::{Mapping, Value};
 use super::checks::parse_check_list;
 use super::expansion::{MAX_EXPANDED_BYTES, MAX_FLOW_OPENERS, Refused, check_expansion};
 use super::interval::interval_seconds;
+use super::unattended::{UNATTENDED_KEYS, parse_unattended};
 use super::value::{is_falsy, kind_of, non_negative_int, optional_text, scalar_text, text_list};
 use crate::error::{Error, Location, Result};
 use crate::pytext::py_strip;
@@ -134,7 +135,10 @@ fn with_key_line(error: Error, text: &str) -> Error {
 pub(crate) fn spec_from_mapping(map: &Mapping, location: &Location) -> Result<TaskSpec> {
     let mut unknown = UnknownKeys::default();
     for key in map.keys() {
-        if !key.as_str().is_some_and(|name| KNOWN_KEYS.contains(&name)) {
+        if !key
+            .as_str()
+            .is_some_and(|name| KNOWN_KEYS.contains(&name) || UNATTENDED_KEYS.contains(&name))
+        {
             unknown.note("", key);
         }
     }
@@ -163,6 +167,7 @@ pub(crate) fn spec_from_mapping(map: &Mapping, location: &Location) -> Result<Ta
         initial_prompt: text("initial_prompt")?,
         checks: parse_check_list(map.get("checks"), location, "checks")?,
         max_verification_rounds: max_rounds(map.get("max_verification_rounds"), location)?,
+        unattended: parse_unattended(map, location)?,
     })
 }
 

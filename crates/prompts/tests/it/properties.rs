@@ -1,6 +1,7 @@
 //! Property tests: no input panics a parser, and specs survive `spec_to_yaml`.
 
-use openloom_core::{CheckDefinition, Step, TaskSpec};
+use openloom_core::spec::Unattended;
+use openloom_core::{Action, CheckDefinition, PermissionRule, QuestionPolicy, Step, TaskSpec};
 use openloom_prompts::{extract_plan_json, parse_markdown, parse_yaml, spec_to_yaml};
 use proptest::prelude::*;
 
@@ -80,6 +81,42 @@ fn step() -> impl Strategy<Value = Step> {
         .prop_map(|(title, acceptance, checks)| Step { title, acceptance, checks })
 }
 
+fn unattended() -> impl Strategy<Value = Unattended> {
+    let action = prop_oneof![Just(Action::Allow), Just(Action::Deny), Just(Action::Ask)];
+    // YAML keys are unique, so a key's rules are written together: generate them so.
+    let rules = prop::collection::btree_map(
+        text(),
+        prop::collection::btree_map(text(), action, 1..3),
+        0..3,
+    )
+    .prop_map(|keys| {
+        keys.into_iter()
+            .flat_map(|(permission, patterns)| {
+                patterns.into_iter().map(move |(pattern, action)| {
+                    PermissionRule::new(permission.clone(), pattern, action)
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let timeout = || prop::option::of(prop_oneof![Just(0u64), 10u64..1_000_000]);
+    (
+        prop::option::of(rules),
+        prop_oneof![Just(QuestionPolicy::Ask), Just(QuestionPolicy::Deny)],
+        timeout(),
+        timeout(),
+        prop::option::of(0u32..10),
+        prop::option::of(0u32..100),
+    )
+        .prop_map(|(permissions, questions, stall, human, recoveries, checks)| Unattended {
+            permissions,
+            questions,
+            stall_timeout_seconds: stall,
+            human_timeout_seconds: human,
+            max_stall_recoveries: recoveries,
+            max_checks_without_progress: checks,
+        })
+}
+
 fn arb_spec() -> impl Strategy<Value = TaskSpec> {
     let interval = prop_oneof![Just(0u64), 10u64..1_000_000];
     (
@@ -92,11 +129,13 @@ fn arb_spec() -> impl Strategy<Value = TaskSpec> {
             prop::collection::vec(check(), 0..3),
             prop::option::of(1u32..50),
         ),
+        unattended(),
     )
         .prop_map(
             |(
                 (name, workspace, goal, mode, agent),
                 (steps, acceptance, interval, prompt, checks, rounds),
+                unattended,
             )| {
                 TaskSpec {
                     name,
@@ -110,6 +149,7 @@ fn arb_spec() -> impl Strategy<Value = TaskSpec> {
                     initial_prompt: prompt,
                     checks,
                     max_verification_rounds: rounds,
+                    unattended,
                 }
             },
         )

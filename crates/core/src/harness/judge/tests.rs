@@ -300,6 +300,7 @@ fn a_pending_request_makes_the_task_wait_for_a_person_before_anything_else() {
             permission: "bash".into(),
             patterns: vec!["echo hello > hello.txt".into()],
         },
+        asked_at: None,
     };
     let pending = [request.clone(), PendingRequest { id: "per_2".into(), ..request.clone() }];
     let messages = answered("running a command");
@@ -325,6 +326,7 @@ fn an_answered_request_is_cleared_by_the_next_verdict() {
         id: "per_1".into(),
         session_id: "ses_1".into(),
         kind: RequestKind::Permission { permission: "bash".into(), patterns: vec![] },
+        asked_at: None,
     }];
     let messages = answered("STEP DONE: 1");
     let idle = SessionActivity::Idle;

@@ -280,6 +280,7 @@ async fn a_question_makes_the_task_wait_naming_it_until_it_is_answered() {
                 options: vec!["a.txt".into(), "b.txt".into()],
             }],
         },
+        asked_at: None,
     };
     let elsewhere =
         PendingRequest { id: "que_2".into(), session_id: "ses_other".into(), ..asked.clone() };
