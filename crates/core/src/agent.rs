@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::answer::{Answer, Delivery};
 use crate::error::{Error, Result};
+use crate::policy::PermissionRule;
 use crate::request::PendingRequest;
 
 /// A session plus the directory it lives in. OpenCode scopes statuses and events
@@ -305,6 +306,22 @@ pub trait AgentServer: Send + Sync {
 
     /// Creates a session working in `directory`.
     async fn create_session(&self, directory: &str, title: &str) -> Result<Session>;
+
+    /// Creates a session whose permission ruleset is `rules` (OpenCode's per-session
+    /// `permission`: the server then never asks for what they allow or deny). The
+    /// default creates a plain session: the harness still applies the rules to every
+    /// request that arrives, so a server without rulesets is only asked more often.
+    async fn create_session_with(
+        &self,
+        directory: &str,
+        title: &str,
+        rules: &[PermissionRule],
+    ) -> Result<Session> {
+        if !rules.is_empty() {
+            tracing::debug!(rules = rules.len(), "this agent server takes no session rulesets");
+        }
+        self.create_session(directory, title).await
+    }
 
     /// Looks up a session by id across all directories; `None` if it does not exist.
     async fn find_session(&self, session_id: &str) -> Result<Option<Session>>;

@@ -20,6 +20,7 @@ use crate::agent::{
 };
 use crate::answer::{Answer, Delivery};
 use crate::error::{Error, Result};
+use crate::policy::PermissionRule;
 use crate::request::PendingRequest;
 
 type Responder = Box<dyn Fn(&str, usize) -> Option<String> + Send + Sync>;
@@ -47,6 +48,8 @@ struct State {
     pending: Vec<PendingRequest>,
     /// Every answer delivered, as (request id, answer), in order.
     answers: Vec<(String, Answer)>,
+    /// The ruleset each session was created with.
+    rules: HashMap<String, Vec<PermissionRule>>,
     next_id: u64,
 }
 
@@ -113,6 +116,11 @@ impl MemoryAgent {
     /// the agent had asked them; an empty list answers them all.
     pub fn set_pending(&self, requests: Vec<PendingRequest>) {
         self.lock().pending = requests;
+    }
+
+    /// The permission ruleset `session_id` was created with (empty for none).
+    pub fn session_rules(&self, session_id: &str) -> Vec<PermissionRule> {
+        self.lock().rules.get(session_id).cloned().unwrap_or_default()
     }
 
     /// Every answer delivered to a pending request, as (request id, answer), in order.
@@ -188,6 +196,17 @@ impl AgentServer for MemoryAgent {
             archived_at: None,
         };
         state.sessions.push(session.clone());
+        Ok(session)
+    }
+
+    async fn create_session_with(
+        &self,
+        directory: &str,
+        title: &str,
+        rules: &[PermissionRule],
+    ) -> Result<Session> {
+        let session = self.create_session(directory, title).await?;
+        self.lock().rules.insert(session.id.clone(), rules.to_vec());
         Ok(session)
     }
 

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use openloom_core::{
-    AgentEvent, AgentMessage, AgentServer, Answer, Delivery, Health, PendingRequest, Question,
-    RequestKind, Session, SessionActivity, SessionRef,
+    AgentEvent, AgentMessage, AgentServer, Answer, Delivery, Health, PendingRequest,
+    PermissionRule, Question, RequestKind, Session, SessionActivity, SessionRef,
 };
 use serde_json::Value;
 
@@ -24,6 +24,15 @@ impl AgentServer for OpencodeClient {
 
     async fn create_session(&self, directory: &str, title: &str) -> openloom_core::Result<Session> {
         Ok(OpencodeClient::create_session(self, directory, title).await?)
+    }
+
+    async fn create_session_with(
+        &self,
+        directory: &str,
+        title: &str,
+        rules: &[PermissionRule],
+    ) -> openloom_core::Result<Session> {
+        Ok(OpencodeClient::create_session_with(self, directory, title, rules).await?)
     }
 
     async fn find_session(&self, session_id: &str) -> openloom_core::Result<Option<Session>> {

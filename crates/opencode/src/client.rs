@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use futures::{StreamExt, stream};
-use openloom_core::{AgentMessage, Health, Session, SessionActivity, SessionRef};
+use openloom_core::{AgentMessage, Health, PermissionRule, Session, SessionActivity, SessionRef};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -334,8 +334,22 @@ impl OpencodeClient {
     /// Creates a session in `directory` (it stays there for ever). An empty title
     /// lets OpenCode make one up with an extra model call, so pass one.
     pub async fn create_session(&self, directory: &str, title: &str) -> Result<Session> {
+        self.create_session_with(directory, title, &[]).await
+    }
+
+    /// Like [`OpencodeClient::create_session`], with the session's own permission
+    /// ruleset (`[{permission, pattern, action}]`, OpenCode's order: last match wins).
+    pub async fn create_session_with(
+        &self,
+        directory: &str,
+        title: &str,
+        rules: &[PermissionRule],
+    ) -> Result<Session> {
         self.ensure_supported().await?;
-        let body = if title.is_empty() { json!({}) } else { json!({ "title": title }) };
+        let mut body = if title.is_empty() { json!({}) } else { json!({ "title": title }) };
+        if !rules.is_empty() {
+            body["permission"] = json!(rules);
+        }
         let request = self.request(Method::POST, &["session"]).directory(directory).json(body);
         let answer = self.json(request).await?;
         let mut session = wire::session(&answer).ok_or_else(|| Error::UnexpectedResponse {

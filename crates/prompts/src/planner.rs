@@ -7,7 +7,9 @@
 //! fences, then for the first balanced `{...}` that parses.
 
 use openloom_core::spec::{DEFAULT_AGENT, DEFAULT_MODE, UNTITLED_TASK};
-use openloom_core::{AgentMessage, AgentServer, SessionRef, Step, TaskSpec};
+use openloom_core::{
+    Action, AgentMessage, AgentServer, PermissionRule, SessionRef, Step, TaskSpec,
+};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -279,9 +281,12 @@ pub async fn draft_plan(
     intent: &str,
     agent: Option<&str>,
 ) -> Result<Plan> {
-    let session = server.create_session(workspace, PLAN_SESSION_TITLE).await.map_err(|source| {
-        Error::PlanningAgent { doing: "could not create the planning session", source }
-    })?;
+    // Nobody answers a planning session's questions: the question tool is taken away,
+    // or the plan would wait for an answer until the request timed out.
+    let rules = [PermissionRule::new("question", "*", Action::Deny)];
+    let session = server.create_session_with(workspace, PLAN_SESSION_TITLE, &rules).await.map_err(
+        |source| Error::PlanningAgent { doing: "could not create the planning session", source },
+    )?;
     let session = session.as_ref();
     let result = ask(server, &session, workspace, intent, agent).await;
     if let Err(error) = server.delete_session(&session).await {

@@ -81,6 +81,14 @@ pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) 
         let detail = format!("pending {}", ids.join(", "));
         let mut verdict =
             noted(task, TaskStatus::Waiting, &summary, &detail, task.idle_checks, seen.now);
+        // Due again when the first request's wait reaches `human_timeout`, so the
+        // fallback answers on time whatever the check interval.
+        let timeout = task.spec.unattended.human_timeout();
+        let deadline = seen.pending.iter().filter_map(|r| r.asked_at).min().filter(|_| timeout > 0);
+        if let (Some(asked), Some(Some(next))) = (deadline, verdict.update.next_check_at) {
+            let due = after(asked, timeout).max(after(seen.now, 1));
+            verdict.update.next_check_at = Some(Some(next.min(due)));
+        }
         // Bounded: the request's text comes from the model, and lists show it.
         verdict.update.pending_requests =
             Some(seen.pending.iter().map(PendingRequest::bounded).collect());

@@ -31,6 +31,8 @@
 //!   shows, the checker's result, the trigger and the time.
 //! - `start.rs`: creating or attaching to a session and sending the first prompt.
 //! - `failure.rs`: errors of a check — transient (wait, back off) or permanent (fail).
+//! - `requests.rs`: what the agent waits on — the policy's answers, the fallback
+//!   after `human_timeout`, the rest left to a person.
 //! - `actions.rs`: what users do — pause, resume, complete, archive, delete.
 //! - `run_loop.rs`: [`Harness::run`] — the schedule, the event stream, the session map.
 //! - `writer.rs`: guarded writes and their announcements.
@@ -57,6 +59,7 @@ mod dispatch;
 mod failure;
 pub(crate) mod judge;
 mod observe;
+mod requests;
 mod run_loop;
 mod start;
 mod writer;
@@ -87,6 +90,9 @@ pub struct HarnessConfig {
     /// sharing the store after this long. [`Harness::run`] renews claims every
     /// third of it.
     pub claim_ttl: Duration,
+    /// The home directory `~` and `$HOME` in permission patterns stand for (OpenCode
+    /// expands them the same way); `None` leaves them as written. Default: `$HOME`.
+    pub home: Option<String>,
 }
 
 impl Default for HarnessConfig {
@@ -101,6 +107,7 @@ impl Default for HarnessConfig {
             poll_every: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             claim_ttl: Duration::from_secs(30),
+            home: std::env::var("HOME").ok().filter(|home| !home.is_empty()),
         }
     }
 }

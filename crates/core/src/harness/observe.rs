@@ -74,13 +74,17 @@ impl Harness {
             Some(map) => map.get(&session.id).cloned().unwrap_or(SessionActivity::Idle),
             None => self.single_activity(&session).await,
         };
-        let pending = self.pending_for(&session, &activity, &messages).await;
+        let now = Utc::now();
+        let mut pending = self.pending_for(&session, &activity, &messages).await;
+        if !pending.is_empty() {
+            pending = self.settle_requests(task, &session, pending, now).await;
+        }
         let seen = Observation {
             messages: &messages,
             activity: &activity,
             pending: &pending,
             trigger,
-            now: Utc::now(),
+            now,
         };
         let verdict = match judge::triage(task, &seen, self.dialogue.as_ref()) {
             Triage::Skip => return Ok(()),

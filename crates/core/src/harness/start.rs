@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::event::EventPayload;
 use crate::harness::writer::{Decision, Writer};
 use crate::harness::{Harness, after};
+use crate::policy::session_ruleset;
 use crate::task::{CheckLogEntry, Task, TaskStatus, TaskUpdate};
 
 impl Harness {
@@ -23,7 +24,14 @@ impl Harness {
                 (session.as_ref(), true)
             }
             None => {
-                let created = self.agent.create_session(&workspace, &spec.name).await?;
+                let unattended = &spec.unattended;
+                let rules = session_ruleset(
+                    unattended.permissions.as_deref(),
+                    unattended.questions,
+                    self.config.home.as_deref(),
+                );
+                let created =
+                    self.agent.create_session_with(&workspace, &spec.name, &rules).await?;
                 // Store the session before prompting it: a retry after a failed prompt
                 // attaches to this session instead of creating a second one.
                 let mut session_ids = task.session_ids.clone();

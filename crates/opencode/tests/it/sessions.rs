@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use openloom_core::AgentServer;
+use openloom_core::{
+    Action, AgentServer, Answer, Delivery, PendingRequest, PermissionRule, RequestKind,
+};
 use openloom_opencode::{Error, OpencodeClient};
 use serde_json::json;
 use wiremock::matchers::{body_json, method, path, query_param, query_param_is_missing};
@@ -179,6 +181,75 @@ async fn create_session_posts_title_in_the_directory() {
     assert_eq!(session.directory, "/home/dev/project");
     assert_eq!(session.created_at.map(|t| t.timestamp_millis()), Some(1795622940909));
     assert_eq!(session.parent_id, None);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_session_is_created_with_the_tasks_ruleset_in_opencodes_shape() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/session"))
+        .and(body_json(json!({
+            "title": "t",
+            "permission": [
+                {"permission": "bash", "pattern": "cargo *", "action": "allow"},
+                {"permission": "question", "pattern": "*", "action": "deny"},
+            ],
+        })))
+        .respond_with(json_body(fixture("session_create.json")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let rules = [
+        PermissionRule::new("bash", "cargo *", Action::Allow),
+        PermissionRule::new("question", "*", Action::Deny),
+    ];
+    AgentServer::create_session_with(&client(&server), "/w", "t", &rules).await.expect("created");
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn answers_reach_the_reply_routes_and_a_vanished_request_is_not_pending() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/permission/per_1/reply"))
+        .and(body_json(json!({"reply": "reject", "message": "no"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(true))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/question/que_1/reply"))
+        .and(body_json(json!({"answers": [["Blue"]]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(true))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/question/que_gone/reject"))
+        .respond_with(json_error(
+            404,
+            r#"{"_tag":"QuestionNotFoundError","requestID":"que_gone","message":"Question request not found: que_gone"}"#,
+        ))
+        .mount(&server)
+        .await;
+    let client = client(&server);
+    let request = |id: &str, kind: RequestKind| PendingRequest {
+        id: id.into(),
+        session_id: "ses_1".into(),
+        kind,
+        asked_at: None,
+    };
+    let permission = RequestKind::Permission { permission: "bash".into(), patterns: vec![] };
+    let question = RequestKind::Question { questions: vec![] };
+    let deny = Answer::Deny { message: Some("no".into()) };
+    let delivered = client.answer_request("/w", &request("per_1", permission), &deny).await;
+    assert_eq!(delivered.expect("sent"), Delivery::Delivered);
+    let blue = Answer::Choose { answers: vec![vec!["Blue".into()]] };
+    let delivered = client.answer_request("/w", &request("que_1", question.clone()), &blue).await;
+    assert_eq!(delivered.expect("sent"), Delivery::Delivered);
+    let gone = client.answer_request("/w", &request("que_gone", question), &Answer::Dismiss).await;
+    assert_eq!(gone.expect("a typed outcome"), Delivery::NotPending);
     server.verify().await;
 }
 

@@ -293,7 +293,12 @@ async fn a_question_makes_the_task_wait_naming_it_until_it_is_answered() {
         task.last_summary.as_deref(),
         Some(r#"Waiting for a person — question: "Which file name should I use?""#)
     );
-    assert_eq!(task.pending_requests, vec![asked], "only this session's request");
+    let stored: Vec<&str> = task.pending_requests.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(stored, ["que_1"], "only this session's request");
+    let first_seen = task.pending_requests[0].asked_at.expect("stamped when first seen");
+    f.check_due(&id).await;
+    let again = f.task(&id).await.pending_requests;
+    assert_eq!(again[0].asked_at, Some(first_seen), "a request keeps its first-seen time");
     assert_eq!(f.prompts().len(), 1, "nobody is nudged while a person is asked");
 
     // Answered in OpenCode: the agent goes on working, and the request is gone.

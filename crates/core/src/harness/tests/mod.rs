@@ -233,3 +233,4 @@ impl Fixture {
 mod concurrency;
 mod errors;
 mod lifecycle;
+mod unattended;
