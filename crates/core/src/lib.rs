@@ -18,6 +18,8 @@
 
 pub mod agent;
 pub mod check;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
 pub mod dialogue;
 pub mod error;
 pub mod event;
