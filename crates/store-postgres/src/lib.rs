@@ -40,5 +40,5 @@ pub mod testing;
 mod workspaces;
 
 pub use error::{Error, Result, Target};
-pub use open::{StoreOptions, is_postgres_url};
+pub use open::{Probe, StoreOptions, is_postgres_url, redacted_url};
 pub use store::PostgresStore;

@@ -21,6 +21,15 @@ pub fn is_postgres_url(value: &str) -> bool {
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
+/// `url` as messages may show it: `postgres://user@host:port/database`, without the
+/// password (or a placeholder when it does not parse).
+pub fn redacted_url(url: &str) -> String {
+    match Location::parse(url) {
+        Ok(location) => location.target.to_string(),
+        Err(_) => "postgres://(a URL that does not parse)".to_owned(),
+    }
+}
+
 /// Options for [`crate::PostgresStore::connect_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -185,15 +194,39 @@ async fn refuse_unknown_schema(pool: &PgPool, target: &Target) -> Result<()> {
     }
 }
 
-/// Connects once, without a pool or migrations: for `openloom doctor`, which reports
-/// whether the database is reachable without changing it.
-pub(crate) async fn probe(location: &Location, timeout: Duration) -> Result<String> {
+/// What [`crate::PostgresStore::probe`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probe {
+    /// The server's version (`SHOW server_version`).
+    pub server_version: String,
+    /// The newest OpenLoom migration applied, `None` when OpenLoom never ran there.
+    pub schema_version: Option<i64>,
+}
+
+/// Connects once, without a pool or migrations: whether the database is reachable,
+/// and at which schema, without changing it (for `openloom doctor`, and before a
+/// pool is built so that a refused connection is reported with its reason).
+pub(crate) async fn probe(location: &Location, timeout: Duration) -> Result<Probe> {
     let connect = location.options.clone().disable_statement_logging();
     let attempt = async {
         let mut conn = connect.connect().await?;
-        let version: String =
+        let server_version: String =
             sqlx::query_scalar("SHOW server_version").fetch_one(&mut conn).await?;
-        Ok::<_, sqlx::Error>(version)
+        let migrated: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&mut conn)
+                .await?;
+        let schema_version = match migrated {
+            Some(_) => {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&mut conn)
+                    .await?
+            }
+            None => None,
+        };
+        let _ = sqlx::Connection::close(conn).await;
+        Ok::<_, sqlx::Error>(Probe { server_version, schema_version })
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result.map_err(|e| Error::connect(&location.target, &e, &location.secrets)),
@@ -226,6 +259,10 @@ mod tests {
         assert!(location.secrets.contains(&"s@cret".to_owned()), "{:?}", location.secrets);
         assert!(location.secrets.contains(&"s%40cret".to_owned()));
         assert!(!format!("{location:?}").contains("cret"));
+        assert_eq!(
+            redacted_url("postgresql://loom:hunter2@db:5433/ol?sslmode=require"),
+            "postgres://loom@db:5433/ol"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sqlx::{Postgres, Transaction};
 
 use crate::codec::{self, LOG_COLUMNS, TASK_COLUMNS, TaskRow};
 use crate::error::{Error, SqlxResultExt, Target, UNIQUE_VIOLATION};
-use crate::open::{Location, StoreOptions, open_pool, probe};
+use crate::open::{Location, Probe, StoreOptions, open_pool, probe};
 
 /// Tasks, check logs, claims and recent workspaces in one PostgreSQL database,
 /// shared by any number of workers.
@@ -50,9 +50,10 @@ impl PostgresStore {
         Ok(PostgresStore { pool, location })
     }
 
-    /// Connects once to `url` without changing anything and returns the server's
-    /// version: whether the database is reachable, for `openloom doctor`.
-    pub async fn probe(url: &str, timeout: Duration) -> crate::Result<String> {
+    /// Connects once to `url` without changing anything: whether the database is
+    /// reachable, the server's version and OpenLoom's schema there, for `openloom
+    /// doctor`.
+    pub async fn probe(url: &str, timeout: Duration) -> crate::Result<Probe> {
         probe(&Location::parse(url)?, timeout).await
     }
 
