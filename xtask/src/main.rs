@@ -5,6 +5,8 @@
 //!   installed, required when `OPENLOOM_E2E=required`), docs, and the examples.
 //! - `cargo xtask e2e-setup` — installs the pinned OpenCode from npm under `target/`.
 //! - `cargo xtask bench` — runs the benchmarks whose figures `docs/benchmarks.md` keeps.
+//! - `cargo xtask pg-setup` — starts (or finds running) a throwaway PostgreSQL server
+//!   for the PostgreSQL store's tests and prints its URL for `OPENLOOM_TEST_POSTGRES`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +28,7 @@ fn main() -> Result<()> {
         Some("e2e-setup") => e2e_setup(&root),
         Some("bench") => bench(&root),
         Some("layering") => layering(&root),
+        Some("pg-setup") => pg_setup().map(|url| println!("{url}")),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -33,7 +36,8 @@ fn main() -> Result<()> {
                  ci         fmt check, clippy -D warnings, layering, tests, docs, examples\n  \
                  e2e-setup  install OpenCode {OPENCODE_VERSION} from npm into target/opencode-npm\n  \
                  bench      run the benchmarks recorded in docs/benchmarks.md\n  \
-                 layering   check that openloom-core depends on no HTTP/SQL/web crate"
+                 layering   check that openloom-core depends on no HTTP/SQL/web crate\n  \
+                 pg-setup   start a test PostgreSQL server and print its URL (for {PG_TEST_ENV})"
             );
             bail!("unknown or missing command");
         }
@@ -76,8 +80,17 @@ fn ci(root: &Path) -> Result<()> {
     if std::env::var("OPENLOOM_E2E").is_ok_and(|v| v == "required") {
         e2e_setup(root)?;
     }
+    // The PostgreSQL store's tests need a server: CI starts one (they must not skip
+    // there); locally one is started when PostgreSQL is installed and none is named.
+    let mut test_env: Vec<(&str, String)> = Vec::new();
+    if std::env::var_os(PG_TEST_ENV).is_none()
+        && (std::env::var("OPENLOOM_E2E").is_ok_and(|v| v == "required") || postgres_bin().is_ok())
+    {
+        test_env.push((PG_TEST_ENV, pg_setup()?));
+    }
+    let test_env: Vec<(&str, &str)> = test_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Not `--all-targets`: that would run the benchmarks (plain `main`s) unoptimised.
-    run(root, "cargo", &["test", "--workspace", "--lib", "--bins", "--tests"], &[])?;
+    run(root, "cargo", &["test", "--workspace", "--lib", "--bins", "--tests"], &test_env)?;
     run(root, "cargo", &["test", "--workspace", "--doc"], &[])?;
     run(root, "cargo", &["doc", "--workspace", "--no-deps"], &[("RUSTDOCFLAGS", "-D warnings")])?;
     eprintln!("\nci: all checks passed in {:.0}s", started.elapsed().as_secs_f64());
@@ -174,4 +187,110 @@ fn bench(root: &Path) -> Result<()> {
         report.display()
     );
     Ok(())
+}
+
+/// The environment variable the PostgreSQL tests read the server's URL from.
+const PG_TEST_ENV: &str = "OPENLOOM_TEST_POSTGRES";
+
+/// The directory of PostgreSQL's server programs (`initdb`, `pg_ctl`): Debian's
+/// newest `/usr/lib/postgresql/<version>/bin`, else wherever `PATH` has `initdb`.
+fn postgres_bin() -> Result<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file()).context(
+        "PostgreSQL's server is not installed (no /usr/lib/postgresql/*/bin/initdb, no initdb \
+         on PATH): apt-get install postgresql",
+    )
+}
+
+/// Starts a throwaway PostgreSQL server for tests, or finds the one started before,
+/// and returns its URL. Its data lives in `$TMPDIR/openloom-pg` with trust
+/// authentication on 127.0.0.1 only; the superuser is `openloom`. As root (CI) the
+/// server runs as the `postgres` user, since `initdb` refuses to run as root.
+fn pg_setup() -> Result<String> {
+    let bin = postgres_bin()?;
+    let data = std::env::temp_dir().join("openloom-pg");
+    let data_arg = data.to_str().context("the temp directory is not valid UTF-8")?.to_owned();
+    let as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    // Runs a PostgreSQL program, as `postgres` when we are root.
+    let pg = |program: &str, args: &[&str]| -> Result<std::process::Output> {
+        let exe = bin.join(program);
+        let exe = exe.to_str().context("the PostgreSQL path is not valid UTF-8")?.to_owned();
+        let mut command = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &exe]);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        command.args(args).output().with_context(|| format!("could not run {exe}"))
+    };
+    if !data.join("PG_VERSION").is_file() {
+        std::fs::create_dir_all(&data)
+            .with_context(|| format!("could not create {}", data.display()))?;
+        if as_root {
+            let status = Command::new("chown").args(["postgres:postgres", &data_arg]).status()?;
+            if !status.success() {
+                bail!("could not give {data_arg} to the postgres user (is PostgreSQL installed?)");
+            }
+        }
+        let out = pg(
+            "initdb",
+            &["-D", &data_arg, "-U", "openloom", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        )?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let running = pg("pg_ctl", &["status", "-D", &data_arg])?.status.success();
+    if !running {
+        let port = free_port()?;
+        let opts = format!(
+            "-p {port} -k {data_arg} -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c max_connections=200"
+        );
+        let log = data.join("server.log");
+        let log = log.to_str().context("the temp directory is not valid UTF-8")?;
+        let out = pg("pg_ctl", &["start", "-w", "-D", &data_arg, "-l", log, "-o", &opts])?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl start failed: {}{}; see {log}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // The fourth line of postmaster.pid is the port the running server listens on.
+    let pid_file = data.join("postmaster.pid");
+    let text = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("could not read {}", pid_file.display()))?;
+    let port: u16 = text
+        .lines()
+        .nth(3)
+        .and_then(|line| line.trim().parse().ok())
+        .with_context(|| format!("no port in {}", pid_file.display()))?;
+    eprintln!("pg-setup: PostgreSQL from {} serving {data_arg} on 127.0.0.1:{port}", bin.display());
+    Ok(format!("postgres://openloom@127.0.0.1:{port}/postgres"))
+}
+
+/// A TCP port free on loopback now.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+    Ok(listener.local_addr()?.port())
 }

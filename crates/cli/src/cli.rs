@@ -111,6 +111,18 @@ pub enum Command {
     /// answers, its model, the database, the allowed roots; each problem with its fix.
     /// Exits 1 when something is wrong.
     Doctor,
+    /// Copy every task (with its check log) and recent workspace from a SQLite file
+    /// into a PostgreSQL database, for moving to team mode (docs/team.md). Tasks
+    /// already there are left as they are, so running it twice copies nothing new.
+    /// Stop the workers using either database first.
+    Migrate {
+        /// The SQLite file to copy from (it is only read).
+        #[arg(long, value_name = "PATH.sqlite3")]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into (postgres://USER:PASSWORD@HOST:PORT/DATABASE).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Print a shell completion script to stdout (bash, zsh, fish or powershell).
     ///
     /// bash: `openloom completions bash > ~/.local/share/bash-completion/completions/openloom`;

@@ -34,8 +34,17 @@ pub struct GlobalArgs {
     /// OpenCode basic-auth user name [default: opencode].
     #[arg(long, env = "OPENLOOM_OPENCODE_USERNAME", global = true, value_name = "NAME")]
     pub opencode_username: Option<String>,
-    /// SQLite database file [default: .openloom/openloom.sqlite3].
-    #[arg(long, env = "OPENLOOM_DATABASE", global = true, value_name = "FILE")]
+    /// Where tasks are kept: a SQLite file [default: .openloom/openloom.sqlite3], or a
+    /// PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE, also postgresql://)
+    /// for several workers on one database (docs/team.md).
+    // The value is hidden from --help: a URL can hold a password.
+    #[arg(
+        long,
+        env = "OPENLOOM_DATABASE",
+        hide_env_values = true,
+        global = true,
+        value_name = "FILE|URL"
+    )]
     pub database: Option<PathBuf>,
     /// Directories workspaces must be inside, separated by ':'.
     #[arg(long, env = "OPENLOOM_ALLOWED_ROOTS", global = true, value_name = "DIRS")]
@@ -88,8 +97,8 @@ pub struct Settings {
     pub opencode_username: String,
     /// OpenCode password, if any.
     pub opencode_password: Option<String>,
-    /// Database file (absolute).
-    pub database: PathBuf,
+    /// Where tasks are kept.
+    pub database: Database,
     /// Allowed workspace roots (absolute).
     pub allowed_roots: Vec<PathBuf>,
     /// Whether workspaces must be inside the roots.
@@ -196,7 +205,7 @@ impl Settings {
                 .or(file.opencode_username)
                 .unwrap_or_else(|| DEFAULT_OPENCODE_USERNAME.to_owned()),
             opencode_password: password.or(file.opencode_password),
-            database: absolute(&expand_home(&database, env), cwd),
+            database: Database::from_setting(&database, env, cwd),
             allowed_roots: roots,
             strict_roots: strict,
             ui_host: file.ui_host.unwrap_or_else(|| DEFAULT_UI_HOST.to_owned()),
@@ -278,6 +287,55 @@ fn parse_bool(value: &str) -> Result<bool> {
     }
 }
 
+/// Where tasks are kept: a SQLite file, or a PostgreSQL database shared by workers.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (absolute path).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL. It may hold a password: shown only through [`Database`]'s
+    /// `Display` and `Debug`, which leave it out.
+    Postgres(String),
+}
+
+impl Database {
+    /// `postgres://...` or `postgresql://...` is PostgreSQL; anything else is a SQLite
+    /// path, with `~` expanded and taken relative to `cwd`.
+    fn from_setting(value: &Path, env: Env<'_>, cwd: &Path) -> Database {
+        match value.to_str() {
+            Some(url) if openloom_store_postgres::is_postgres_url(url) => {
+                Database::Postgres(url.trim().to_owned())
+            }
+            _ => Database::Sqlite(absolute(&expand_home(value, env), cwd)),
+        }
+    }
+
+    /// The SQLite file, if the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file, or the PostgreSQL database without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => {
+                write!(f, "{}", openloom_store_postgres::redacted_url(url))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
 fn expand_home(path: &Path, env: Env<'_>) -> PathBuf {
     match (path.strip_prefix("~"), env("HOME")) {
         (Ok(rest), Some(home)) => Path::new(&home).join(rest),
@@ -307,10 +365,31 @@ mod tests {
         let settings =
             Settings::resolve(&GlobalArgs::default(), &env_of(&[]), cwd).expect("defaults");
         assert_eq!(settings.opencode_url, DEFAULT_OPENCODE_URL);
-        assert_eq!(settings.database, cwd.join(".openloom/openloom.sqlite3"));
+        assert_eq!(settings.database, Database::Sqlite(cwd.join(".openloom/openloom.sqlite3")));
         assert_eq!(settings.ui_host, "127.0.0.1");
         assert!(!settings.strict_roots);
         assert!(settings.opencode_password.is_none());
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_anything_else_is_a_sqlite_path() {
+        let cwd = Path::new("/work/project");
+        let with = |database: &str| {
+            let args = GlobalArgs { database: Some(database.into()), ..GlobalArgs::default() };
+            Settings::resolve(&args, &env_of(&[("HOME", "/home/u")]), cwd).expect("resolves")
+        };
+        for url in ["postgres://loom:hunter2@db:5433/ol", "postgresql://loom:hunter2@db:5433/ol"] {
+            let settings = with(url);
+            assert_eq!(settings.database, Database::Postgres(url.to_owned()));
+            assert_eq!(settings.database.sqlite_path(), None);
+            let shown = format!("{} {:?} {settings:?}", settings.database, settings.database);
+            assert!(shown.contains("loom@db:5433/ol") && !shown.contains("hunter2"), "{shown}");
+        }
+        assert_eq!(
+            with("state/ol.sqlite3").database,
+            Database::Sqlite(cwd.join("state/ol.sqlite3"))
+        );
+        assert_eq!(with("~/ol.db").database, Database::Sqlite(PathBuf::from("/home/u/ol.db")));
     }
 
     #[test]

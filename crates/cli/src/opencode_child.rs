@@ -122,9 +122,11 @@ pub async fn ensure(settings: &Settings, directory: &Path) -> Result<Opencode> {
         Decision::UseConfigured => return Ok(configured()),
         Decision::Start(binary) => binary,
     };
+    // OpenCode's log goes beside the SQLite file, or in .openloom with PostgreSQL.
     let log = settings
         .database
-        .parent()
+        .sqlite_path()
+        .and_then(Path::parent)
         .map_or_else(|| PathBuf::from(".openloom"), Path::to_path_buf)
         .join("opencode.log");
     let child = OpencodeChild::start(settings, binary, directory, log).await?;

@@ -19,6 +19,8 @@
 pub mod agent;
 pub mod answer;
 pub mod check;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
 pub mod dialogue;
 pub mod error;
 pub mod event;

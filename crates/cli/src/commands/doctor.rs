@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use openloom_core::Health;
+use openloom_store_postgres::PostgresStore;
 use openloom_store_sqlite::SqliteStore;
 
 use super::parts;
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 use crate::exit;
 use crate::opencode_child;
 
@@ -220,7 +221,39 @@ async fn check_model(client: &openloom_opencode::OpencodeClient) -> Finding {
     }
 }
 
-async fn check_database(path: &Path) -> Finding {
+async fn check_database(database: &Database) -> Finding {
+    match database {
+        Database::Sqlite(path) => check_sqlite(path).await,
+        Database::Postgres(url) => check_postgres(url, database).await,
+    }
+}
+
+/// Connects once without changing anything (no migration): doctor only looks.
+async fn check_postgres(url: &str, shown: &Database) -> Finding {
+    match PostgresStore::probe(url, Duration::from_secs(10)).await {
+        Ok(probe) => {
+            let schema = match probe.schema_version {
+                Some(version) => format!("schema version {version}"),
+                None => "no OpenLoom schema yet; the first `serve` creates it".to_owned(),
+            };
+            ok(
+                "database",
+                format!(
+                    "PostgreSQL {shown}: reachable (server {}, {schema})",
+                    probe.server_version
+                ),
+            )
+        }
+        // The error names the host, port and database, never the password.
+        Err(error) => problem(
+            "database",
+            format!("PostgreSQL: {error}"),
+            "fix OPENLOOM_DATABASE (postgres://USER:PASSWORD@HOST:PORT/DATABASE) or the server",
+        ),
+    }
+}
+
+async fn check_sqlite(path: &Path) -> Finding {
     if !path.exists() {
         return ok("database", format!("{} (not created yet; `watch` creates it)", path.display()));
     }

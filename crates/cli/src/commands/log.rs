@@ -10,12 +10,13 @@ use crate::exit::{self, coded};
 
 pub async fn run(settings: &Settings, prefix: &str, json: bool, limit: usize) -> Result<u8> {
     let store = parts::store(settings).await?;
-    let task = resolve_prefix(store.as_ref(), prefix).await?;
+    let task = resolve_prefix(store.tasks.as_ref(), prefix).await?;
     // The log is read oldest first in pages; keep the newest `limit` entries.
     let mut entries = Vec::new();
     let mut after = None;
     loop {
         let page = store
+            .tasks
             .check_log(&task.id, &LogQuery { after, limit: 500 })
             .await
             .context("could not read the check log")?;

@@ -4,6 +4,7 @@ mod completions;
 mod doctor;
 mod init;
 mod log;
+mod migrate;
 pub mod parts;
 mod plan;
 mod serve;
@@ -75,5 +76,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Completions { shell } => completions::run(shell),
         Command::Doctor => doctor::run(&settings, &cwd).await,
+        Command::Migrate { from, to } => migrate::run(&cwd.join(from), &to).await,
     }
 }

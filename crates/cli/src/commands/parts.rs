@@ -6,25 +6,51 @@ use std::sync::Arc;
 use anyhow::Result;
 use openloom_checks::{CheckRunner, VerifyingChecker};
 use openloom_core::{
-    Checker, EventBus, Harness, HarnessParts, Health, Options, Registry, Store, TaskSpec,
+    Checker, EventBus, Harness, HarnessParts, Health, Options, RecentWorkspaces, Registry, Store,
+    TaskSpec,
 };
 use openloom_opencode::{OpencodeClient, Secret};
 use openloom_prompts::MarkerChecker;
+use openloom_store_postgres::PostgresStore;
 use openloom_store_sqlite::SqliteStore;
 
 use crate::commands::words::CliDialogue;
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 use crate::exit::{self, coded};
 
-/// Opens (creating if needed) the task database.
-pub async fn store(settings: &Settings) -> Result<Arc<SqliteStore>> {
-    let store = SqliteStore::open(&settings.database).await.map_err(|e| {
-        coded(
-            exit::FAILURE,
-            format!("{e}\n  (set OPENLOOM_DATABASE or --database to use another file)"),
-        )
-    })?;
-    Ok(Arc::new(store))
+/// The opened store, as the traits the other parts take: one object behind both.
+#[derive(Clone)]
+pub struct Stores {
+    /// Tasks, check logs and claims.
+    pub tasks: Arc<dyn Store>,
+    /// The dashboard's recent workspaces.
+    pub recent: Arc<dyn RecentWorkspaces>,
+}
+
+/// Opens the task database the settings name: a SQLite file (created if needed) or
+/// a PostgreSQL database (migrated if needed). Only here does the binary know which.
+pub async fn store(settings: &Settings) -> Result<Stores> {
+    match &settings.database {
+        Database::Sqlite(path) => {
+            let store = SqliteStore::open(path).await.map_err(|e| {
+                coded(
+                    exit::FAILURE,
+                    format!("{e}\n  (set OPENLOOM_DATABASE or --database to use another file)"),
+                )
+            })?;
+            let store = Arc::new(store);
+            Ok(Stores { tasks: store.clone(), recent: store })
+        }
+        Database::Postgres(url) => {
+            // The error names host, port and database and says what to fix; never
+            // the password.
+            let store = PostgresStore::connect(url).await.map_err(|e| {
+                coded(exit::FAILURE, format!("{e}\n  (`openloom doctor` checks the database)"))
+            })?;
+            let store = Arc::new(store);
+            Ok(Stores { tasks: store.clone(), recent: store })
+        }
+    }
 }
 
 /// The OpenCode client for these settings.

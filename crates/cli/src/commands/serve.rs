@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use openloom_core::{EventBus, Harness, Health, Store, TaskStatus};
+use openloom_core::{EventBus, Harness, Health, RecentWorkspaces, Store, TaskStatus};
 use openloom_opencode::OpencodeClient;
 use openloom_server::{Server, ServerConfig, ServerParts};
-use openloom_store_sqlite::SqliteStore;
 
 use super::parts;
 use crate::config::Settings;
@@ -17,9 +16,9 @@ use crate::exit::{self, coded};
 pub async fn run(settings: &Settings) -> Result<u8> {
     let client = parts::client(settings)?;
     let store = parts::store(settings).await?;
-    let harness = parts::harness(settings, store.clone(), client.clone(), EventBus::new());
-    let (server, access) = bind(settings, &harness, store.clone(), &client).await?;
-    print_banner(&server, &access, settings, store.as_ref(), &client).await?;
+    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), EventBus::new());
+    let (server, access) = bind(settings, &harness, store.recent.clone(), &client).await?;
+    print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;
 
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
     let driver = tokio::spawn(Arc::clone(&harness).run(stop_signal));
@@ -27,7 +26,7 @@ pub async fn run(settings: &Settings) -> Result<u8> {
     // Requests are done; let checks in flight write their results, then stop.
     let _ = stop.send(true);
     let _ = driver.await;
-    println!("openloom: stopped; every task is in {}", settings.database.display());
+    println!("openloom: stopped; every task is in {}", settings.database);
     Ok(exit::OK)
 }
 
@@ -68,7 +67,7 @@ impl Access {
 pub async fn bind(
     settings: &Settings,
     harness: &Arc<Harness>,
-    store: Arc<SqliteStore>,
+    recent: Arc<dyn RecentWorkspaces>,
     client: &Arc<OpencodeClient>,
 ) -> Result<(Server, Access)> {
     let address = resolve(&settings.ui_host, settings.ui_port)?;
@@ -85,8 +84,7 @@ pub async fn bind(
     if host.parse::<std::net::IpAddr>().is_err() && !config.public_hosts.iter().any(|h| h == host) {
         config.public_hosts.push(host.to_owned());
     }
-    let parts =
-        ServerParts { harness: Arc::clone(harness), recent: store, client: (**client).clone() };
+    let parts = ServerParts { harness: Arc::clone(harness), recent, client: (**client).clone() };
     let server =
         Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
     if matches!(access, Access::Open) {
@@ -163,7 +161,7 @@ async fn print_banner(
         Health::Unauthorized { reason } => format!("refuses the credentials: {reason}"),
     };
     println!("openloom: serving http://{}", server.local_addr());
-    println!("  database:  {}", settings.database.display());
+    println!("  database:  {}", settings.database);
     println!(
         "  tasks:     {}",
         if summary.is_empty() { "none yet".to_owned() } else { summary.join(", ") }

@@ -1,7 +1,7 @@
 //! `openloom status`: the task table.
 
 use anyhow::{Context, Result};
-use openloom_core::{Store, TaskQuery};
+use openloom_core::TaskQuery;
 
 use super::parts;
 use crate::config::Settings;
@@ -11,13 +11,13 @@ use crate::exit;
 pub async fn run(settings: &Settings, json: bool, limit: usize) -> Result<u8> {
     let store = parts::store(settings).await?;
     let tasks =
-        store.list_tasks(&TaskQuery::newest(limit)).await.context("could not list tasks")?;
+        store.tasks.list_tasks(&TaskQuery::newest(limit)).await.context("could not list tasks")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tasks).context("could not encode tasks")?);
         return Ok(exit::OK);
     }
     if tasks.is_empty() {
-        println!("No tasks in {}. Start one with `openloom watch`.", settings.database.display());
+        println!("No tasks in {}. Start one with `openloom watch`.", settings.database);
         return Ok(exit::OK);
     }
     let rows: Vec<[String; 5]> = tasks

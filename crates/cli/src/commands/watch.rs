@@ -34,13 +34,13 @@ pub async fn run(
     let console = Arc::new(ConsoleSink::new());
     bus.add_sink(console.clone());
     let mut events = bus.receiver();
-    let harness = parts::harness(settings, store.clone(), client.clone(), bus);
+    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus);
     let server = match &ui {
-        Some(ui) => Some(super::serve::bind(ui, &harness, store.clone(), &client).await?),
+        Some(ui) => Some(super::serve::bind(ui, &harness, store.recent.clone(), &client).await?),
         None => None,
     };
 
-    let task_id = match open_task_for(store.as_ref(), &spec).await? {
+    let task_id = match open_task_for(store.tasks.as_ref(), &spec).await? {
         Some(task) if !fresh => {
             console.name_task(&task.id, &task.name);
             println!(
@@ -69,7 +69,7 @@ pub async fn run(
     println!("openloom: watching {} — {}", task_id, printable(&spec.name));
     println!("  workspace: {}", printable(&spec.workspace));
     println!("  interval:  {}s", spec.check_interval_seconds);
-    println!("  database:  {}", settings.database.display());
+    println!("  database:  {}", settings.database);
     if spec.has_checks() {
         println!("  verified:  completion needs the spec's checks to pass");
     }

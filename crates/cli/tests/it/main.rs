@@ -5,6 +5,7 @@ mod common;
 mod dashboard;
 mod docs;
 mod e2e;
+mod migrate;
 mod offline;
 mod serve;
 mod started;

@@ -1,0 +1,470 @@
+//! Holding every [`Store`] to one behaviour (feature `test-util`): the parity
+//! transcript that the memory, SQLite and PostgreSQL stores must all produce, and
+//! the race of a user's pause with a check's write, run against any store.
+//!
+//! One implementation, so the stores are held to the same thing: a scenario copied
+//! into each store crate would drift apart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+
+use crate::check::{CheckContext, CheckOutcome, CheckResult, Checker};
+use crate::spec::{Step, TaskSpec};
+use crate::store::{Guard, Lease, LogQuery, Store, StoredLogEntry, TaskQuery, WriteOutcome};
+use crate::{
+    AgentMessage, CheckLogEntry, Dialogue, EventBus, Harness, HarnessParts, MemoryAgent, Result,
+    StoreVersion, Task, TaskId, TaskStatus, TaskUpdate, WorkspacePolicy,
+};
+
+/// A pending task named after its id.
+pub fn task(id: &str, now: DateTime<Utc>) -> Task {
+    Task::new(TaskId::from(id), TaskSpec::new(id, "/w", "goal"), now)
+}
+
+/// What a call returned, as JSON; `updated_at` is dropped because an update stamps
+/// it with the wall clock, which differs between the two runs.
+fn record<T: serde::Serialize>(out: &mut Vec<Value>, label: &str, result: crate::Result<T>) {
+    let value = match result {
+        Ok(value) => {
+            let mut value = serde_json::to_value(value).expect("results serialize");
+            strip_updated_at(&mut value);
+            value
+        }
+        Err(err) => json!({ "error": error_kind(&err) }),
+    };
+    out.push(json!({ "call": label, "result": value }));
+}
+
+fn strip_updated_at(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove("updated_at");
+            map.values_mut().for_each(strip_updated_at);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_updated_at),
+        _ => {}
+    }
+}
+
+fn error_kind(err: &crate::Error) -> String {
+    match err {
+        crate::Error::NotFound { what, id } => format!("not found: {what} {id}"),
+        crate::Error::Conflict(_) => "conflict".into(),
+        crate::Error::Invalid(_) => "invalid".into(),
+        other => format!("unexpected: {other}"),
+    }
+}
+
+/// A guarded write of a small update, its outcome as text.
+async fn guarded_write(
+    store: &dyn Store,
+    id: &TaskId,
+    guard: Guard,
+    entry: &CheckLogEntry,
+) -> crate::Result<String> {
+    let update = TaskUpdate { current_step: Some(1), ..TaskUpdate::default() };
+    store.write_task(id, &update, Some(entry), &guard).await.map(|outcome| format!("{outcome:?}"))
+}
+
+/// An error's kind, for recording a borrowed result.
+fn clone_kind(err: &crate::Error) -> crate::Error {
+    crate::Error::Invalid(error_kind(err))
+}
+
+fn ids(tasks: crate::Result<Vec<crate::Task>>) -> crate::Result<Vec<String>> {
+    tasks.map(|ts| ts.into_iter().map(|t| t.id.to_string()).collect())
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).single().expect("valid date")
+        + Duration::nanoseconds(123_456_789)
+}
+
+/// Every operation of the [`Store`] trait, with every query option, in one
+/// scenario; what each call returned, as JSON. Two stores that mean the same by
+/// every method return equal transcripts ([`assert_same_transcripts`]).
+pub async fn store_transcript(store: &dyn Store) -> Vec<Value> {
+    let mut out = Vec::new();
+    let now = t0();
+    let statuses = TaskStatus::ALL;
+    for i in 0..30_i64 {
+        let mut task = task(&format!("task_{i:03}"), now - Duration::seconds(i));
+        task.status = statuses[usize::try_from(i).expect("small") % statuses.len()];
+        task.next_check_at = match i % 4 {
+            0 => None,
+            1 => Some(now - Duration::seconds(100 - i)),
+            2 => Some(now + Duration::seconds(i)),
+            _ => Some(now - Duration::seconds(5)),
+        };
+        task.check_interval_seconds = if i % 5 == 0 { 0 } else { 300 };
+        task.completed_steps = vec![1, 2];
+        task.session_ids = vec![format!("ses_{i}")];
+        task.error = (i % 3 == 0).then(|| "boom".to_owned());
+        record(&mut out, "create", store.create_task(&task).await);
+    }
+    for id in ["other_1", "Task_upper"] {
+        record(&mut out, "create", store.create_task(&task(id, now)).await);
+    }
+    record(&mut out, "create duplicate", store.create_task(&task("task_005", now)).await);
+
+    let queries = [
+        TaskQuery::newest(5),
+        TaskQuery::newest(0),
+        TaskQuery::newest(100),
+        TaskQuery { before: Some(TaskId::from("task_010")), ..TaskQuery::newest(4) },
+        TaskQuery { before: Some(TaskId::from("task_000")), ..TaskQuery::newest(4) },
+        TaskQuery { statuses: vec![TaskStatus::Running], ..TaskQuery::newest(50) },
+        TaskQuery {
+            statuses: vec![TaskStatus::Waiting, TaskStatus::Pending, TaskStatus::Waiting],
+            ..TaskQuery::newest(6)
+        },
+        TaskQuery {
+            before: Some(TaskId::from("task_020")),
+            statuses: vec![TaskStatus::Completed],
+            ..TaskQuery::newest(2)
+        },
+        TaskQuery { before: Some(TaskId::from("task_missing")), ..TaskQuery::newest(4) },
+    ];
+    for query in &queries {
+        record(&mut out, &format!("list {query:?}"), ids(store.list_tasks(query).await));
+    }
+    record(&mut out, "list full", store.list_tasks(&TaskQuery::newest(3)).await);
+
+    for (prefix, limit) in
+        [("task_01", 50), ("", 4), ("nope", 5), ("TASK", 5), ("task_", 3), ("Task", 5)]
+    {
+        record(
+            &mut out,
+            &format!("prefix {prefix:?}"),
+            ids(store.find_by_prefix(prefix, limit).await),
+        );
+    }
+
+    for (at, limit) in
+        [(now, 100), (now, 3), (now - Duration::hours(1), 100), (now + Duration::hours(1), 100)]
+    {
+        record(&mut out, &format!("due {at} {limit}"), ids(store.list_due_tasks(at, limit).await));
+    }
+
+    let a = TaskId::from("task_001");
+    let entry = |summary: &str| {
+        let mut e = CheckLogEntry::new(now, TaskStatus::Running, summary, "detail");
+        e.evidence = Some(json!({ "passed": summary.len() % 2 == 0 }));
+        e
+    };
+    let update = TaskUpdate {
+        status: Some(TaskStatus::Running),
+        error: Some(None),
+        next_check_at: Some(Some(now + Duration::seconds(300))),
+        current_step: Some(2),
+        completed_steps: Some(vec![1, 2, 3]),
+        progress: Some(0.5),
+        active_session_id: Some(Some("ses_x".into())),
+        consecutive_errors: Some(3),
+        ..TaskUpdate::default()
+    };
+    record(
+        &mut out,
+        "update with log",
+        store.update_task(&a, &update, Some(&entry("first"))).await,
+    );
+    record(
+        &mut out,
+        "update without log",
+        store.update_task(&a, &TaskUpdate::default(), None).await,
+    );
+    record(
+        &mut out,
+        "update missing",
+        store.update_task(&TaskId::from("task_x"), &update, None).await,
+    );
+    record(&mut out, "get updated", store.get_task(&a).await);
+    record(&mut out, "get missing", store.get_task(&TaskId::from("task_x")).await);
+
+    // Guarded writes: the revision and the lease are checked inside the write. A
+    // lease is valid by the wall clock when written, so these claims last an hour
+    // from now, whatever the scenario's fixed time.
+    let c = TaskId::from("task_003");
+    let wall = Utc::now();
+    let hour = wall + Duration::hours(1);
+    let first = store.claim_task(&c, "h1", wall, hour).await;
+    record(&mut out, "claim c", first.as_ref().map(Clone::clone).map_err(clone_kind));
+    let lease = first.ok().flatten().expect("a free task is claimed");
+    record(&mut out, "claim c elsewhere", store.claim_task(&c, "h2", wall, hour).await);
+    record(&mut out, "renew claim c", store.claim_task(&c, "h1", wall, hour).await);
+    let guarded = Guard::at_revision(0).holding(lease.clone());
+    let guarded_entry = entry("guarded");
+    let write = |guard: Guard| guarded_write(store, &c, guard, &guarded_entry);
+    record(&mut out, "guarded write", write(guarded.clone()).await);
+    record(&mut out, "stale revision", write(guarded).await);
+    let forged = Lease { owner: "h1".into(), epoch: 7 };
+    record(&mut out, "forged lease", write(Guard::at_revision(1).holding(forged)).await);
+    let expired = hour + Duration::seconds(1);
+    record(
+        &mut out,
+        "take expired",
+        store.claim_task(&c, "h2", expired, expired + Duration::hours(1)).await,
+    );
+    record(&mut out, "lost lease", write(Guard::at_revision(1).holding(lease)).await);
+    record(&mut out, "release h2", store.release_claims("h2").await);
+    record(&mut out, "claim after release", store.claim_task(&c, "h1", wall, hour).await);
+    record(&mut out, "unguarded", write(Guard::none()).await);
+    record(&mut out, "get guarded", store.get_task(&c).await);
+
+    // Exact repeats in a row are one log entry with a count.
+    let d = TaskId::from("task_004");
+    let busy = CheckLogEntry::new(now, TaskStatus::Running, "Agent is busy", "busy");
+    let busy_later = CheckLogEntry { at: now + Duration::seconds(60), ..busy.clone() };
+    record(
+        &mut out,
+        "append repeats",
+        store.append_check_log(&d, &[busy.clone(), busy.clone()]).await,
+    );
+    record(
+        &mut out,
+        "update repeat",
+        store.update_task(&d, &TaskUpdate::default(), Some(&busy_later)).await,
+    );
+    record(&mut out, "append different", store.append_check_log(&d, &[entry("other"), busy]).await);
+    record(&mut out, "log d", store.check_log(&d, &LogQuery::default()).await);
+
+    let b = TaskId::from("task_002");
+    let batch: Vec<CheckLogEntry> = (0..5).map(|n| entry(&format!("check {n}"))).collect();
+    record(&mut out, "append to b", store.append_check_log(&b, &batch).await);
+    record(&mut out, "append to a", store.append_check_log(&a, &batch[..2]).await);
+    record(&mut out, "append empty", store.append_check_log(&a, &[]).await);
+    record(
+        &mut out,
+        "append missing",
+        store.append_check_log(&TaskId::from("task_x"), &batch).await,
+    );
+    record(&mut out, "get b", store.get_task(&b).await);
+
+    let log_queries = [
+        LogQuery::default(),
+        LogQuery { after: None, limit: 2 },
+        LogQuery { after: Some(3), limit: 2 },
+        LogQuery { after: Some(1_000), limit: 10 },
+        LogQuery { after: Some(0), limit: 0 },
+    ];
+    for query in &log_queries {
+        record(&mut out, &format!("log a {query:?}"), store.check_log(&a, query).await);
+        record(&mut out, &format!("log b {query:?}"), store.check_log(&b, query).await);
+    }
+    record(
+        &mut out,
+        "log missing",
+        store.check_log(&TaskId::from("task_x"), &LogQuery::default()).await,
+    );
+
+    let mut counts: Vec<(String, u64)> = store
+        .count_by_status()
+        .await
+        .expect("counts")
+        .into_iter()
+        .map(|(s, n)| (s.to_string(), n))
+        .collect();
+    counts.sort();
+    out.push(json!({ "call": "counts", "result": counts }));
+
+    record(&mut out, "delete a", store.delete_task(&a).await);
+    record(&mut out, "delete a again", store.delete_task(&a).await);
+    record(&mut out, "get deleted", store.get_task(&a).await);
+    record(&mut out, "log of deleted", store.check_log(&a, &LogQuery::default()).await);
+    record(&mut out, "list after delete", ids(store.list_tasks(&TaskQuery::newest(100)).await));
+    // A new entry after a delete gets a fresh sequence number in both stores.
+    record(&mut out, "append after delete", store.append_check_log(&b, &batch[..1]).await);
+    record(
+        &mut out,
+        "log b after delete",
+        store.check_log(&b, &LogQuery { after: Some(5), limit: 10 }).await,
+    );
+    record(&mut out, "version", store.store_version().await);
+    out
+}
+
+/// Asserts that `actual` (the transcript of the store `name`) equals `expected`
+/// (the memory store's), entry by entry, and that the scenario exercised errors,
+/// refused guards and counted repeats rather than only successes.
+pub fn assert_same_transcripts(expected: &[Value], name: &str, actual: &[Value]) {
+    assert_eq!(expected.len(), actual.len(), "{name}: transcripts differ in length");
+    for (want, got) in expected.iter().zip(actual) {
+        assert_eq!(want, got, "\nmemory: {want:#}\n{name}: {got:#}");
+    }
+    let text = serde_json::to_string(actual).expect("serializes");
+    assert!(text.contains("not found: task task_x") && text.contains("conflict"));
+    for shown in ["Rejected(Changed", "Rejected(LeaseLost", "\"repeats\":3", "\"epoch\":3"] {
+        assert!(text.contains(shown), "{shown} missing from the transcript");
+    }
+}
+
+/// The harness's store. Armed, it lets the user's pause land (through the user's
+/// own connection) right before the harness's next write of a status: the
+/// narrowest window there is, after every read the check makes.
+struct PauseBeforeWrite {
+    inner: Arc<dyn Store>,
+    user: Arc<Harness>,
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl Store for PauseBeforeWrite {
+    async fn write_task(
+        &self,
+        id: &TaskId,
+        update: &TaskUpdate,
+        log: Option<&CheckLogEntry>,
+        guard: &Guard,
+    ) -> Result<WriteOutcome> {
+        if update.status.is_some() && self.armed.swap(false, Ordering::SeqCst) {
+            self.user.pause(id).await?;
+        }
+        self.inner.write_task(id, update, log, guard).await
+    }
+    async fn create_task(&self, task: &Task) -> Result<StoreVersion> {
+        self.inner.create_task(task).await
+    }
+    async fn get_task(&self, id: &TaskId) -> Result<Option<Task>> {
+        self.inner.get_task(id).await
+    }
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        self.inner.list_tasks(query).await
+    }
+    async fn find_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Task>> {
+        self.inner.find_by_prefix(prefix, limit).await
+    }
+    async fn list_due_tasks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
+        self.inner.list_due_tasks(now, limit).await
+    }
+    async fn delete_task(&self, id: &TaskId) -> Result<StoreVersion> {
+        self.inner.delete_task(id).await
+    }
+    async fn claim_task(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
+        self.inner.claim_task(id, owner, now, until).await
+    }
+    async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        self.inner.renew_claims(owner, until).await
+    }
+    async fn release_claims(&self, owner: &str) -> Result<()> {
+        self.inner.release_claims(owner).await
+    }
+    async fn append_check_log(
+        &self,
+        id: &TaskId,
+        entries: &[CheckLogEntry],
+    ) -> Result<StoreVersion> {
+        self.inner.append_check_log(id, entries).await
+    }
+    async fn check_log(&self, id: &TaskId, query: &LogQuery) -> Result<Vec<StoredLogEntry>> {
+        self.inner.check_log(id, query).await
+    }
+    async fn count_by_status(&self) -> Result<HashMap<TaskStatus, u64>> {
+        self.inner.count_by_status().await
+    }
+    async fn store_version(&self) -> Result<StoreVersion> {
+        self.inner.store_version().await
+    }
+}
+
+/// Every look finds step 1 reported.
+struct StepOneDone;
+
+#[async_trait]
+impl Checker for StepOneDone {
+    async fn check(&self, _: CheckContext<'_>) -> Result<CheckResult> {
+        Ok(CheckResult { step_done: 1, ..CheckResult::default() })
+    }
+}
+
+struct Plain;
+
+impl Dialogue for Plain {
+    fn bootstrap(&self, spec: &TaskSpec, _: usize) -> String {
+        format!("start {}", spec.name)
+    }
+    fn periodic_check(&self, _: &TaskSpec, _: usize, _: &CheckResult, _: &[u32]) -> String {
+        "status?".into()
+    }
+    fn next_step(&self, _: &TaskSpec, step: usize) -> String {
+        format!("now step {}", step + 1)
+    }
+    fn auto_continue(&self, _: &TaskSpec, _: usize) -> String {
+        "go on".into()
+    }
+    fn verification_failed(&self, _: &TaskSpec, _: Option<u32>, _: &[CheckOutcome]) -> String {
+        "fix it".into()
+    }
+    fn needs_continue_reply(&self, _: &[AgentMessage]) -> bool {
+        false
+    }
+    fn is_busy(&self, _: &[AgentMessage]) -> bool {
+        false
+    }
+}
+
+fn harness(store: Arc<dyn Store>, agent: Arc<MemoryAgent>) -> Arc<Harness> {
+    Arc::new(Harness::new(HarnessParts {
+        agent,
+        store,
+        checker: Arc::new(StepOneDone),
+        dialogue: Arc::new(Plain),
+        bus: EventBus::new(),
+        workspaces: WorkspacePolicy::any(),
+    }))
+}
+
+/// A user's pause that lands while a check runs is never overwritten by the check:
+/// two actors on one database, as two processes would be — a harness checking a task
+/// through one connection, and a user pausing it through another (each `open()` is a
+/// new store on the same database) between the check's last read and its write.
+/// `workspace` is an existing directory for the task.
+pub async fn a_pause_landing_just_before_a_checks_write_wins<F, Fut>(open: F, workspace: &str)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Store>>,
+{
+    let agent = Arc::new(MemoryAgent::replying(&["STEP DONE: 1", "on it"]));
+    // The user: another connection to the file, with its own harness (as `openloom
+    // serve`'s API would pause it from another process).
+    let user = harness(open().await, agent.clone());
+    let store =
+        Arc::new(PauseBeforeWrite { inner: open().await, user, armed: AtomicBool::new(false) });
+    let driver = harness(store.clone(), agent.clone());
+
+    let mut spec = TaskSpec::new("two steps", workspace.to_owned(), "do two things");
+    spec.steps = vec![Step::new("one"), Step::new("two")];
+    let id = driver.add_task(spec).await.expect("add");
+    driver.tick().await.expect("start");
+    let update = TaskUpdate { next_check_at: Some(Some(Utc::now())), ..TaskUpdate::default() };
+    store.inner.update_task(&id, &update, None).await.expect("due now");
+
+    store.armed.store(true, Ordering::SeqCst);
+    driver.tick().await.expect("check");
+    assert!(!store.armed.load(Ordering::SeqCst), "the pause landed during the check");
+
+    let task = store.inner.get_task(&id).await.expect("read").expect("task");
+    assert_eq!(task.status, TaskStatus::Paused, "the check overwrote the user's pause");
+    assert_eq!(task.next_check_at, None, "a paused task is not scheduled");
+    let log = store.inner.check_log(&id, &LogQuery::default()).await.expect("log");
+    let summaries: Vec<&str> = log.iter().map(|e| e.entry.summary.as_str()).collect();
+    assert_eq!(summaries.last(), Some(&"Paused by user"), "{summaries:?}");
+    assert!(!summaries.iter().any(|s| s.starts_with("Nudged")), "{summaries:?}");
+
+    // Resumed, the task is checked from its new state, and its outcome counts.
+    let user = harness(open().await, agent);
+    user.resume(&id).await.expect("resume");
+    driver.tick().await.expect("check again");
+    let task = store.inner.get_task(&id).await.expect("read").expect("task");
+    assert_eq!((task.status, task.completed_steps.clone()), (TaskStatus::Running, vec![1]));
+}

@@ -1,0 +1,625 @@
+//! [`PostgresStore`]: the [`Store`] trait on a PostgreSQL database.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use openloom_core::task::truncate_tail;
+use openloom_core::{
+    CheckLogEntry, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task,
+    TaskId, TaskQuery, TaskStatus, TaskUpdate, WriteOutcome,
+};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Postgres, Transaction};
+
+use crate::codec::{self, LOG_COLUMNS, TASK_COLUMNS, TaskRow};
+use crate::error::{Error, SqlxResultExt, Target, UNIQUE_VIOLATION};
+use crate::open::{Location, Probe, StoreOptions, open_pool, probe};
+
+/// Tasks, check logs, claims and recent workspaces in one PostgreSQL database,
+/// shared by any number of workers.
+///
+/// Cheap to share behind an `Arc`; every method takes `&self`. Every write is one
+/// transaction that locks the rows it reads before deciding (the task row for a
+/// task write, its claim row for a guarded one) and bumps the store version last.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    location: Location,
+}
+
+/// A transaction on the pool.
+pub(crate) type Tx = Transaction<'static, Postgres>;
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://USER:PASSWORD@HOST:PORT/DB`)
+    /// with default [`StoreOptions`] and applies pending migrations.
+    ///
+    /// Refuses (without changing it) a database whose schema is newer than this
+    /// build, or one with tables OpenLoom did not create.
+    pub async fn connect(url: &str) -> crate::Result<PostgresStore> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// Like [`PostgresStore::connect`], with explicit options.
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> crate::Result<PostgresStore> {
+        let location = Location::parse(url)?;
+        let pool = open_pool(&location, options).await?;
+        tracing::debug!(database = %location.target, "opened the PostgreSQL store");
+        Ok(PostgresStore { pool, location })
+    }
+
+    /// Connects once to `url` without changing anything: whether the database is
+    /// reachable, the server's version and OpenLoom's schema there, for `openloom
+    /// doctor`.
+    pub async fn probe(url: &str, timeout: Duration) -> crate::Result<Probe> {
+        probe(&Location::parse(url)?, timeout).await
+    }
+
+    /// The database, as errors show it (everything in the URL but the password).
+    pub fn target(&self) -> &Target {
+        &self.location.target
+    }
+
+    /// The newest schema migration applied, for diagnostics.
+    pub async fn schema_version(&self) -> crate::Result<i64> {
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .at(self.target())?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// The connection pool, for diagnostics and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn fail(&self, err: sqlx::Error) -> openloom_core::Error {
+        Error::classify(self.target(), err).into()
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        self.pool.begin().await.map_err(|e| self.fail(e))
+    }
+
+    /// Bumps the store version and commits; returns the new version. The version row
+    /// is locked as the transaction's last step, so writers queue on it only for
+    /// their commit, and versions increase in commit order across every worker.
+    pub(crate) async fn commit(&self, mut tx: Tx) -> Result<StoreVersion> {
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE meta SET value = value + 1 WHERE key = 'store_version' RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        StoreVersion::try_from(version)
+            .map_err(|_| Error::decode(self.target(), "store_version", version).into())
+    }
+
+    async fn require_task(&self, conn: &mut PgConnection, id: &TaskId) -> Result<()> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM tasks WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        found.map(|_| ()).ok_or_else(|| not_found(id))
+    }
+
+    /// The claim on `id` valid at `now`, locked against a takeover (`FOR SHARE`)
+    /// until the transaction ends: a guarded write checked against it commits before
+    /// any other worker can take the task over.
+    async fn locked_claim(
+        &self,
+        conn: &mut PgConnection,
+        id: &TaskId,
+    ) -> Result<Option<(Lease, String)>> {
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT owner, epoch, until FROM task_claims WHERE task_id = $1 FOR SHARE",
+        )
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| self.fail(e))?;
+        row.map(|(owner, epoch, until)| {
+            u64::try_from(epoch)
+                .map(|epoch| (Lease { owner, epoch }, until))
+                .map_err(|_| Error::decode(self.target(), "task_claims.epoch", epoch).into())
+        })
+        .transpose()
+    }
+
+    /// Up to `limit` readable tasks from `sql`, a task `SELECT` whose last two
+    /// parameters are `LIMIT $n OFFSET $n+1`, on one snapshot.
+    ///
+    /// A row that does not decode is logged with its task id and skipped, and the
+    /// page is filled from the rows after it, as the SQLite store does: one damaged
+    /// task must not hide every other.
+    async fn readable_tasks(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        limit: usize,
+    ) -> Result<Vec<Task>> {
+        // One snapshot for every round, so a page is consistent.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(|e| self.fail(e))?;
+        let mut tasks = Vec::new();
+        let mut offset: i64 = 0;
+        while tasks.len() < limit {
+            let want = limit - tasks.len();
+            let mut query = sqlx::query(sql);
+            for param in params {
+                query = match param {
+                    Param::Int(value) => query.bind(*value),
+                    Param::Text(text) => query.bind(*text),
+                };
+            }
+            let rows = query
+                .bind(sql_int(want))
+                .bind(offset)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.fail(e))?;
+            offset = offset.saturating_add(sql_int(rows.len()));
+            for row in &rows {
+                match codec::task_from_row(self.target(), row) {
+                    Ok(task) => tasks.push(task),
+                    Err(error) => tracing::error!(%error, "skipped a task that cannot be read"),
+                }
+            }
+            if rows.len() < want {
+                break;
+            }
+        }
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(tasks)
+    }
+}
+
+/// A bound parameter of a task list query.
+enum Param<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+fn not_found(id: &TaskId) -> openloom_core::Error {
+    openloom_core::Error::NotFound { what: "task", id: id.to_string() }
+}
+
+pub(crate) fn sql_int(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The SQL list of statuses, e.g. `'pending','running'`. Safe to inline: the names
+/// come from the enum, never from input.
+fn status_list(statuses: &[TaskStatus]) -> String {
+    let mut names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",")
+}
+
+/// The harness's due tasks at `$1`, by the reference's rules (see the SQLite
+/// store): NULL sorts first, like "due since forever" (PostgreSQL sorts NULL last by
+/// default); `seq` keeps creation order among equal times.
+fn due_sql() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks \
+         WHERE status IN ('pending', 'running', 'waiting') \
+           AND (next_check_at IS NULL OR next_check_at <= $1) \
+           AND (status <> 'running' OR check_interval_seconds > 0) \
+         ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $2 OFFSET $3"
+    )
+}
+
+/// Rows per multi-row `INSERT` of check-log entries (8 parameters each, far under
+/// PostgreSQL's 65,535).
+const LOG_ROWS_PER_INSERT: usize = 100;
+
+/// A check-log entry and how many times it was written in a row.
+pub(crate) struct Run {
+    pub entry: CheckLogEntry,
+    pub repeats: u32,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// Appends `entries` to `id`'s log on `conn` (the caller holds the task's row lock,
+/// so the last entry cannot change under us): exact repeats in a row become one row
+/// with a count, first within the batch, then the batch's first against the stored
+/// last.
+async fn insert_log(
+    conn: &mut PgConnection,
+    target: &Target,
+    id: &TaskId,
+    entries: &[CheckLogEntry],
+) -> Result<()> {
+    let mut runs: Vec<Run> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry = CheckLogEntry {
+            detail: truncate_tail(entry.detail.clone(), CheckLogEntry::MAX_DETAIL_BYTES),
+            ..entry.clone()
+        };
+        match runs.last_mut() {
+            Some(run) if run.entry.is_repeated_by(&entry) => {
+                run.repeats = run.repeats.saturating_add(1);
+                run.last_at = Some(entry.at);
+            }
+            _ => runs.push(Run { entry, repeats: 1, last_at: None }),
+        }
+    }
+    let Some(first) = runs.first() else { return Ok(()) };
+    let sql =
+        format!("SELECT {LOG_COLUMNS} FROM check_log WHERE task_id = $1 ORDER BY seq DESC LIMIT 1");
+    let last = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *conn).await.at(target)?;
+    let last = last.map(|row| codec::log_entry_from_row(target, &row)).transpose()?;
+    if let Some(last) = last.filter(|last| last.entry.is_repeated_by(&first.entry)) {
+        let last_at = first.last_at.unwrap_or(first.entry.at);
+        sqlx::query("UPDATE check_log SET repeats = repeats + $1, last_at = $2 WHERE seq = $3")
+            .bind(i64::from(first.repeats))
+            .bind(codec::timestamp(&last_at)?)
+            .bind(last.seq)
+            .execute(&mut *conn)
+            .await
+            .at(target)?;
+        runs.remove(0);
+    }
+    insert_runs(conn, target, id, &runs).await
+}
+
+/// Inserts `runs` as new rows of `id`'s log, in order.
+pub(crate) async fn insert_runs(
+    conn: &mut PgConnection,
+    target: &Target,
+    id: &TaskId,
+    runs: &[Run],
+) -> Result<()> {
+    for chunk in runs.chunks(LOG_ROWS_PER_INSERT) {
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for run in chunk {
+            let evidence = run.entry.evidence.as_ref().map(codec::json).transpose()?;
+            let last_at = run.last_at.as_ref().map(codec::timestamp).transpose()?;
+            encoded.push((codec::timestamp(&run.entry.at)?, run, evidence, last_at));
+        }
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let base = row * 8;
+                let cells: Vec<String> = (1..=8).map(|col| format!("${}", base + col)).collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO check_log \
+             (task_id, at, status, summary, detail, evidence_json, repeats, last_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (at, run, evidence, last_at) in encoded {
+            query = query
+                .bind(id.as_str())
+                .bind(at)
+                .bind(run.entry.status.as_str())
+                .bind(&run.entry.summary)
+                .bind(&run.entry.detail)
+                .bind(evidence)
+                .bind(i64::from(run.repeats))
+                .bind(last_at);
+        }
+        query.execute(&mut *conn).await.at(target)?;
+    }
+    Ok(())
+}
+
+/// Inserts `task` as a new row on `conn`; `false` when a task with its id exists.
+pub(crate) async fn insert_task(
+    conn: &mut PgConnection,
+    target: &Target,
+    task: &Task,
+) -> Result<bool> {
+    let row = TaskRow::encode(task)?;
+    let sql = format!(
+        "INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        codec::task_placeholders()
+    );
+    let inserted = row.bind(sqlx::query(&sql)).execute(conn).await.map_err(|e| {
+        // ON CONFLICT covers the id; any other unique violation is a real conflict.
+        match e.as_database_error().and_then(|db| db.code()).as_deref() {
+            Some(UNIQUE_VIOLATION) => {
+                openloom_core::Error::Conflict(format!("task {} already exists", task.id))
+            }
+            _ => Error::classify(target, e).into(),
+        }
+    })?;
+    Ok(inserted.rows_affected() > 0)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_task(&self, task: &Task) -> Result<StoreVersion> {
+        let mut tx = self.begin().await?;
+        if !insert_task(&mut tx, self.target(), task).await? {
+            return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
+        }
+        self.commit(tx).await
+    }
+
+    async fn write_task(
+        &self,
+        id: &TaskId,
+        update: &TaskUpdate,
+        log: Option<&CheckLogEntry>,
+        guard: &Guard,
+    ) -> Result<WriteOutcome> {
+        let mut tx = self.begin().await?;
+        // Read-modify-write under the task's row lock, with core's own `Task::apply`
+        // and `Guard::check`, so partial updates and guards mean exactly what they
+        // mean in the other stores. NO KEY UPDATE: the id does not change, so a
+        // claim being inserted (whose foreign key takes KEY SHARE) need not wait.
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 FOR NO KEY UPDATE");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| not_found(id))?;
+        let mut task = codec::task_from_row(self.target(), &row)?;
+        let claim = match &guard.lease {
+            Some(_) => self.locked_claim(&mut tx, id).await?,
+            None => None,
+        };
+        // The clock is read once the locks are held: waiting for them must not make
+        // an expired claim look valid.
+        let now = Utc::now();
+        let now_text = codec::timestamp(&now)?;
+        let held = claim.filter(|(_, until)| *until > now_text).map(|(lease, _)| lease);
+        if let Some(rejection) = guard.check(&task, held.as_ref()) {
+            // Dropping the transaction rolls it back: nothing was written.
+            return Ok(WriteOutcome::Rejected(rejection));
+        }
+        task.apply(update, now);
+        if let Some(entry) = log {
+            task.last_summary = Some(entry.summary.clone());
+        }
+        let revision = task.revision;
+        let encoded = TaskRow::encode(&task)?;
+        let update_sql = "UPDATE tasks SET name = $2, spec_json = $3, workspace = $4, \
+             status = $5, current_step = $6, completed_steps_json = $7, idle_checks = $8, \
+             progress = $9, check_interval_seconds = $10, session_ids_json = $11, \
+             active_session_id = $12, last_check_at = $13, next_check_at = $14, \
+             last_summary = $15, error = $16, consecutive_errors = $17, \
+             verification_rounds = $18, last_verification_json = $19, last_message_id = $20, \
+             created_at = $21, updated_at = $22, revision = $23, pending_requests_json = $24 \
+             WHERE id = $1";
+        encoded.bind(sqlx::query(update_sql)).execute(&mut *tx).await.map_err(|e| self.fail(e))?;
+        if let Some(entry) = log {
+            insert_log(&mut tx, self.target(), id, std::slice::from_ref(entry)).await?;
+        }
+        let version = self.commit(tx).await?;
+        Ok(WriteOutcome::Written { version, revision })
+    }
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<Task>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        row.map(|r| codec::task_from_row(self.target(), &r).map_err(Into::into)).transpose()
+    }
+
+    async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
+        let before = match &query.before {
+            Some(cursor) => {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM tasks WHERE id = $1")
+                    .bind(cursor.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                seq.ok_or_else(|| not_found(cursor))?
+            }
+            None => i64::MAX,
+        };
+        let filter = if query.statuses.is_empty() {
+            String::new()
+        } else {
+            format!("AND status IN ({})", status_list(&query.statuses))
+        };
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < $1 {filter} \
+             ORDER BY seq DESC LIMIT $2 OFFSET $3"
+        );
+        self.readable_tasks(&sql, &[Param::Int(before)], query.limit).await
+    }
+
+    async fn find_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Task>> {
+        // `starts_with` rather than LIKE: `_`, which every id contains, is a LIKE
+        // wildcard, and the match must be case-sensitive.
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE starts_with(id, $1) \
+             ORDER BY seq DESC LIMIT $2 OFFSET $3"
+        );
+        self.readable_tasks(&sql, &[Param::Text(prefix)], limit).await
+    }
+
+    async fn list_due_tasks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
+        let now = codec::timestamp(&now)?;
+        self.readable_tasks(&due_sql(), &[Param::Text(&now)], limit).await
+    }
+
+    async fn delete_task(&self, id: &TaskId) -> Result<StoreVersion> {
+        let mut tx = self.begin().await?;
+        // The log, claims and epochs go with it (ON DELETE CASCADE).
+        let deleted = sqlx::query("DELETE FROM tasks WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(not_found(id));
+        }
+        self.commit(tx).await
+    }
+
+    async fn claim_task(
+        &self,
+        id: &TaskId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Lease>> {
+        let now = codec::timestamp(&now)?;
+        let until = codec::timestamp(&until)?;
+        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+        self.require_task(&mut conn, id).await?;
+        // One statement decides and writes, under the claim row's lock: two workers
+        // claiming at once queue on it, and the second sees the first's claim. A
+        // claim still valid is extended only for its owner and keeps its epoch;
+        // one taken anew (none, expired, released) gets one more than any epoch the
+        // task ever had (`task_epochs` remembers released ones).
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO task_claims AS c (task_id, owner, until, epoch) \
+             VALUES ($1, $2, $4, \
+                     COALESCE((SELECT epoch FROM task_epochs WHERE task_id = $1), 0) + 1) \
+             ON CONFLICT (task_id) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until, \
+               epoch = CASE WHEN c.until > $3 THEN c.epoch \
+                 ELSE GREATEST(c.epoch, \
+                        COALESCE((SELECT epoch FROM task_epochs WHERE task_id = $1), 0)) + 1 END \
+             WHERE c.owner = EXCLUDED.owner OR c.until <= $3 \
+             RETURNING epoch",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(&now)
+        .bind(&until)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| match e.as_database_error().and_then(|db| db.code()).as_deref() {
+            // The task was deleted between the check and the claim.
+            Some("23503") => not_found(id),
+            _ => self.fail(e),
+        })?;
+        epoch
+            .map(|epoch| {
+                u64::try_from(epoch)
+                    .map(|epoch| Lease { owner: owner.to_owned(), epoch })
+                    .map_err(|_| Error::decode(self.target(), "task_claims.epoch", epoch).into())
+            })
+            .transpose()
+    }
+
+    async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
+        let now = codec::timestamp(&Utc::now())?;
+        let until = codec::timestamp(&until)?;
+        // An expired claim stays expired: another worker may have checked its task
+        // meanwhile, and a new claim gets a new epoch.
+        sqlx::query("UPDATE task_claims SET until = $1 WHERE owner = $2 AND until > $3")
+            .bind(&until)
+            .bind(owner)
+            .bind(&now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn release_claims(&self, owner: &str) -> Result<()> {
+        // One statement: the claims go, their epochs stay, so a claim taken later
+        // never repeats one. A claim another worker took over meanwhile has another
+        // owner by then and is not touched.
+        sqlx::query(
+            "WITH gone AS (DELETE FROM task_claims WHERE owner = $1 RETURNING task_id, epoch) \
+             INSERT INTO task_epochs (task_id, epoch) SELECT task_id, epoch FROM gone \
+             ON CONFLICT (task_id) DO UPDATE \
+               SET epoch = GREATEST(task_epochs.epoch, EXCLUDED.epoch)",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn append_check_log(
+        &self,
+        id: &TaskId,
+        entries: &[CheckLogEntry],
+    ) -> Result<StoreVersion> {
+        let mut tx = self.begin().await?;
+        // One statement both proves the task exists, locks it (so its log's last
+        // entry cannot change under us) and records the last summary.
+        let last = entries.last().map(|e| e.summary.as_str());
+        let found =
+            sqlx::query("UPDATE tasks SET last_summary = COALESCE($1, last_summary) WHERE id = $2")
+                .bind(last)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.fail(e))?
+                .rows_affected();
+        if found == 0 {
+            return Err(not_found(id));
+        }
+        insert_log(&mut tx, self.target(), id, entries).await?;
+        self.commit(tx).await
+    }
+
+    async fn check_log(&self, id: &TaskId, query: &LogQuery) -> Result<Vec<StoredLogEntry>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+        self.require_task(&mut conn, id).await?;
+        let sql = format!(
+            "SELECT {LOG_COLUMNS} FROM check_log WHERE task_id = $1 AND seq > $2 \
+             ORDER BY seq ASC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(query.after.unwrap_or(i64::MIN))
+            .bind(sql_int(query.limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows.iter()
+            .map(|row| codec::log_entry_from_row(self.target(), row).map_err(Into::into))
+            .collect()
+    }
+
+    async fn count_by_status(&self) -> Result<HashMap<TaskStatus, u64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.fail(e))?;
+        let mut counts = HashMap::new();
+        for (status, count) in rows {
+            // An unknown status is a damaged row, which the lists skip too.
+            let Ok(status) = status.parse::<TaskStatus>() else {
+                tracing::error!(database = %self.target(), status, count, "tasks with an unknown status not counted");
+                continue;
+            };
+            let count =
+                u64::try_from(count).map_err(|_| Error::decode(self.target(), "count", count))?;
+            counts.insert(status, count);
+        }
+        Ok(counts)
+    }
+
+    async fn store_version(&self) -> Result<StoreVersion> {
+        let version: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_version'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        StoreVersion::try_from(version)
+            .map_err(|_| Error::decode(self.target(), "store_version", version).into())
+    }
+}
