@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod answer;
+pub mod answering;
 pub mod check;
 pub mod dialogue;
 pub mod error;
@@ -38,6 +39,7 @@ pub use agent::{
     SessionActivity, SessionRef, TokenUsage, ToolState,
 };
 pub use answer::{Answer, AnsweredBy, Channel, Delivery, audit_entry};
+pub use answering::{Answered, Refusal, answer_pending};
 pub use check::{
     CheckContext, CheckOutcome, CheckResult, Checker, Verification, VerificationScope,
 };
