@@ -20,7 +20,8 @@ use crate::config::GlobalArgs;
 #[command(name = "openloom", version, propagate_version = true, max_term_width = 100)]
 #[command(after_help = "Exit codes: 0 success (task completed), 1 task failed or checks failed, \
 2 bad usage or bad spec, 3 OpenCode unreachable or refused the credentials, \
-4 task not found or prefix ambiguous, 130 interrupted.")]
+4 task not found or prefix ambiguous, 5 (answer) the request is no longer pending or \
+nothing is pending, 130 interrupted.")]
 pub struct Cli {
     /// Global options.
     #[command(flatten)]
@@ -83,6 +84,52 @@ pub enum Command {
         /// Most entries to show (the newest).
         #[arg(long, default_value_t = 200)]
         limit: usize,
+    },
+    /// Answer a permission or a question the task's agent waits on.
+    ///
+    /// Works from another shell while `watch` or `serve` drives the task: the answer
+    /// goes to OpenCode (at the configured URL) and its audit line to the task's check
+    /// log ("Answered …, by a person (CLI)", see `openloom log`). With one request
+    /// pending, --request may be left out; `openloom status --json` lists a task's
+    /// `pending_requests` with their ids, permissions and patterns, questions and
+    /// options.
+    ///
+    /// A permission is answered with --allow [--always] or --deny [--message TEXT]; a
+    /// question with --choose LABEL, once per question in the order asked (one label
+    /// each; a question offering no options takes any text), or --dismiss.
+    #[command(group(
+        clap::ArgGroup::new("reply").required(true).args(["allow", "deny", "choose", "dismiss"])
+    ))]
+    #[command(after_help = "Exit codes: 0 answered, 2 the answer does not fit the request \
+(the options are listed) or several requests are pending and --request is missing, \
+3 OpenCode unreachable, 4 no such task or request, 5 the request is no longer pending \
+(answered elsewhere, or its session ended) or nothing is pending.")]
+    Answer {
+        /// The task id or an unambiguous prefix of it.
+        #[arg(value_name = "TASK_ID_PREFIX")]
+        task: String,
+        /// The request to answer (its id or a prefix of it); needed when several are pending.
+        #[arg(long, value_name = "ID")]
+        request: Option<String>,
+        /// Permission: let the tool run, this once.
+        #[arg(long)]
+        allow: bool,
+        /// With --allow: also allow matching requests later (OpenCode's "always", for
+        /// every session of the project).
+        #[arg(long, requires = "allow")]
+        always: bool,
+        /// Permission: refuse. Without --message the agent's turn stops.
+        #[arg(long)]
+        deny: bool,
+        /// With --deny: what the agent is told; it carries on with it.
+        #[arg(long, requires = "deny", value_name = "TEXT")]
+        message: Option<String>,
+        /// Question: the option chosen, once per question in order.
+        #[arg(long, value_name = "LABEL")]
+        choose: Vec<String>,
+        /// Question: dismiss it; the agent's turn stops.
+        #[arg(long)]
+        dismiss: bool,
     },
     /// Run a spec's executable checks now, without an agent, and print a table.
     Verify {

@@ -12,6 +12,9 @@ pub const BAD_INPUT: u8 = 2;
 pub const UNREACHABLE: u8 = 3;
 /// No task matches, or a prefix matches several.
 pub const NOT_FOUND: u8 = 4;
+/// `answer`: the request is no longer pending (answered elsewhere, or its session
+/// ended), or the task waits on nothing.
+pub const NOT_PENDING: u8 = 5;
 /// Interrupted by Ctrl-C.
 pub const INTERRUPTED: u8 = 130;
 

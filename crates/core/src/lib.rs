@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod answer;
+pub mod answering;
 pub mod check;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
@@ -41,6 +42,7 @@ pub use agent::{
     SessionActivity, SessionRef, TokenUsage, ToolState,
 };
 pub use answer::{Answer, AnsweredBy, Channel, Delivery, audit_entry};
+pub use answering::{Answered, Refusal, answer_pending};
 pub use check::{
     CheckContext, CheckOutcome, CheckResult, Checker, Verification, VerificationScope,
 };

@@ -391,7 +391,7 @@ function renderActivity() {
   const live = all.filter((t) => t.status !== 'archived');
   const archived = all.filter((t) => t.status === 'archived');
   $('task-count').textContent = live.length ? `${live.length}` : '';
-  const key = (t) => [t.id, t.name, t.status, t.progress, t.completed_steps, t.workspace, t.last_summary, t.last_check_at, t.check_interval_seconds, stepsOf(t).total];
+  const key = (t) => [t.id, t.name, t.status, t.progress, t.completed_steps, t.workspace, t.last_summary, t.last_check_at, t.check_interval_seconds, stepsOf(t).total, (t.pending_requests || []).map((r) => r.id)];
   renderKeyed($('tasks-table'), live.map(key), () => live.length
     ? taskTable(live)
     : empty('No tasks yet', 'Start one with the New task form: pick a workspace, write a prompt, press Start task.'));
@@ -413,7 +413,7 @@ function taskTable(tasks) {
       data: { taskId: t.id, status: t.status },
       cells: [
         h('button', { type: 'button', class: 'link strong', text: t.name || t.id, onclick: (e) => openTask(t.id, e.currentTarget) }),
-        badge(t.status),
+        h('span', { class: 'status-cell' }, badge(t.status), asksBadge(t)),
         progressBar(done, total, t.progress),
         h('span', { class: 'mono small', title: t.workspace, text: shortPath(t.workspace) }),
         h('span', { class: 'clip', title: t.last_summary || '', text: t.last_summary || '—' }),
@@ -597,7 +597,7 @@ function renderTaskBody() {
   if (d.tab === 'overview') {
     const steps = spec.steps || [];
     const current = steps[task.current_step];
-    fill(body, h('dl', { class: 'facts' },
+    fill(body, pendingRequests(task), h('dl', { class: 'facts' },
       fact('Status', badge(task.status)),
       fact('Progress', progressBar((task.completed_steps || []).length, steps.length, task.progress)),
       fact('Last check', h('div', null, h('div', { class: 'pre', text: task.last_summary || '—' }), timeAgo(task.last_check_at))),
@@ -638,6 +638,92 @@ function renderTaskBody() {
       (spec.checks || []).length ? [h('h3', { text: 'Checks' }), h('ul', { class: 'checks' }, spec.checks.map((c) => h('li', { class: 'mono small', text: checkText(c) })))] : null,
       spec.initial_prompt ? [h('h3', { text: 'Prompt' }), h('div', { class: 'pre', text: spec.initial_prompt })] : null,
     ));
+  }
+}
+
+// ---- requests the agent waits on (permissions, questions)
+
+/** The task list's badge for a task waiting on a person: how many requests. */
+function asksBadge(task) {
+  const n = (task.pending_requests || []).length;
+  if (!n) return null;
+  const what = (task.pending_requests || []).map((r) => (r.kind === 'permission' ? `permission: ${r.permission}` : 'question')).join(', ');
+  return h('span', { class: 'badge asks', title: `Waiting for you — ${what}`, dataset: { pending: String(n) }, text: n === 1 ? 'answer needed' : `${n} answers needed` });
+}
+
+/** Each pending request with its details and the buttons that answer it. */
+function pendingRequests(task) {
+  const pending = task.pending_requests || [];
+  if (!pending.length) return null;
+  return h('section', { class: 'requests', 'aria-label': 'Waiting for you' },
+    h('h3', { text: pending.length === 1 ? 'The agent waits for your answer' : `The agent waits for ${pending.length} answers` }),
+    pending.map((r) => (r.kind === 'permission' ? permissionRequest(task, r) : questionRequest(task, r))));
+}
+
+function permissionRequest(task, r) {
+  const message = h('input', { type: 'text', class: 'deny-message', placeholder: 'Optional: tell the agent why (it then carries on)', 'aria-label': 'Message with Deny' });
+  const send = (body) => (e) => answerRequest(task.id, r.id, body, e.currentTarget);
+  return h('div', { class: 'request', dataset: { requestId: r.id, kind: 'permission' } },
+    h('div', { class: 'request-what' }, h('span', { class: 'strong', text: `Permission: ${r.permission || '?'}` }), h('span', { class: 'mono small muted', text: r.id })),
+    (r.patterns || []).length ? h('ul', { class: 'patterns' }, r.patterns.map((p) => h('li', { class: 'mono pre', text: p }))) : null,
+    h('div', { class: 'request-actions' },
+      h('button', { type: 'button', class: 'primary', dataset: { answer: 'allow' }, text: 'Allow', onclick: send({ reply: 'allow' }) }),
+      h('button', { type: 'button', dataset: { answer: 'always' }, title: 'Also allow matching requests later (every session of the project)', text: 'Always', onclick: send({ reply: 'always' }) }),
+      h('button', { type: 'button', class: 'danger', dataset: { answer: 'deny' }, text: 'Deny',
+        onclick: (e) => answerRequest(task.id, r.id, message.value.trim() ? { reply: 'deny', message: message.value.trim() } : { reply: 'deny' }, e.currentTarget) }),
+      message));
+}
+
+function questionRequest(task, r) {
+  const questions = r.questions || [];
+  // One choice per question; a single question is sent on its option's click.
+  const chosen = questions.map(() => null);
+  const sendAll = h('button', { type: 'button', class: 'primary', text: 'Send answers', disabled: true,
+    onclick: (e) => answerRequest(task.id, r.id, { answers: chosen.map((c) => [c]) }, e.currentTarget) });
+  const pick = (i, value, button) => {
+    if (questions.length === 1) {
+      answerRequest(task.id, r.id, { answers: [[value]] }, button);
+      return;
+    }
+    chosen[i] = value;
+    for (const b of button.parentElement.querySelectorAll('button')) b.setAttribute('aria-pressed', String(b === button));
+    sendAll.disabled = chosen.some((c) => !c);
+  };
+  return h('div', { class: 'request', dataset: { requestId: r.id, kind: 'question' } },
+    h('div', { class: 'request-what' }, h('span', { class: 'strong', text: questions.length === 1 ? 'Question' : `${questions.length} questions` }), h('span', { class: 'mono small muted', text: r.id })),
+    questions.map((q, i) => {
+      const options = q.options || [];
+      const free = h('input', { type: 'text', 'aria-label': 'Your answer', placeholder: 'Your answer' });
+      return h('div', { class: 'question' },
+        h('div', { class: 'pre', text: q.question || '' }),
+        h('div', { class: 'request-actions' }, options.length
+          ? options.map((o) => h('button', { type: 'button', class: 'option', dataset: { option: o }, text: o, onclick: (e) => pick(i, o, e.currentTarget) }))
+          : [free, h('button', { type: 'button', text: 'Use this answer', onclick: (e) => { if (free.value.trim()) pick(i, free.value.trim(), e.currentTarget); } })]));
+    }),
+    h('div', { class: 'request-actions' },
+      questions.length > 1 ? sendAll : null,
+      h('button', { type: 'button', class: 'danger', dataset: { answer: 'dismiss' }, title: 'The agent\'s turn stops', text: 'Dismiss', onclick: (e) => answerRequest(task.id, r.id, { dismiss: true }, e.currentTarget) })));
+}
+
+async function answerRequest(taskId, requestId, body, button) {
+  $('drawer-error').textContent = '';
+  const box = button.closest('.request');
+  const buttons = box ? [...box.querySelectorAll('button')] : [button];
+  for (const b of buttons) b.disabled = true;
+  try {
+    const answer = await api('POST', `/api/tasks/${encodeURIComponent(taskId)}/requests/${encodeURIComponent(requestId)}`, { ...body, via: 'dashboard' });
+    if (answer && answer.task) S.tasks.set(taskId, answer.task);
+    notice(answer && answer.summary ? answer.summary : 'Answered.', 'ok');
+    renderActivity();
+    await loadTask();
+    refreshSoon();
+  } catch (e) {
+    const text = `Answer refused: ${e.text}`;
+    if (S.drawer && S.drawer.id === taskId) $('drawer-error').textContent = text;
+    else notice(text, 'error');
+    // No longer pending: show the task as it is now.
+    if (e.status === 409 || e.status === 404) await loadTask();
+    else for (const b of buttons) if (document.contains(b)) b.disabled = false;
   }
 }
 

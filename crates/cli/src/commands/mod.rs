@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod answer;
 mod completions;
 mod doctor;
 mod init;
@@ -64,6 +65,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Status { json, limit } => status::run(&settings, json, limit).await,
         Command::Log { task, json, limit } => log::run(&settings, &task, json, limit).await,
+        Command::Answer { task, request, allow, always, deny, message, choose, dismiss } => {
+            let reply = answer::reply(allow, always, deny, message, choose, dismiss)?;
+            answer::run(&settings, &task, request.as_deref(), &reply).await
+        }
         Command::Verify { spec, json } => verify::run(&settings, &spec, json).await,
         Command::Plan { intent, workspace, output, force } => {
             let opencode = match settings.workspace_policy().resolve(&workspace.to_string_lossy()) {

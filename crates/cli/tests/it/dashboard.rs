@@ -320,3 +320,93 @@ async fn the_token_comes_from_the_fragment_and_without_it_the_page_asks_for_it()
     let run = served.stop().await;
     assert_eq!(run.code, Some(0), "{run:?}");
 }
+
+#[tokio::test]
+async fn a_permission_held_for_a_person_is_allowed_from_the_dashboard() {
+    let launcher = require_opencode!();
+    let browser_launcher = require_browser!();
+    let options =
+        openloom_testkit::OpencodeOptions::default().with_permission(json!({"bash": "ask"}));
+    let env = E2e::start_with(&launcher, Script::new(), options).await.expect("OpenCode starts");
+    let prompt = "Greet in hello.txt";
+    let command = format!("echo hello > {}", env.workspace.file("hello.txt").display());
+    env.model.push_turn(
+        Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::bash(&command, "greet")))
+            .when_user_says(prompt),
+    );
+    env.model.push_turn(Turn::reply(Reply::text("Greeted.\nTASK COMPLETE")).when_tool_result());
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    let served = Served::start(&sandbox, &[]).await;
+    let created: Value = served
+        .client()
+        .post(format!("{}/api/tasks", served.base))
+        .json(&json!({"prompt": prompt, "workspace": env.workspace.directory(), "watch": true}))
+        .send()
+        .await
+        .expect("POST /api/tasks")
+        .json()
+        .await
+        .expect("json");
+    let id = created["taskId"].as_str().expect("a task id").to_owned();
+    let browser = browser_launcher.start(WIDTH, HEIGHT).await.expect("headless Chromium");
+    let client = browser.client();
+    client.goto(&served.dashboard).await.expect("open the dashboard");
+    wait_for(client, "the event stream to be live", Duration::from_secs(10), LIVE).await;
+
+    // The badge shows in the task list once the harness sees the request.
+    let asks = "#tasks-table tr[data-task-id] .badge.asks";
+    wait_for(
+        client,
+        "the task's 'answer needed' badge",
+        Duration::from_secs(40),
+        &format!("return document.querySelector(\"{asks}\")"),
+    )
+    .await;
+    assert!(!env.workspace.file("hello.txt").exists(), "the command waits for the person");
+    click(client, "#tab-activity").await;
+    click(client, "#tasks-table tr[data-task-id] button.link").await;
+    let allow = ".requests .request[data-kind='permission'] button[data-answer='allow']";
+    wait_for(
+        client,
+        "the permission with its Allow button",
+        Duration::from_secs(10),
+        &format!("return document.querySelector(\"{allow}\")"),
+    )
+    .await;
+    let card = text_of(client, ".requests .request").await;
+    assert!(card.contains("Permission: bash") && card.contains("echo hello >"), "{card}");
+    screenshot(client, "request").await;
+    click(client, allow).await;
+
+    // Answered: the badge goes, live, and the command ran.
+    wait_for(
+        client,
+        "the badge to disappear",
+        Duration::from_secs(20),
+        &format!("return !document.querySelector(\"{asks}\")"),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.workspace.read("hello.txt").is_none() {
+        assert!(Instant::now() < deadline, "hello.txt never written: {}", task_dump(&served).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(env.workspace.read("hello.txt").as_deref(), Some("hello\n"));
+    let detail: Value = served
+        .client()
+        .get(format!("{}/api/tasks/{id}?log_limit=200", served.base))
+        .send()
+        .await
+        .expect("GET task")
+        .json()
+        .await
+        .expect("json");
+    let audited = detail["log"].as_array().into_iter().flatten().any(|entry| {
+        entry["summary"].as_str().is_some_and(|s| {
+            s.starts_with("Answered permission: bash")
+                && s.ends_with("allowed once, by a person (dashboard)")
+        })
+    });
+    assert!(audited, "the audit line is in the check log: {detail}");
+}

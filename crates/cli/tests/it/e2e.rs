@@ -428,3 +428,158 @@ async fn an_agent_asking_a_question_makes_the_task_wait_naming_it_until_answered
     assert_eq!(tasks[0]["status"], "completed");
     assert_eq!(tasks[0]["pending_requests"], serde_json::json!([]));
 }
+
+/// Scripts an agent that asks which file name to use, then writes the file it was
+/// told to — only when the question's answer reached it — and reports done. Returns
+/// the path of that file.
+fn ask_then_write_the_chosen_file(env: &E2e) -> std::path::PathBuf {
+    let question = serde_json::json!({"questions": [{
+        "question": "Which file name should I use?",
+        "header": "File name",
+        "options": [
+            {"label": "a.txt", "description": "the first"},
+            {"label": "b.txt", "description": "the second"}
+        ]
+    }]});
+    env.model.push_turn(
+        Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::new("question", question)))
+            .when_user_says(BOOTSTRAP),
+    );
+    let chosen = env.workspace.file("b.txt");
+    env.model.push_turn(
+        Turn::reply(Reply::write_file(&chosen, "written after the answer\n"))
+            .when_tool_result()
+            .when(|request| request.tool_results().iter().any(|result| result.contains("b.txt"))),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Wrote b.txt.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
+    );
+    chosen
+}
+
+/// Polls `read` (the task list, as JSON) until the first task is waiting on a
+/// request; returns that task.
+async fn first_task_waiting(
+    mut read: impl AsyncFnMut() -> Vec<serde_json::Value>,
+) -> serde_json::Value {
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tasks = read().await;
+        if let Some(task) = tasks.into_iter().next().filter(|t| {
+            t["status"] == "waiting"
+                && t["pending_requests"].as_array().is_some_and(|p| !p.is_empty())
+        }) {
+            return task;
+        }
+    }
+    panic!("no task waited on a person within 30 s");
+}
+
+const AUDIT_CHOSE_B: &str =
+    r#"Answered question: "Which file name should I use?": answered "b.txt", by a person"#;
+
+#[tokio::test]
+async fn a_question_answered_with_openloom_answer_while_watch_drives_the_task() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let chosen = ask_then_write_the_chosen_file(&env);
+    let sandbox = sandbox_for(&env);
+    sandbox.write("spec.yaml", &spec(&env, "name: Answer from the CLI\ngoal: g\nsteps: [Do it]\n"));
+    let watching = start_watch(&sandbox, "spec.yaml");
+
+    let task = first_task_waiting(async || tasks(&sandbox)).await;
+    assert!(!chosen.exists(), "nothing is written before the answer");
+    let id = task["id"].as_str().expect("an id").to_owned();
+    let prefix = &id[..9];
+    // A label that is not an option is refused, listing the options; nothing is sent.
+    let wrong = sandbox.run_async(&["answer", prefix, "--choose", "c.txt"]).await;
+    assert_eq!(wrong.code, Some(2), "{wrong:?}");
+    assert!(wrong.stderr.contains(r#""a.txt", "b.txt""#), "{wrong:?}");
+    let answered = sandbox.run_async(&["answer", prefix, "--choose", "b.txt"]).await;
+    assert_eq!(answered.code, Some(0), "{answered:?}");
+    assert!(answered.stdout.contains(r#"answered "b.txt""#), "{answered:?}");
+
+    let run = finish(watching, WATCH_LIMIT).await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(std::fs::read_to_string(&chosen).expect("b.txt"), "written after the answer\n");
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks[0]["status"], "completed");
+    assert_eq!(tasks[0]["pending_requests"], serde_json::json!([]));
+    let log = sandbox.run_async(&["log", &id]).await;
+    assert!(log.stdout.contains(&format!("{AUDIT_CHOSE_B} (CLI)")), "{}", log.stdout);
+    // Answered once: a second answer finds nothing pending (exit 5).
+    let again = sandbox.run_async(&["answer", prefix, "--dismiss"]).await;
+    assert_eq!(again.code, Some(5), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_question_answered_through_the_api_of_serve() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let chosen = ask_then_write_the_chosen_file(&env);
+    let sandbox = sandbox_for(&env);
+    let served = crate::common::Served::start(&sandbox, &[]).await;
+    let client = served.client();
+    let spec_text =
+        "name: Answer from the API\ngoal: g\nsteps: [Do it]\ncheck_interval_seconds: 10\n";
+    let created: serde_json::Value = client
+        .post(format!("{}/api/tasks", served.base))
+        .json(&serde_json::json!({"spec": spec_text, "workspace": env.workspace.directory()}))
+        .send()
+        .await
+        .expect("POST /api/tasks")
+        .json()
+        .await
+        .expect("json");
+    let id = created["taskId"].as_str().expect("a task id").to_owned();
+    let list = async || -> Vec<serde_json::Value> {
+        let page: serde_json::Value = client
+            .get(format!("{}/api/tasks", served.base))
+            .send()
+            .await
+            .expect("GET /api/tasks")
+            .json()
+            .await
+            .expect("json");
+        page["tasks"].as_array().cloned().unwrap_or_default()
+    };
+    let task = first_task_waiting(list).await;
+    let request = task["pending_requests"][0]["id"].as_str().expect("a request id").to_owned();
+    let uri = format!("{}/api/tasks/{id}/requests/{request}", served.base);
+    let reply = client
+        .post(&uri)
+        .json(&serde_json::json!({"answers": [["b.txt"]]}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(reply.status(), 200);
+    let body: serde_json::Value = reply.json().await.expect("json");
+    assert_eq!(body["summary"], format!("{AUDIT_CHOSE_B} (API)"), "{body}");
+
+    let mut status = String::new();
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let detail: serde_json::Value = client
+            .get(format!("{}/api/tasks/{id}", served.base))
+            .send()
+            .await
+            .expect("GET task")
+            .json()
+            .await
+            .expect("json");
+        status = detail["task"]["status"].as_str().unwrap_or_default().to_owned();
+        if status == "completed" || status == "failed" {
+            break;
+        }
+    }
+    assert_eq!(status, "completed");
+    assert_eq!(std::fs::read_to_string(&chosen).expect("b.txt"), "written after the answer\n");
+    // The same request again: OpenCode no longer holds it, nothing is pending: 409.
+    let again =
+        client.post(&uri).json(&serde_json::json!({"dismiss": true})).send().await.expect("again");
+    assert_eq!(again.status(), 409);
+    drop(client);
+    served.stop().await;
+    let log = sandbox.run_async(&["log", &id]).await;
+    assert!(log.stdout.contains(&format!("{AUDIT_CHOSE_B} (API)")), "{}", log.stdout);
+}

@@ -162,7 +162,7 @@ fn verify_runs_the_checks_and_fails_on_a_failing_one() {
 fn help_documents_every_command_and_the_exit_codes() {
     let sandbox = Sandbox::new();
     let help = sandbox.run(&["--help"]);
-    for word in ["init", "watch", "status", "log", "verify", "plan", "Exit codes"] {
+    for word in ["init", "watch", "status", "log", "answer", "verify", "plan", "Exit codes"] {
         assert!(help.stdout.contains(word), "missing {word}: {}", help.stdout);
     }
     let version = sandbox.run(&["--version"]);
@@ -177,7 +177,9 @@ fn completions_are_written_for_every_shell_and_know_the_subcommands() {
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let run = sandbox.run(&["--config", "bad.yaml", "completions", shell]);
         assert_eq!(run.code, Some(0), "{shell}: {run:?}");
-        for word in ["watch", "serve", "verify", "plan", "status", "completions", "opencode-url"] {
+        for word in
+            ["watch", "serve", "verify", "plan", "status", "answer", "completions", "opencode-url"]
+        {
             assert!(run.stdout.contains(word), "{shell} script lacks {word}:\n{}", run.stdout);
         }
     }
@@ -214,4 +216,79 @@ fn doctor_names_a_missing_binary_and_how_to_fix_it() {
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stdout.contains("PROBLEM binary    /no/such/opencode"), "{}", run.stdout);
     assert!(run.stdout.contains("fix: point OPENLOOM_OPENCODE_BIN"), "{}", run.stdout);
+}
+
+/// A waiting task holding a question and a permission, written straight to the store.
+async fn task_waiting_on_two(sandbox: &Sandbox) -> TaskId {
+    use openloom_core::{PendingRequest, Question, RequestKind};
+    let store = SqliteStore::open(sandbox.database()).await.expect("open store");
+    let id = TaskId::from("task_asks00000001");
+    let mut task = Task::new(id.clone(), TaskSpec::new("asks", "/w", "g"), Utc::now());
+    task.status = TaskStatus::Waiting;
+    store.create_task(&task).await.expect("create");
+    let pending = vec![
+        PendingRequest {
+            id: "que_1".into(),
+            session_id: "ses_1".into(),
+            kind: RequestKind::Question {
+                questions: vec![Question {
+                    question: "Which name?\u{1b}[2J".into(),
+                    options: vec!["a.txt".into(), "b.txt".into()],
+                }],
+            },
+        },
+        PendingRequest {
+            id: "per_2".into(),
+            session_id: "ses_1".into(),
+            kind: RequestKind::Permission {
+                permission: "bash".into(),
+                patterns: vec!["echo hi > hi.txt".into()],
+            },
+        },
+    ];
+    let update = TaskUpdate { pending_requests: Some(pending), ..TaskUpdate::default() };
+    store.update_task(&id, &update, None).await.expect("pending");
+    let calm =
+        Task::new(TaskId::from("task_calm00000001"), TaskSpec::new("calm", "/w", "g"), Utc::now());
+    store.create_task(&calm).await.expect("create");
+    store.close().await;
+    id
+}
+
+#[tokio::test]
+async fn answer_refuses_what_it_cannot_answer_with_distinct_codes_and_advice() {
+    let sandbox = Sandbox::new();
+    let id = task_waiting_on_two(&sandbox).await;
+    let several = sandbox.run_async(&["answer", "task_asks", "--allow"]).await;
+    assert_eq!(several.code, Some(2), "{several:?}");
+    assert!(
+        several.stderr.contains("--request") && several.stderr.contains("per_2"),
+        "{several:?}"
+    );
+    assert!(!several.stderr.contains('\u{1b}'), "escaped: {several:?}");
+
+    let misfit =
+        sandbox.run_async(&["answer", "task_asks", "--request", "que", "--choose", "c.txt"]).await;
+    assert_eq!(misfit.code, Some(2), "{misfit:?}");
+    assert!(misfit.stderr.contains(r#""a.txt", "b.txt""#), "lists the options: {misfit:?}");
+
+    let unknown =
+        sandbox.run_async(&["answer", "task_asks", "--request", "per_9", "--allow"]).await;
+    assert_eq!(unknown.code, Some(4), "{unknown:?}");
+
+    // A fitting answer reaches for OpenCode (nothing listens on port 9 here).
+    let unreachable =
+        sandbox.run_async(&["answer", "task_asks", "--request", "per_2", "--deny"]).await;
+    assert_eq!(unreachable.code, Some(3), "{unreachable:?}");
+    assert!(unreachable.stderr.contains("OPENLOOM_OPENCODE_URL"), "{unreachable:?}");
+    let log = sandbox.run_async(&["log", id.as_str()]).await;
+    assert!(!log.stdout.contains("Answered"), "nothing delivered, nothing audited: {log:?}");
+
+    let usage = sandbox.run_async(&["answer", "task_asks", "--always"]).await;
+    assert_eq!(usage.code, Some(2), "--always needs --allow: {usage:?}");
+    let none = sandbox.run_async(&["answer", "task_nope", "--dismiss"]).await;
+    assert_eq!(none.code, Some(4), "{none:?}");
+    let nothing = sandbox.run_async(&["answer", "task_calm", "--dismiss"]).await;
+    assert_eq!(nothing.code, Some(5), "nothing pending: {nothing:?}");
+    assert!(nothing.stderr.contains("waits on no permission or question"), "{nothing:?}");
 }

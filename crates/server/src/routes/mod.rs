@@ -11,6 +11,7 @@ use crate::state::AppState;
 
 pub mod dashboard;
 pub mod events;
+pub mod requests;
 pub mod sessions;
 pub mod tasks;
 pub mod ui;
@@ -37,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/tasks/{id}/resume"),
     ("POST", "/api/tasks/{id}/complete"),
     ("POST", "/api/tasks/{id}/archive"),
+    ("POST", "/api/tasks/{id}/requests/{requestId}"),
     ("GET", "/api/events"),
     ("GET", "/api/state"),
     ("GET", "/api/sessions"),
@@ -69,6 +71,7 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         ("POST", "/api/tasks/{id}/resume", post(tasks::resume)),
         ("POST", "/api/tasks/{id}/complete", post(tasks::complete)),
         ("POST", "/api/tasks/{id}/archive", post(tasks::archive)),
+        ("POST", "/api/tasks/{id}/requests/{requestId}", post(requests::answer)),
         ("GET", "/api/events", get(events::events)),
         ("GET", "/api/state", get(dashboard::state)),
         ("GET", "/api/sessions", get(sessions::list)),

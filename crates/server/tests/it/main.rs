@@ -6,6 +6,7 @@ mod common;
 mod events;
 mod limits;
 mod openapi;
+mod requests;
 mod security;
 mod sessions;
 mod tasks;
