@@ -46,7 +46,7 @@ pub async fn run(
     request: Option<&str>,
     answer: &Answer,
 ) -> Result<u8> {
-    let store = parts::store(settings).await?;
+    let store = parts::store(settings).await?.tasks;
     let task = resolve_prefix(store.as_ref(), prefix).await?;
     let client = parts::client(settings)?;
     let by = AnsweredBy::Person { channel: Channel::Cli };

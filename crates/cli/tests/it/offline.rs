@@ -236,6 +236,7 @@ async fn task_waiting_on_two(sandbox: &Sandbox) -> TaskId {
                     options: vec!["a.txt".into(), "b.txt".into()],
                 }],
             },
+            asked_at: None,
         },
         PendingRequest {
             id: "per_2".into(),
@@ -244,6 +245,7 @@ async fn task_waiting_on_two(sandbox: &Sandbox) -> TaskId {
                 permission: "bash".into(),
                 patterns: vec!["echo hi > hi.txt".into()],
             },
+            asked_at: None,
         },
     ];
     let update = TaskUpdate { pending_requests: Some(pending), ..TaskUpdate::default() };

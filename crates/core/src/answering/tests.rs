@@ -22,6 +22,7 @@ fn question(id: &str) -> PendingRequest {
                 options: vec!["a.txt".into(), "b.txt".into()],
             }],
         },
+        asked_at: None,
     }
 }
 
@@ -33,6 +34,7 @@ fn permission(id: &str) -> PendingRequest {
             permission: "bash".into(),
             patterns: vec!["echo hello > hello.txt".into()],
         },
+        asked_at: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn question() -> PendingRequest {
                 options: vec!["a.txt".into(), "b.txt".into()],
             }],
         },
+        asked_at: None,
     }
 }
 
