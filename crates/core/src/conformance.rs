@@ -166,6 +166,14 @@ pub async fn store_transcript(store: &dyn Store) -> Vec<Value> {
         progress: Some(0.5),
         active_session_id: Some(Some("ses_x".into())),
         consecutive_errors: Some(3),
+        liveness: Some(crate::task::Liveness {
+            mark: Some("msg_1/2/40".into()),
+            progress_at: Some(now),
+            recoveries: 1,
+            stalled_sessions: 0,
+            stalls: 1,
+            checks_without_progress: 2,
+        }),
         ..TaskUpdate::default()
     };
     record(

@@ -60,5 +60,5 @@ pub use store::{
     Guard, Lease, LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Rejection, Store,
     StoredLogEntry, TaskQuery, WriteOutcome,
 };
-pub use task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
+pub use task::{CheckLogEntry, Liveness, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
 pub use workspace::WorkspacePolicy;

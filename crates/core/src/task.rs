@@ -184,6 +184,10 @@ pub struct Task {
     /// empty when nothing. The task is `waiting` while any is pending.
     #[serde(default)]
     pub pending_requests: Vec<PendingRequest>,
+    /// Whether the session still makes progress: its output as last seen, stalls
+    /// recovered, checks without progress.
+    #[serde(default)]
+    pub liveness: Liveness,
     /// When the task was created.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
@@ -216,6 +220,7 @@ impl Task {
             last_message_id: None,
             revision: 0,
             pending_requests: Vec::new(),
+            liveness: Liveness::default(),
             created_at: now,
             updated_at: now,
         }
@@ -243,6 +248,7 @@ impl Task {
             last_verification,
             last_message_id,
             pending_requests,
+            liveness,
         } = update;
         if let Some(spec) = spec {
             self.spec = spec.clone();
@@ -266,6 +272,7 @@ impl Task {
         set(&mut self.last_verification, last_verification);
         set(&mut self.last_message_id, last_message_id);
         set(&mut self.pending_requests, pending_requests);
+        set(&mut self.liveness, liveness);
         self.revision = self.revision.saturating_add(1);
         self.updated_at = now;
     }
@@ -275,6 +282,31 @@ fn set<T: Clone>(field: &mut T, value: &Option<T>) {
     if let Some(value) = value {
         *field = value.clone();
     }
+}
+
+/// What the harness knows of a session's progress, to tell a working agent from a
+/// stalled one (busy with no new output) or one that only says it is working.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    /// A fingerprint of the session's newest output as last seen: a change is progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
+    /// When the output last changed (or the session was last prompted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_at: Option<DateTime<Utc>>,
+    /// Stalls recovered in the active session (abort and re-prompt).
+    #[serde(default)]
+    pub recoveries: u32,
+    /// Sessions given up on because they stalled too often.
+    #[serde(default)]
+    pub stalled_sessions: u32,
+    /// Stalls in all.
+    #[serde(default)]
+    pub stalls: u32,
+    /// Judged checks in a row at which the agent neither reported a step, nor made a
+    /// claim the checks verified, nor used a tool.
+    #[serde(default)]
+    pub checks_without_progress: u32,
 }
 
 /// A partial update of a task: `None` leaves a field alone. Nullable fields are
@@ -301,6 +333,7 @@ pub struct TaskUpdate {
     pub last_verification: Option<Option<Verification>>,
     pub last_message_id: Option<Option<String>>,
     pub pending_requests: Option<Vec<PendingRequest>>,
+    pub liveness: Option<Liveness>,
 }
 
 impl TaskUpdate {

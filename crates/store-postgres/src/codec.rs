@@ -19,11 +19,11 @@ pub(crate) const TASK_COLUMNS: &str = "id, name, spec_json, workspace, status, c
      completed_steps_json, idle_checks, progress, check_interval_seconds, session_ids_json, \
      active_session_id, last_check_at, next_check_at, last_summary, error, consecutive_errors, \
      verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision, \
-     pending_requests_json";
+     pending_requests_json, liveness_json";
 
-/// `$1, $2, ... $24`: the placeholders for [`TASK_COLUMNS`].
+/// `$1, $2, ... $25`: the placeholders for [`TASK_COLUMNS`].
 pub(crate) fn task_placeholders() -> String {
-    (1..=24).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+    (1..=25).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
 /// A task's columns encoded for binding, in [`TASK_COLUMNS`] order.
@@ -52,6 +52,7 @@ pub(crate) struct TaskRow {
     updated_at: String,
     revision: i64,
     pending_requests_json: String,
+    liveness_json: String,
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
@@ -84,6 +85,7 @@ impl TaskRow {
             updated_at: timestamp(&task.updated_at)?,
             revision: int("revision", task.revision)?,
             pending_requests_json: json(&task.pending_requests)?,
+            liveness_json: json(&task.liveness)?,
         })
     }
 
@@ -114,6 +116,7 @@ impl TaskRow {
             .bind(self.updated_at)
             .bind(self.revision)
             .bind(self.pending_requests_json)
+            .bind(self.liveness_json)
     }
 }
 
@@ -180,6 +183,7 @@ fn decode_task(d: &Decoder<'_>, id: &str) -> Result<Task> {
         updated_at: d.time("updated_at")?,
         revision: d.unsigned("revision")?,
         pending_requests: d.json("pending_requests_json")?,
+        liveness: d.json("liveness_json")?,
     })
 }
 

@@ -398,8 +398,8 @@ impl Store for PostgresStore {
              active_session_id = $12, last_check_at = $13, next_check_at = $14, \
              last_summary = $15, error = $16, consecutive_errors = $17, \
              verification_rounds = $18, last_verification_json = $19, last_message_id = $20, \
-             created_at = $21, updated_at = $22, revision = $23, pending_requests_json = $24 \
-             WHERE id = $1";
+             created_at = $21, updated_at = $22, revision = $23, pending_requests_json = $24, \
+             liveness_json = $25 WHERE id = $1";
         encoded.bind(sqlx::query(update_sql)).execute(&mut *tx).await.map_err(|e| self.fail(e))?;
         if let Some(entry) = log {
             insert_log(&mut tx, self.target(), id, std::slice::from_ref(entry)).await?;

@@ -21,7 +21,7 @@ pub(crate) const TASK_COLUMNS: &str = "id, name, spec_json, workspace, status, c
      completed_steps_json, idle_checks, progress, check_interval_seconds, session_ids_json, \
      active_session_id, last_check_at, next_check_at, last_summary, error, consecutive_errors, \
      verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision, \
-     pending_requests_json";
+     pending_requests_json, liveness_json";
 
 /// A task's columns encoded for binding, in [`TASK_COLUMNS`] order.
 pub(crate) struct TaskRow {
@@ -49,6 +49,7 @@ pub(crate) struct TaskRow {
     pub updated_at: String,
     pub revision: i64,
     pub pending_requests_json: String,
+    pub liveness_json: String,
 }
 
 impl TaskRow {
@@ -79,6 +80,7 @@ impl TaskRow {
             updated_at: timestamp(&task.updated_at)?,
             revision: int("revision", task.revision)?,
             pending_requests_json: json(&task.pending_requests)?,
+            liveness_json: json(&task.liveness)?,
         })
     }
 
@@ -112,6 +114,7 @@ impl TaskRow {
             .bind(self.updated_at)
             .bind(self.revision)
             .bind(self.pending_requests_json)
+            .bind(self.liveness_json)
     }
 }
 
@@ -176,6 +179,7 @@ fn decode_task(d: &Decoder<'_>, id: &str) -> Result<Task> {
         updated_at: d.time("updated_at")?,
         revision: d.unsigned("revision")?,
         pending_requests: d.json("pending_requests_json")?,
+        liveness: d.json("liveness_json")?,
     })
 }
 

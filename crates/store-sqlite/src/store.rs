@@ -380,7 +380,7 @@ impl Store for SqliteStore {
         }
         let sql = format!(
             "INSERT INTO tasks ({TASK_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         row.bind(sqlx::query(&sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
         tx.commit().await
@@ -426,7 +426,7 @@ impl Store for SqliteStore {
              last_check_at = ?13, next_check_at = ?14, last_summary = ?15, error = ?16, \
              consecutive_errors = ?17, verification_rounds = ?18, last_verification_json = ?19, \
              last_message_id = ?20, created_at = ?21, updated_at = ?22, revision = ?23, \
-             pending_requests_json = ?24 WHERE id = ?1";
+             pending_requests_json = ?24, liveness_json = ?25 WHERE id = ?1";
         encoded.bind(sqlx::query(update_sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
         if let Some(entry) = log {
             insert_log(tx.conn(), &self.path, id, std::slice::from_ref(entry)).await?;

@@ -78,7 +78,7 @@ async fn reopening_a_current_database_applies_nothing_new() {
             .fetch_all(store.pool())
             .await
             .expect("migrations");
-    assert_eq!(applied, vec![1, 2, 3]);
+    assert_eq!(applied, vec![1, 2, 3, 4]);
     let pragmas: (String, i64, i64) = sqlx::query_as(
         "SELECT (SELECT journal_mode FROM pragma_journal_mode), \
                 (SELECT foreign_keys FROM pragma_foreign_keys), \
@@ -155,6 +155,7 @@ async fn a_version_1_database_gains_claims_and_guarded_writes_and_keeps_its_task
             "DROP TABLE task_claims",
             "ALTER TABLE tasks DROP COLUMN revision",
             "ALTER TABLE tasks DROP COLUMN pending_requests_json",
+            "ALTER TABLE tasks DROP COLUMN liveness_json",
             "ALTER TABLE check_log DROP COLUMN repeats",
             "ALTER TABLE check_log DROP COLUMN last_at",
             "DELETE FROM _sqlx_migrations WHERE version >= 2",
@@ -167,6 +168,7 @@ async fn a_version_1_database_gains_claims_and_guarded_writes_and_keeps_its_task
     let id = openloom_core::TaskId::from("task_old");
     let task = store.get_task(&id).await.expect("read").expect("the task survived");
     assert_eq!(task.revision, 0);
+    assert_eq!(task.liveness, openloom_core::Liveness::default(), "no progress known yet");
     let later = now + chrono::Duration::seconds(60);
     let lease = store.claim_task(&id, "harness", now, later).await.expect("claims work");
     assert_eq!(lease.map(|l| l.epoch), Some(1));
