@@ -52,6 +52,40 @@ pub trait Dialogue: Send + Sync {
     /// a running tool).
     fn is_busy(&self, messages: &[AgentMessage]) -> bool;
 
+    /// The prompt after a stalled turn was aborted: where the task stands — the goal,
+    /// the steps done (verified, when checks exist), the zero-based `current_step`,
+    /// the checks that failed last — and a request to carry on. It is also the first
+    /// thing a fresh session is told after its predecessor stalled too often.
+    fn stalled(
+        &self,
+        spec: &TaskSpec,
+        current_step: usize,
+        completed_steps: &[u32],
+        last_failures: &[CheckOutcome],
+    ) -> String {
+        let mut prompt = format!(
+            "Your last turn produced no output for a long time and was stopped. Carry on              with the task from where it stands.\n\nGoal: {}\n",
+            spec.goal
+        );
+        if !spec.steps.is_empty() {
+            let done: Vec<String> = completed_steps.iter().map(u32::to_string).collect();
+            let done = if done.is_empty() { "none".to_owned() } else { done.join(", ") };
+            prompt.push_str(&format!("Steps done: {done}.\n"));
+            if let Some(title) = spec.step_title(current_step) {
+                prompt.push_str(&format!("Now: step {} — {title}\n", current_step + 1));
+            }
+        }
+        if !last_failures.is_empty() {
+            let failed: Vec<&str> = last_failures.iter().map(|o| o.label.as_str()).collect();
+            prompt.push_str(&format!("Checks that failed last: {}.\n", failed.join(", ")));
+        }
+        prompt.push_str(
+            "If a command you ran hangs, stop it and try another way. Report progress with \
+             `STEP DONE: <n>` and finish with `TASK COMPLETE`.",
+        );
+        prompt
+    }
+
     /// Words why task `task` failed for good, and what helps, for people (it becomes
     /// the task's error and check-log entry). The default is the failure's own
     /// neutral wording.

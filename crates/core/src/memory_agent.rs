@@ -48,6 +48,8 @@ struct State {
     pending: Vec<PendingRequest>,
     /// Every answer delivered, as (request id, answer), in order.
     answers: Vec<(String, Answer)>,
+    /// Sessions aborted, in order.
+    aborts: Vec<String>,
     /// The ruleset each session was created with.
     rules: HashMap<String, Vec<PermissionRule>>,
     next_id: u64,
@@ -116,6 +118,11 @@ impl MemoryAgent {
     /// the agent had asked them; an empty list answers them all.
     pub fn set_pending(&self, requests: Vec<PendingRequest>) {
         self.lock().pending = requests;
+    }
+
+    /// The sessions aborted, in order.
+    pub fn aborts(&self) -> Vec<String> {
+        self.lock().aborts.clone()
     }
 
     /// The permission ruleset `session_id` was created with (empty for none).
@@ -262,8 +269,14 @@ impl AgentServer for MemoryAgent {
         Ok(all.into_iter().skip(skip).collect())
     }
 
-    async fn abort(&self, _session: &SessionRef) -> Result<()> {
-        self.take_failure()
+    /// Ends the session's turn, as OpenCode does: the session is idle after it, and
+    /// the abort is counted ([`MemoryAgent::aborts`]).
+    async fn abort(&self, session: &SessionRef) -> Result<()> {
+        self.take_failure()?;
+        let mut state = self.lock();
+        state.activity.insert(session.id.clone(), SessionActivity::Idle);
+        state.aborts.push(session.id.clone());
+        Ok(())
     }
 
     async fn pending_requests(&self, _directory: &str) -> Result<Vec<PendingRequest>> {

@@ -66,6 +66,19 @@ fn failure_advice(task: &TaskId, failure: &Failure) -> String {
              resumes it with fresh rounds",
             failed.join(", ")
         ),
+        Failure::Stalled { stalls, after_seconds } => format!(
+            "the session stalled {stalls} times (the last after {after_seconds} s without \
+             output), through every recovery and a fresh session; check the model provider \
+             (reachable, API key, quota; `openloom doctor` checks OpenCode), or raise \
+             `stall_timeout` in the spec if the task runs long tools that print nothing; \
+             `openloom log {task}` has each stall; `openloom watch` on the spec again resumes it"
+        ),
+        Failure::NoProgress { checks } => format!(
+            "no progress in {checks} checks: the agent answered without reporting a step, \
+             making a claim the checks could verify, or using a tool; see `openloom log \
+             {task}`, make the spec's steps smaller or clearer (or raise \
+             `max_checks_without_progress`), then `openloom watch` on the spec again"
+        ),
         other => other.to_string(),
     }
 }

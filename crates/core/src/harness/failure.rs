@@ -44,6 +44,20 @@ pub enum Failure {
         /// The labels of the checks that failed in the last round.
         failed: Vec<String>,
     },
+    /// The session stalled (busy without output for `stall_timeout`) again after
+    /// every recovery and a fresh session.
+    Stalled {
+        /// Stalls in all.
+        stalls: u32,
+        /// How long the last one went without output, in seconds.
+        after_seconds: u64,
+    },
+    /// The agent answered check after check without reporting a step, making a claim
+    /// the checks could verify, or using a tool.
+    NoProgress {
+        /// Checks in a row without progress.
+        checks: u32,
+    },
     /// Any other permanent error: a workspace outside the allowed roots, an agent
     /// server this build does not support, a task with nothing to send, ...
     Error(String),
@@ -67,6 +81,20 @@ impl fmt::Display for Failure {
                 "Verification of {claim} failed {rounds} times (limit {limit}): {}; the check \
                  log has the evidence, and resuming the task starts fresh rounds",
                 failed.join(", ")
+            ),
+            Failure::Stalled { stalls, after_seconds } => write!(
+                f,
+                "the session stalled {stalls} times (the last after {after_seconds} s without \
+                 output), through every recovery and a fresh session; check the model \
+                 provider (reachable, key, quota), or raise stall_timeout if the task runs \
+                 long tools that print nothing, then resume the task"
+            ),
+            Failure::NoProgress { checks } => write!(
+                f,
+                "no progress in {checks} checks: the agent answered without reporting a \
+                 step, making a claim the checks could verify, or using a tool; make the \
+                 spec's steps smaller or clearer (or raise max_checks_without_progress), \
+                 then resume the task"
             ),
             Failure::Error(message) => f.write_str(message),
         }

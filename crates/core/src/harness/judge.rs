@@ -13,6 +13,7 @@ use crate::check::{CheckResult, VerificationScope};
 use crate::dialogue::Dialogue;
 use crate::event::EventPayload;
 use crate::harness::failure::Failure;
+use crate::harness::liveness::{self, Pulse};
 use crate::harness::{Trigger, after};
 use crate::request::PendingRequest;
 use crate::spec::DEFAULT_MAX_VERIFICATION_ROUNDS;
@@ -65,6 +66,11 @@ pub(crate) enum Triage {
     Note(Box<Verdict>),
     /// The session is idle with an answer to judge: run the checker, then [`judge`].
     Judge,
+    /// Busy without new output for `stall_timeout`: recover (`stall.rs`).
+    Stalled {
+        /// Seconds without output.
+        after_seconds: u64,
+    },
 }
 
 /// Decides whether the checker should look at the session now.
@@ -89,6 +95,8 @@ pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) 
             let due = after(asked, timeout).max(after(seen.now, 1));
             verdict.update.next_check_at = Some(Some(next.min(due)));
         }
+        // Waiting for a person is not a stall: the clock restarts when the wait ends.
+        verdict.update.liveness = Some(liveness::refreshed(task, seen.messages, seen.now));
         // Bounded: the request's text comes from the model, and lists show it.
         verdict.update.pending_requests =
             Some(seen.pending.iter().map(PendingRequest::bounded).collect());
@@ -106,7 +114,21 @@ pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) 
     }
     let writing = words.is_busy(seen.messages) && recently_written(seen.messages, seen.now);
     if *seen.activity == SessionActivity::Busy || writing {
-        return note(task, TaskStatus::Running, "Agent is busy", "busy", 0, seen.now);
+        let alive = match liveness::pulse(task, seen.messages, seen.now) {
+            Pulse::Stalled { after_seconds } => return Triage::Stalled { after_seconds },
+            Pulse::Alive(alive) => alive,
+        };
+        let mut verdict = noted(task, TaskStatus::Running, "Agent is busy", "busy", 0, seen.now);
+        // Due again when the silence would reach `stall_timeout`, whatever the interval.
+        if let (Some(deadline), Some(Some(next))) =
+            (liveness::stall_deadline(task, &alive), verdict.update.next_check_at)
+        {
+            verdict.update.next_check_at = Some(Some(next.min(deadline.max(after(seen.now, 1)))));
+        }
+        if alive != task.liveness {
+            verdict.update.liveness = Some(alive);
+        }
+        return Triage::Note(Box::new(verdict));
     }
     if let SessionActivity::Retry { attempt, message } = seen.activity {
         let summary = format!("Provider is retrying (attempt {attempt}): {message}");
@@ -138,8 +160,8 @@ pub(crate) fn judge(
     let mut update = TaskUpdate::default();
     let mut events = Vec::new();
     let mut evidence = None;
-    let status;
-    let summary;
+    let mut status;
+    let mut summary;
     let mut nudge = None;
 
     if let Some(verification) = failed_verification {
@@ -213,6 +235,28 @@ pub(crate) fn judge(
             return None;
         }
     }
+
+    // An agent that only says it is working is not progressing either: count the
+    // checks at which it reported no step, made no claim the checks verified, and
+    // used no tool, and fail the task at the spec's limit instead of nudging forever.
+    let worked = newly_reported
+        || result.verification.is_some()
+        || status == TaskStatus::Completed
+        || liveness::used_tools_since(seen.messages, task.last_message_id.as_deref());
+    let mut alive = liveness::refreshed(task, seen.messages, now);
+    alive.checks_without_progress =
+        if worked { 0 } else { task.liveness.checks_without_progress.saturating_add(1) };
+    let limit = spec.unattended.max_checks_without_progress();
+    if limit > 0 && alive.checks_without_progress >= limit && !status.is_terminal() {
+        let failure = Failure::NoProgress { checks: alive.checks_without_progress };
+        let error = words.failure(&task.id, &failure);
+        status = TaskStatus::Failed;
+        summary = error.clone();
+        nudge = None;
+        update.error = Some(Some(error.clone()));
+        events.push(EventPayload::Failed { error });
+    }
+    update.liveness = Some(alive);
 
     if result.step_done > 0 && failed_verification.is_none() {
         // "STEP DONE: n" (verified, when there are checks) means steps 1..=n are done.

@@ -33,6 +33,8 @@
 //! - `failure.rs`: errors of a check — transient (wait, back off) or permanent (fail).
 //! - `requests.rs`: what the agent waits on — the policy's answers, the fallback
 //!   after `human_timeout`, the rest left to a person.
+//! - `liveness.rs`, `stall.rs`: is the session still getting somewhere — stalls
+//!   (busy without output), their recovery, checks without progress.
 //! - `actions.rs`: what users do — pause, resume, complete, archive, delete.
 //! - `run_loop.rs`: [`Harness::run`] — the schedule, the event stream, the session map.
 //! - `writer.rs`: guarded writes and their announcements.
@@ -58,9 +60,11 @@ mod actions;
 mod dispatch;
 mod failure;
 pub(crate) mod judge;
+mod liveness;
 mod observe;
 mod requests;
 mod run_loop;
+mod stall;
 mod start;
 mod writer;
 

@@ -88,6 +88,9 @@ impl Harness {
         };
         let verdict = match judge::triage(task, &seen, self.dialogue.as_ref()) {
             Triage::Skip => return Ok(()),
+            Triage::Stalled { after_seconds } => {
+                return self.recover_stall(task, writer, &session, after_seconds).await;
+            }
             Triage::Note(verdict) => *verdict,
             Triage::Judge => {
                 let context = CheckContext { task, spec: &task.spec, messages: &messages };
@@ -154,7 +157,7 @@ impl Harness {
         }
     }
 
-    async fn single_activity(&self, session: &SessionRef) -> SessionActivity {
+    pub(super) async fn single_activity(&self, session: &SessionRef) -> SessionActivity {
         match self.agent.session_activity(std::slice::from_ref(&session.directory)).await {
             Ok(map) => map.get(&session.id).cloned().unwrap_or(SessionActivity::Idle),
             Err(_) => SessionActivity::Idle,

@@ -124,3 +124,116 @@ async fn a_request_nobody_answers_gets_the_fallback_after_human_timeout() {
     assert!(audit[0].contains("by the fallback after 6"), "{audit:?}");
     assert_eq!(f.task(&id).await.status, TaskStatus::Running, "the task carries on");
 }
+
+/// Makes the stored liveness `seconds` older, as if the session had been silent.
+async fn age_silence(f: &Fixture, id: &TaskId, seconds: i64) {
+    let mut liveness = f.task(id).await.liveness;
+    liveness.progress_at = liveness.progress_at.map(|at| at - chrono::Duration::seconds(seconds));
+    let update = TaskUpdate { liveness: Some(liveness), ..TaskUpdate::default() };
+    f.store.update_task(id, &update, None).await.expect("age the silence");
+}
+
+async fn summaries(f: &Fixture, id: &TaskId) -> Vec<String> {
+    let log = f.store.check_log(id, &LogQuery::default()).await.expect("log");
+    log.into_iter().map(|e| e.entry.summary).collect()
+}
+
+#[tokio::test]
+async fn a_silent_session_is_aborted_and_reprompted_then_replaced_then_the_task_fails() {
+    // Every turn starts an empty reply and never writes more: a provider that hangs.
+    let f = fixture(MemoryAgent::new(|_, _| Some(String::new())));
+    let mut spec = three_steps(&f.workspace.path());
+    spec.unattended.stall_timeout_seconds = Some(600);
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let first = f.task(&id).await.active_session_id.expect("session");
+    let mut outcomes = Vec::new();
+    for _ in 0..6 {
+        if f.task(&id).await.active_session_id.is_none() {
+            f.harness.tick().await.expect("a fresh session starts");
+        }
+        let session = f.task(&id).await.active_session_id.expect("session");
+        f.agent.set_activity(&session, SessionActivity::Busy);
+        f.check_due(&id).await;
+        assert_eq!(f.task(&id).await.last_summary.as_deref(), Some("Agent is busy"));
+        age_silence(&f, &id, 601).await;
+        f.check_due(&id).await;
+        let task = f.task(&id).await;
+        outcomes.push(task.last_summary.clone().unwrap_or_default());
+        if task.status == TaskStatus::Failed {
+            break;
+        }
+    }
+    for (n, outcome) in outcomes.iter().enumerate() {
+        assert!(outcome.contains("601 s without output"), "stall {n}: {outcome}");
+    }
+    assert!(outcomes[0].ends_with("asked the agent to continue (recovery 1 of 2)"), "{outcomes:?}");
+    assert!(outcomes[1].ends_with("(recovery 2 of 2)"), "{outcomes:?}");
+    assert!(outcomes[2].ends_with("a fresh session starts"), "{outcomes:?}");
+    assert!(outcomes[3].ends_with("(recovery 1 of 2)"), "{outcomes:?}");
+    assert!(outcomes[5].contains("stalled 6 times"), "{outcomes:?}");
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(task.session_ids.len(), 2, "one fresh session was tried");
+    assert_eq!(task.session_ids[0], first);
+    assert_eq!(f.agent.aborts().len(), 6, "every stalled turn was aborted");
+    let continuations = f.prompts().iter().filter(|p| p.contains("was stopped")).count();
+    assert_eq!(continuations, 4, "a continuation after each recovery");
+}
+
+#[tokio::test]
+async fn a_session_that_keeps_writing_or_waits_for_a_person_is_not_stalled() {
+    let f = fixture(MemoryAgent::replying(&[]));
+    let mut spec = three_steps(&f.workspace.path());
+    spec.unattended.stall_timeout_seconds = Some(600);
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    let session = f.task(&id).await.active_session_id.expect("session");
+    f.agent.set_activity(&session, SessionActivity::Busy);
+    f.check_due(&id).await;
+    age_silence(&f, &id, 601).await;
+    f.agent.push_reply(&session, "more output");
+    f.check_due(&id).await;
+    assert_eq!(f.task(&id).await.last_summary.as_deref(), Some("Agent is busy"), "new output");
+
+    age_silence(&f, &id, 601).await;
+    f.agent.set_pending(vec![bash("per_1", &session, "echo hi")]);
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Waiting, "waiting for a person, not stalled");
+    assert!(f.agent.aborts().is_empty());
+    assert!(!summaries(&f, &id).await.iter().any(|s| s.contains("Stalled")));
+}
+
+#[tokio::test]
+async fn an_agent_that_only_says_it_is_working_fails_after_the_limit() {
+    let replies = ["still working"; 10];
+    let f = fixture(MemoryAgent::replying(&replies));
+    let mut spec = three_steps(&f.workspace.path());
+    spec.unattended.max_checks_without_progress = Some(3);
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    for _ in 0..3 {
+        f.check_due(&id).await;
+    }
+    let task = f.task(&id).await;
+    assert_eq!(task.status, TaskStatus::Failed, "{:?}", summaries(&f, &id).await);
+    let error = task.error.expect("error");
+    assert!(error.starts_with("no progress in 3 checks"), "{error}");
+    assert_eq!(task.liveness.checks_without_progress, 3);
+}
+
+#[tokio::test]
+async fn a_reported_step_resets_the_count_of_checks_without_progress() {
+    let f = fixture(MemoryAgent::replying(&["still working", "STEP DONE: 1", "still working"]));
+    let mut spec = three_steps(&f.workspace.path());
+    spec.unattended.max_checks_without_progress = Some(2);
+    let id = f.harness.add_task(spec).await.expect("add");
+    f.harness.tick().await.expect("start");
+    f.check_due(&id).await;
+    assert_eq!(f.task(&id).await.liveness.checks_without_progress, 1);
+    f.check_due(&id).await;
+    let task = f.task(&id).await;
+    assert_eq!(task.liveness.checks_without_progress, 0, "{:?}", summaries(&f, &id).await);
+    assert_ne!(task.status, TaskStatus::Failed);
+}
