@@ -583,3 +583,37 @@ async fn a_question_answered_through_the_api_of_serve() {
     let log = sandbox.run_async(&["log", &id]).await;
     assert!(log.stdout.contains(&format!("{AUDIT_CHOSE_B} (API)")), "{}", log.stdout);
 }
+
+#[tokio::test]
+async fn a_provider_that_never_answers_is_noticed_aborted_and_the_task_completes() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    // The first turn hangs: the provider takes the request and never answers.
+    env.model.push_turn(Turn::reply(Reply::hang()).when_user_says(BOOTSTRAP));
+    // After the abort, the continuation is answered: the work gets done.
+    let done = env.workspace.file("done.txt");
+    env.model.push_turn(
+        Turn::reply(Reply::write_file(&done, "recovered\n")).when_user_says("was stopped"),
+    );
+    env.model.push_turn(Turn::reply(Reply::text("Wrote it.\nTASK COMPLETE")).when_tool_result());
+    let sandbox = sandbox_for(&env);
+    let body = "name: Outlive a hung provider\ngoal: write done.txt\nstall_timeout: 10s\n\
+                checks:\n  - file_exists: done.txt\n";
+    sandbox.write("spec.yaml", &spec(&env, body));
+
+    let run = watch(&sandbox, "spec.yaml").await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(std::fs::read_to_string(&done).expect("done.txt"), "recovered\n");
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks[0]["status"], "completed");
+    let id = tasks[0]["id"].as_str().expect("an id");
+    let log = sandbox.run_async(&["log", id]).await;
+    assert!(
+        log.stdout.contains(
+            "s without output: aborted, and asked the agent to continue (recovery 1 of 2)"
+        ),
+        "{}",
+        log.stdout
+    );
+    assert_eq!(tasks[0]["session_ids"].as_array().map(Vec::len), Some(1), "the same session");
+}

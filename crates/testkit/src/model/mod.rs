@@ -233,6 +233,8 @@ async fn chat_completions(State(state): State<Arc<ModelState>>, body: Bytes) -> 
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let ids = wire::ReplyIds { id: &id, model: &model, created, first_call };
     match &reply.body {
+        // Never resolves; axum drops this future when the client hangs up.
+        ReplyBody::Hang => std::future::pending::<Response>().await,
         ReplyBody::HttpError { status, message } => {
             tokio::time::sleep(reply.chunk_delay).await;
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

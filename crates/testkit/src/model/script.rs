@@ -90,6 +90,9 @@ pub enum ReplyBody {
         /// Tool calls, streamed after the text.
         tool_calls: Vec<ToolCall>,
     },
+    /// Accept the request and never answer: a provider that hangs. The request ends
+    /// only when the client hangs up (OpenCode aborting the turn).
+    Hang,
     /// An HTTP error with an OpenAI-style error body.
     HttpError {
         /// HTTP status code. OpenCode retries 429 and 5xx for ever; use 400 for a
@@ -147,6 +150,11 @@ impl Reply {
             chunk_delay: Duration::ZERO,
             usage: Usage::default(),
         }
+    }
+
+    /// Never answer (see [`ReplyBody::Hang`]).
+    pub fn hang() -> Self {
+        Self { body: ReplyBody::Hang, chunk_delay: Duration::ZERO, usage: Usage::default() }
     }
 
     /// A text reply of `words` words sent one per `delay`: it takes `words * delay`
