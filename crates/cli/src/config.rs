@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use openloom_core::WorkspacePolicy;
+use openloom_core::spec::Unattended;
 use serde::Deserialize;
 
 /// Default OpenCode URL (the reference's).
@@ -78,6 +79,11 @@ struct FileConfig {
     public_hosts: Option<Vec<String>>,
     start_opencode: Option<bool>,
     opencode_bin: Option<PathBuf>,
+    /// Unattended keys for every task whose spec leaves them unset.
+    task_defaults: Option<serde_yaml::Value>,
+    /// The file's path, for errors about its values.
+    #[serde(skip)]
+    origin: String,
 }
 
 /// Roots as a YAML list or a ':'-separated string.
@@ -122,6 +128,8 @@ pub struct Settings {
     pub start_opencode: bool,
     /// The OpenCode binary to start, if one was named (else `opencode` on PATH).
     pub opencode_bin: Option<PathBuf>,
+    /// Unattended settings for every task whose spec leaves them unset.
+    pub task_defaults: Unattended,
 }
 
 impl std::fmt::Debug for Settings {
@@ -191,7 +199,12 @@ impl Settings {
             .clone()
             .or(file.database)
             .unwrap_or_else(|| openloom_store_sqlite::default_database_path(cwd));
+        let task_defaults = match &file.task_defaults {
+            Some(value) => openloom_prompts::parse_task_defaults(value, &file.origin)?,
+            None => Unattended::default(),
+        };
         Ok(Settings {
+            task_defaults,
             opencode_url: args
                 .opencode_url
                 .clone()
@@ -266,13 +279,16 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_yaml::from_str(&text).with_context(|| {
+    let mut file: FileConfig = serde_yaml::from_str(&text).with_context(|| {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
-             database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, opencode_bin",
+             database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, \
+             opencode_bin, task_defaults",
             path.display()
         )
-    })
+    })?;
+    file.origin = path.display().to_string();
+    Ok(file)
 }
 
 fn split_roots(joined: &str) -> Vec<PathBuf> {
@@ -390,6 +406,22 @@ mod tests {
             Database::Sqlite(cwd.join("state/ol.sqlite3"))
         );
         assert_eq!(with("~/ol.db").database, Database::Sqlite(PathBuf::from("/home/u/ol.db")));
+    }
+
+    #[test]
+    fn task_defaults_come_from_the_file_and_a_bad_one_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, "task_defaults:\n  questions: deny\n  human_timeout: 2h\n")
+            .expect("write");
+        let args = GlobalArgs { config: Some(config.clone()), ..GlobalArgs::default() };
+        let settings = Settings::resolve(&args, &env_of(&[]), dir.path()).expect("resolve");
+        assert_eq!(settings.task_defaults.questions, Some(openloom_core::QuestionPolicy::Deny));
+        assert_eq!(settings.task_defaults.human_timeout_seconds, Some(7200));
+        std::fs::write(&config, "task_defaults:\n  human_timeout: 7200\n").expect("write");
+        let error = Settings::resolve(&args, &env_of(&[]), dir.path()).expect_err("no unit");
+        let text = format!("{error:#}");
+        assert!(text.contains("config.yaml") && text.contains("human_timeout"), "{text}");
     }
 
     #[test]

@@ -95,9 +95,9 @@ pub struct Unattended {
     /// OpenCode's own config says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<PermissionRule>>,
-    /// Whether the agent may ask a person.
-    #[serde(default, skip_serializing_if = "is_ask")]
-    pub questions: QuestionPolicy,
+    /// Whether the agent may ask a person; `None` for the default (ask).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub questions: Option<QuestionPolicy>,
     /// Seconds a busy session may go without output before it is stalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_timeout_seconds: Option<u64>,
@@ -112,14 +112,30 @@ pub struct Unattended {
     pub max_checks_without_progress: Option<u32>,
 }
 
-fn is_ask(policy: &QuestionPolicy) -> bool {
-    *policy == QuestionPolicy::Ask
-}
-
 impl Unattended {
     /// True when every setting is the default (nothing to store).
     pub fn is_default(&self) -> bool {
         self == &Unattended::default()
+    }
+
+    /// The question policy in effect.
+    pub fn questions(&self) -> QuestionPolicy {
+        self.questions.unwrap_or_default()
+    }
+
+    /// These settings, with each one left unset taken from `defaults` (a config
+    /// file's `task_defaults`): the spec wins, key by key.
+    pub fn or(self, defaults: &Unattended) -> Unattended {
+        Unattended {
+            permissions: self.permissions.or_else(|| defaults.permissions.clone()),
+            questions: self.questions.or(defaults.questions),
+            stall_timeout_seconds: self.stall_timeout_seconds.or(defaults.stall_timeout_seconds),
+            human_timeout_seconds: self.human_timeout_seconds.or(defaults.human_timeout_seconds),
+            max_stall_recoveries: self.max_stall_recoveries.or(defaults.max_stall_recoveries),
+            max_checks_without_progress: self
+                .max_checks_without_progress
+                .or(defaults.max_checks_without_progress),
+        }
     }
 
     /// The stall timeout in effect.

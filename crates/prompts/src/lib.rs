@@ -56,6 +56,6 @@ pub use prompts::{
 };
 pub use spec::{
     PromptOptions, SpecFormat, check_spec_limits, default_spec_yaml, load_spec_file,
-    parse_markdown, parse_spec, parse_yaml, spec_from_json, spec_to_yaml, task_spec_from_prompt,
-    write_default_spec,
+    parse_markdown, parse_spec, parse_task_defaults, parse_yaml, spec_from_json, spec_to_yaml,
+    task_spec_from_prompt, write_default_spec,
 };

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use openloom_checks::{CheckRunner, VerifyingChecker};
 use openloom_core::{
-    Checker, EventBus, Harness, HarnessParts, Health, Options, RecentWorkspaces, Registry, Store,
-    TaskSpec,
+    Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Options, RecentWorkspaces,
+    Registry, Store, TaskSpec,
 };
 use openloom_opencode::{OpencodeClient, Secret};
 use openloom_prompts::MarkerChecker;
@@ -126,14 +126,17 @@ pub fn harness(
             Arc::new(MarkerChecker)
         }
     };
-    Arc::new(Harness::new(HarnessParts {
+    let parts = HarnessParts {
         agent: client,
         store,
         checker,
         dialogue: Arc::new(CliDialogue),
         bus,
         workspaces: settings.workspace_policy(),
-    }))
+    };
+    let config =
+        HarnessConfig { task_defaults: settings.task_defaults.clone(), ..HarnessConfig::default() };
+    Arc::new(Harness::with_config(parts, config))
 }
 
 /// Loads a spec file; a relative or empty workspace is taken relative to the spec's

@@ -97,6 +97,9 @@ pub struct HarnessConfig {
     /// The home directory `~` and `$HOME` in permission patterns stand for (OpenCode
     /// expands them the same way); `None` leaves them as written. Default: `$HOME`.
     pub home: Option<String>,
+    /// Unattended settings for every task, each used where the task's spec leaves it
+    /// unset (a config file's `task_defaults`; the spec wins key by key).
+    pub task_defaults: crate::spec::Unattended,
 }
 
 impl Default for HarnessConfig {
@@ -112,6 +115,7 @@ impl Default for HarnessConfig {
             shutdown_grace: Duration::from_secs(10),
             claim_ttl: Duration::from_secs(30),
             home: std::env::var("HOME").ok().filter(|home| !home.is_empty()),
+            task_defaults: crate::spec::Unattended::default(),
         }
     }
 }
@@ -261,7 +265,9 @@ impl Harness {
         self.insert(task).await
     }
 
-    async fn insert(&self, task: Task) -> Result<TaskId> {
+    async fn insert(&self, mut task: Task) -> Result<TaskId> {
+        let unattended = std::mem::take(&mut task.spec.unattended);
+        task.spec.unattended = unattended.or(&self.config.task_defaults);
         let version = self.store.create_task(&task).await?;
         let payload =
             EventPayload::Created { name: task.name.clone(), workspace: task.workspace.clone() };

@@ -44,7 +44,7 @@ pub(crate) fn settle(
 ) -> Settlement {
     let unattended = &task.spec.unattended;
     if let Decision::Answer { answer, rule } =
-        decide(unattended.rules(), unattended.questions, request, home)
+        decide(unattended.rules(), unattended.questions(), request, home)
     {
         return Settlement::Answer(answer, AnsweredBy::Policy { rule });
     }
@@ -204,7 +204,7 @@ mod tests {
             settle(&task, &question, None, now),
             Settlement::Answer(Answer::Dismiss, AnsweredBy::Fallback { .. })
         ));
-        task.spec.unattended.questions = QuestionPolicy::Deny;
+        task.spec.unattended.questions = Some(QuestionPolicy::Deny);
         assert!(matches!(
             settle(&task, &question, None, now),
             Settlement::Answer(Answer::Dismiss, AnsweredBy::Policy { .. })

@@ -27,7 +27,7 @@ impl Harness {
                 let unattended = &spec.unattended;
                 let rules = session_ruleset(
                     unattended.permissions.as_deref(),
-                    unattended.questions,
+                    unattended.questions(),
                     self.config.home.as_deref(),
                 );
                 let created =

@@ -31,6 +31,7 @@ pub use limits::{
     MAX_TEXT_CHARS, check_spec_limits,
 };
 pub use markdown::parse_markdown;
+pub use unattended::parse_task_defaults;
 pub use yaml::parse_yaml;
 
 use crate::error::{Error, Location, Result};

@@ -30,10 +30,7 @@ pub(crate) fn parse_unattended(map: &Mapping, location: &Location) -> Result<Una
     let present = |key: &str| map.get(key).filter(|v| !v.is_null());
     Ok(Unattended {
         permissions: present("permissions").map(|v| parse_permissions(v, location)).transpose()?,
-        questions: match present("questions") {
-            Some(value) => parse_questions(value, location)?,
-            None => QuestionPolicy::Ask,
-        },
+        questions: present("questions").map(|v| parse_questions(v, location)).transpose()?,
         stall_timeout_seconds: present("stall_timeout")
             .map(|v| duration(v, location, "stall_timeout"))
             .transpose()?,
@@ -47,6 +44,40 @@ pub(crate) fn parse_unattended(map: &Mapping, location: &Location) -> Result<Una
             .map(|v| count(v, location, "max_checks_without_progress"))
             .transpose()?,
     })
+}
+
+/// A config file's `task_defaults:` — the unattended keys, for every task whose
+/// spec leaves them unset. Unlike a spec, a key it does not know is an error: a
+/// misspelt default would otherwise silently not apply to any task.
+pub fn parse_task_defaults(value: &Value, origin: &str) -> Result<Unattended> {
+    let location = Location::new(origin);
+    let expected = "a mapping of the spec's unattended keys: permissions, questions, \
+         stall_timeout, human_timeout, max_stall_recoveries, max_checks_without_progress";
+    let map = match value {
+        Value::Null => return Ok(Unattended::default()),
+        Value::Mapping(map) => map,
+        other => {
+            return Err(Error::field(
+                &location,
+                "task_defaults",
+                format!("is {}", kind_of(other)),
+                expected,
+            ));
+        }
+    };
+    if let Some(unknown) =
+        map.keys().find(|key| !key.as_str().is_some_and(|k| UNATTENDED_KEYS.contains(&k)))
+    {
+        let name =
+            unknown.as_str().map_or_else(|| format!("<{}>", kind_of(unknown)), str::to_owned);
+        return Err(Error::field(
+            &location,
+            format!("task_defaults.{name}"),
+            "is not a key task_defaults takes",
+            expected,
+        ));
+    }
+    parse_unattended(map, &location)
 }
 
 /// `permissions:` in OpenCode's shape, flattened into rules in the order written
@@ -228,9 +259,11 @@ pub(crate) fn emit_unattended(unattended: &Unattended, map: &mut Mapping) {
         }
         map.insert(string("permissions"), Value::Mapping(by_key));
     }
-    if unattended.questions == QuestionPolicy::Deny {
-        map.insert(string("questions"), string("deny"));
-    }
+    match unattended.questions {
+        Some(QuestionPolicy::Deny) => map.insert(string("questions"), string("deny")),
+        Some(QuestionPolicy::Ask) => map.insert(string("questions"), string("ask")),
+        None => None,
+    };
     let seconds = |n: u64| if n == 0 { string("off") } else { string(&format!("{n}s")) };
     if let Some(n) = unattended.stall_timeout_seconds {
         map.insert(string("stall_timeout"), seconds(n));
@@ -273,7 +306,7 @@ mod tests {
                 r#"external_directory "*": deny"#,
             ]
         );
-        assert_eq!(unattended.questions, QuestionPolicy::Deny);
+        assert_eq!(unattended.questions(), QuestionPolicy::Deny);
         assert_eq!(unattended.stall_timeout_seconds, Some(900));
         assert_eq!(unattended.human_timeout_seconds, Some(7200));
         assert_eq!(unattended.max_stall_recoveries, Some(1));
@@ -311,6 +344,25 @@ mod tests {
         assert_eq!(parse("name: t\nstall_timeout: off\n").expect("off").stall_timeout(), 0);
         assert_eq!(parse("name: t\nhuman_timeout: 0\n").expect("0").human_timeout(), 0);
         assert_eq!(parse("name: t\npermissions: allow\n").expect("one").rules().len(), 1);
+    }
+
+    #[test]
+    fn task_defaults_take_the_same_keys_and_refuse_others() {
+        let value: Value =
+            serde_yaml::from_str("questions: deny\nstall_timeout: 30m\npermissions: {bash: ask}\n")
+                .expect("yaml");
+        let defaults = parse_task_defaults(&value, "openloom.config.yaml").expect("valid");
+        assert_eq!(defaults.questions, Some(QuestionPolicy::Deny));
+        assert_eq!(defaults.stall_timeout_seconds, Some(1800));
+        let value: Value = serde_yaml::from_str("stall_timout: 30m\n").expect("yaml");
+        let error = parse_task_defaults(&value, "c.yaml").expect_err("typo");
+        assert!(error.to_string().contains("task_defaults.stall_timout"), "{error}");
+        // The spec wins key by key.
+        let spec = parse_yaml("name: t\nstall_timeout: 1m\n", "t.yaml").expect("valid");
+        let merged = spec.unattended.or(&defaults);
+        assert_eq!(merged.stall_timeout_seconds, Some(60));
+        assert_eq!(merged.questions, Some(QuestionPolicy::Deny));
+        assert_eq!(merged.rules().len(), 1);
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn unattended() -> impl Strategy<Value = Unattended> {
     let timeout = || prop::option::of(prop_oneof![Just(0u64), 10u64..1_000_000]);
     (
         prop::option::of(rules),
-        prop_oneof![Just(QuestionPolicy::Ask), Just(QuestionPolicy::Deny)],
+        prop::option::of(prop_oneof![Just(QuestionPolicy::Ask), Just(QuestionPolicy::Deny)]),
         timeout(),
         timeout(),
         prop::option::of(0u32..10),

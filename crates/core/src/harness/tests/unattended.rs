@@ -22,7 +22,7 @@ fn guarded(workspace: &str) -> TaskSpec {
         PermissionRule::new("bash", "cargo *", Action::Allow),
         PermissionRule::new("bash", "git push *", Action::Deny),
     ]);
-    spec.unattended.questions = QuestionPolicy::Deny;
+    spec.unattended.questions = Some(QuestionPolicy::Deny);
     spec
 }
 
