@@ -119,6 +119,9 @@ pub struct Settings {
     pub no_token: bool,
     /// Where a generated token is kept (`None` without `XDG_STATE_HOME` and `HOME`).
     pub token_file: Option<PathBuf>,
+    /// Where an OpenCode that openloom started itself is published for other
+    /// openloom processes (`None` without `XDG_STATE_HOME` and `HOME`).
+    pub opencode_file: Option<PathBuf>,
     /// Extra host names the server answers to.
     pub public_hosts: Vec<String>,
     /// Whether no flag, variable or file named the OpenCode URL (only then may
@@ -146,6 +149,7 @@ impl std::fmt::Debug for Settings {
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("no_token", &self.no_token)
             .field("token_file", &self.token_file)
+            .field("opencode_file", &self.opencode_file)
             .field("public_hosts", &self.public_hosts)
             .field("opencode_url_is_default", &self.opencode_url_is_default)
             .field("start_opencode", &self.start_opencode)
@@ -226,6 +230,7 @@ impl Settings {
             api_token: file.api_token.filter(|t| !t.is_empty()),
             no_token: false,
             token_file: crate::token::token_path(env),
+            opencode_file: crate::opencode_file::path(env),
             public_hosts: file.public_hosts.unwrap_or_default(),
             opencode_url_is_default,
             start_opencode,

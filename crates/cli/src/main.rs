@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod exit;
 mod opencode_child;
+mod opencode_file;
 mod token;
 
 use std::process::ExitCode;

@@ -6,7 +6,9 @@
 //! with a random password (passed only in its environment), in the task's workspace,
 //! with the user's own environment — so OpenCode's own configuration, credentials and
 //! data directory: a later run finds the same sessions. Its output is appended to
-//! `opencode.log` next to the database (`.openloom/` by default).
+//! `opencode.log` next to the database (`.openloom/` by default). Its address and
+//! credentials are published in the user's state directory while it runs, so that
+//! `openloom answer` from another shell reaches it ([`crate::opencode_file`]).
 //!
 //! # It cannot outlive us
 //! - On a normal end, Ctrl-C or SIGTERM the command returns and [`OpencodeChild::shutdown`]
@@ -42,6 +44,7 @@ use tokio::task::JoinHandle;
 use crate::commands::parts;
 use crate::config::Settings;
 use crate::exit::{self, coded};
+use crate::opencode_file::{Publication, Published};
 
 /// First argument that makes `openloom` the launch step of an OpenCode child.
 pub const GUARD_ARG: &str = "__openloom-opencode-child";
@@ -129,10 +132,19 @@ pub async fn ensure(settings: &Settings, directory: &Path) -> Result<Opencode> {
         .and_then(Path::parent)
         .map_or_else(|| PathBuf::from(".openloom"), Path::to_path_buf)
         .join("opencode.log");
-    let child = OpencodeChild::start(settings, binary, directory, log).await?;
+    let mut child = OpencodeChild::start(settings, binary, directory, log).await?;
     let mut ours = settings.clone();
     ours.opencode_url = format!("http://127.0.0.1:{}", child.port);
     ours.opencode_password = Some(child.password.clone());
+    // `openloom answer` in another shell finds it there; removed when it stops.
+    child.published = Publication::publish(
+        settings.opencode_file.as_deref(),
+        Published::ours(
+            ours.opencode_url.clone(),
+            ours.opencode_username.clone(),
+            child.password.clone(),
+        ),
+    );
     println!(
         "openloom: started OpenCode {} on 127.0.0.1:{} (stops with openloom); log: {}",
         child.version,
@@ -163,6 +175,9 @@ pub struct OpencodeChild {
     group: Arc<AtomicI32>,
     stop: watch::Sender<bool>,
     supervisor: Option<JoinHandle<()>>,
+    /// Its address in the state directory, removed when this handle goes (after
+    /// OpenCode stopped: fields drop after `Drop::drop` ran).
+    published: Option<Publication>,
 }
 
 impl OpencodeChild {
@@ -215,6 +230,7 @@ impl OpencodeChild {
             group,
             stop,
             supervisor: Some(supervisor),
+            published: None,
         })
     }
 

@@ -19,16 +19,31 @@ use crate::config::Env;
 /// Random bytes in a generated token (64 hex digits, 256 bits).
 const TOKEN_BYTES: usize = 32;
 
-/// Where the generated token is kept, from the environment (`XDG_STATE_HOME`, else
-/// `HOME`); `None` when neither is set.
-pub fn token_path(env: Env<'_>) -> Option<PathBuf> {
+/// OpenLoom's per-user state directory, from the environment: `$XDG_STATE_HOME/openloom`
+/// (an absolute `XDG_STATE_HOME` only), else `~/.local/state/openloom`; `None` when
+/// neither variable is set. It holds files other users must not read.
+pub fn state_dir(env: Env<'_>) -> Option<PathBuf> {
     let state = env("XDG_STATE_HOME")
         .filter(|dir| Path::new(dir).is_absolute())
         .map(PathBuf::from)
         .or_else(|| {
             env("HOME").filter(|h| !h.is_empty()).map(|h| Path::new(&h).join(".local/state"))
         })?;
-    Some(state.join("openloom").join("token"))
+    Some(state.join("openloom"))
+}
+
+/// Where the generated token is kept (`token` in [`state_dir`]).
+pub fn token_path(env: Env<'_>) -> Option<PathBuf> {
+    Some(state_dir(env)?.join("token"))
+}
+
+/// Creates `dir` (and its parents) with mode 0700 if it does not exist.
+pub fn create_private_dir(dir: &Path, purpose: &str) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("could not create {} to keep {purpose} in", dir.display()))
 }
 
 /// The token kept at `path`, created (with a fresh random value) if there is none.
@@ -53,7 +68,7 @@ pub fn read(path: &Path) -> Result<Option<String>> {
             return Err(error).with_context(|| format!("could not read {}", path.display()));
         }
     };
-    check_private(path, &metadata)?;
+    check_private(path, &metadata, "the API token", "to have a new token generated")?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read the API token from {}", path.display()))?;
     let token = text.trim().to_owned();
@@ -69,24 +84,24 @@ pub fn read(path: &Path) -> Result<Option<String>> {
     Ok(Some(token))
 }
 
-/// Refuses a token file that is not a regular file of ours, private to us.
-fn check_private(path: &Path, metadata: &std::fs::Metadata) -> Result<()> {
+/// Refuses a file holding a secret (`holds`, e.g. "the API token") that is not a
+/// regular file of ours, private to us; `remedy` says what removing it does.
+pub fn check_private(
+    path: &Path,
+    metadata: &std::fs::Metadata,
+    holds: &str,
+    remedy: &str,
+) -> Result<()> {
     if !metadata.file_type().is_file() {
-        bail!(
-            "{} is not a regular file (a symlink?); remove it to have a new token generated",
-            path.display()
-        );
+        bail!("{} is not a regular file (a symlink?); remove it {remedy}", path.display());
     }
     if metadata.uid() != nix::unistd::geteuid().as_raw() {
-        bail!(
-            "{} belongs to another user; remove it to have a new token generated",
-            path.display()
-        );
+        bail!("{} belongs to another user; remove it {remedy}", path.display());
     }
     if metadata.permissions().mode() & 0o077 != 0 {
         bail!(
-            "{} can be read or written by other users (mode {:o}): it holds the API token; \
-             run `chmod 600 {}`, or remove it to have a new token generated",
+            "{} can be read or written by other users (mode {:o}): it holds {holds}; \
+             run `chmod 600 {}`, or remove it {remedy}",
             path.display(),
             metadata.permissions().mode() & 0o777,
             path.display()
@@ -108,9 +123,7 @@ fn generate() -> Result<String> {
 /// others, not even for an instant), in a directory created 0700.
 fn create(path: &Path, token: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| {
-            format!("could not create {} to keep the API token in", dir.display())
-        })?;
+        create_private_dir(dir, "the API token")?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -48,6 +48,8 @@ pub async fn run(
 ) -> Result<u8> {
     let store = parts::store(settings).await?.tasks;
     let task = resolve_prefix(store.as_ref(), prefix).await?;
+    // An OpenCode that `watch` or `serve` started itself, when the user named none.
+    let settings = &crate::opencode_file::reachable(settings).await;
     let client = parts::client(settings)?;
     let by = AnsweredBy::Person { channel: Channel::Cli };
     let answered =
@@ -126,8 +128,8 @@ fn agent_failure(settings: &Settings, error: &openloom_core::Error) -> anyhow::E
             format!(
                 "could not deliver the answer to OpenCode at {}: {error}\n  \
                  point OPENLOOM_OPENCODE_URL (and OPENLOOM_OPENCODE_PASSWORD) at the OpenCode \
-                 that runs the task; an OpenCode that `watch` or `serve` started itself listens \
-                 on a private port: answer in its dashboard (`--ui`) instead",
+                 that runs the task; one that `watch` or `serve` started itself is found \
+                 without them while it runs, if this shell has the same XDG_STATE_HOME (or HOME)",
                 settings.opencode_url
             ),
         ),

@@ -617,3 +617,122 @@ async fn a_provider_that_never_answers_is_noticed_aborted_and_the_task_completes
     );
     assert_eq!(tasks[0]["session_ids"].as_array().map(Vec::len), Some(1), "the same session");
 }
+
+/// OpenCode holding every `bash` call for a person unless the session's rules say
+/// otherwise: what a spec's `permissions:` must overrule.
+fn bash_asks() -> openloom_testkit::OpencodeOptions {
+    openloom_testkit::OpencodeOptions::default().with_permission(serde_json::json!({"bash": "ask"}))
+}
+
+/// Runs `watch` to its end, reading the task list every 250 ms meanwhile; returns
+/// the run and each status the task was seen in, in order (repeats folded).
+async fn watch_recording_statuses(sandbox: &Sandbox, spec_file: &str) -> (Run, Vec<String>) {
+    let mut child = start_watch(sandbox, spec_file);
+    let mut seen: Vec<String> = Vec::new();
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("poll watch").is_none() && started.elapsed() < WATCH_LIMIT {
+        let run = sandbox.run_async(&["status", "--json"]).await;
+        let tasks: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap_or_default();
+        let status = tasks.first().and_then(|t| t["status"].as_str());
+        if status.is_some() && seen.last().map(String::as_str) != status {
+            seen.extend(status.map(str::to_owned));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    (finish(child, Duration::from_secs(10)).await, seen)
+}
+
+/// The task's check log as `openloom log` prints it.
+async fn check_log(sandbox: &Sandbox, id: &str) -> String {
+    let log = sandbox.run_async(&["log", id, "--limit", "200"]).await;
+    assert_eq!(log.code, Some(0), "{log:?}");
+    log.stdout
+}
+
+/// No person was ever asked: no waiting line, and any answered permission was the
+/// policy's.
+fn assert_nobody_was_asked(log: &str, statuses: &[String]) {
+    assert!(!statuses.iter().any(|s| s == "waiting"), "the task waited: {statuses:?}\n{log}");
+    assert!(!log.contains("Waiting for a person"), "{log}");
+    for line in log.lines().filter(|line| line.contains("Answered permission")) {
+        assert!(line.contains("by the task's policy"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn bash_the_spec_allows_runs_without_anyone_asked_though_opencode_would_ask() {
+    let launcher = require_opencode!();
+    let env =
+        E2e::start_with(&launcher, Script::new(), bash_asks()).await.expect("OpenCode starts");
+    env.model.push_turn(
+        Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::bash(
+            "echo allowed > allowed.txt",
+            "write allowed.txt",
+        )))
+        .when_user_says(BOOTSTRAP),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Wrote allowed.txt.\nSTEP DONE: 1\nTASK COMPLETE"))
+            .when_tool_result(),
+    );
+    let sandbox = sandbox_for(&env);
+    sandbox.write(
+        "spec.yaml",
+        &spec(
+            &env,
+            "name: Allowed by the spec\ngoal: Write allowed.txt\nsteps: [Write it]\n\
+             permissions:\n  bash:\n    \"*\": ask\n    \"echo *\": allow\n\
+             checks:\n  - file_exists: allowed.txt\n",
+        ),
+    );
+    let (run, statuses) = watch_recording_statuses(&sandbox, "spec.yaml").await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(env.workspace.read("allowed.txt").as_deref(), Some("allowed\n"));
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks[0]["status"], "completed");
+    assert_eq!(tasks[0]["pending_requests"], serde_json::json!([]));
+    let id = tasks[0]["id"].as_str().expect("an id");
+    let log = check_log(&sandbox, id).await;
+    assert!(log.contains("Completion verified"), "{log}");
+    assert_nobody_was_asked(&log, &statuses);
+}
+
+#[tokio::test]
+async fn bash_the_spec_denies_never_runs_and_the_claim_that_needed_it_fails_verification() {
+    let launcher = require_opencode!();
+    let env =
+        E2e::start_with(&launcher, Script::new(), bash_asks()).await.expect("OpenCode starts");
+    env.model.push_turn(
+        Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::bash(
+            "touch made.txt",
+            "make made.txt",
+        )))
+        .when_user_says(BOOTSTRAP),
+    );
+    // Whatever came of the command, the agent claims to be done, every time it is asked.
+    env.model.push_turn(Turn::reply(Reply::text("Made it.\nTASK COMPLETE")).when_tool_result());
+    env.model.push_turn(Turn::reply(Reply::text("TASK COMPLETE")).when_user_prompt().repeating());
+    let sandbox = sandbox_for(&env);
+    sandbox.write(
+        "spec.yaml",
+        &spec(
+            &env,
+            "name: Denied by the spec\ngoal: Create made.txt\nmax_verification_rounds: 2\n\
+             permissions:\n  bash:\n    \"*\": ask\n    \"touch *\": deny\n\
+             checks:\n  - file_exists: made.txt\n",
+        ),
+    );
+    let (run, statuses) = watch_recording_statuses(&sandbox, "spec.yaml").await;
+    assert_eq!(run.code, Some(1), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(!env.workspace.file("made.txt").exists(), "the denied command ran");
+    let bash_ran = env.model.requests().iter().any(|r| r.tool_names().iter().any(|t| t == "bash"));
+    assert!(bash_ran, "the model was offered bash (denial is per command, not per tool)");
+    let tasks = tasks(&sandbox);
+    assert_eq!(tasks[0]["status"], "failed", "{}", tasks[0]);
+    assert!(!statuses.iter().any(|s| s == "completed"), "{statuses:?}");
+    let id = tasks[0]["id"].as_str().expect("an id");
+    let log = check_log(&sandbox, id).await;
+    assert!(log.contains("FAIL    file_exists: made.txt"), "{log}");
+    assert!(!log.contains("Completion verified"), "{log}");
+    assert_nobody_was_asked(&log, &statuses);
+}

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use openloom_testkit::{E2e, Reply, Script, Turn};
+use openloom_testkit::{E2e, OpencodeOptions, Reply, Script, Turn};
 
 use crate::common::{Run, Sandbox, wait_with_deadline};
 
@@ -20,16 +20,26 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// must start one from the same binary, config and data dirs. The guard is held for
 /// the test's length.
 async fn setup() -> Option<(E2e, Sandbox, tokio::sync::MutexGuard<'static, ()>)> {
+    setup_with(OpencodeOptions::default(), "").await
+}
+
+/// [`setup`] with OpenCode options (for the OpenCode `openloom` starts: they are in
+/// the config its environment names) and more spec text.
+async fn setup_with(
+    options: OpencodeOptions,
+    more_spec: &str,
+) -> Option<(E2e, Sandbox, tokio::sync::MutexGuard<'static, ()>)> {
     let launcher = openloom_testkit::e2e_launcher()?;
     let turn = ONE_AT_A_TIME.lock().await;
     assert_default_url_is_free();
-    let mut env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let mut env =
+        E2e::start_with(&launcher, Script::new(), options).await.expect("OpenCode starts");
     env.opencode.stop().await.expect("stop the kit's OpenCode");
     let sandbox = Sandbox::new();
     sandbox.write(
         "spec.yaml",
         &format!(
-            "workspace: {}\ncheck_interval_seconds: 10\nname: Started for us\ngoal: g\nsteps: [Do it]\n",
+            "workspace: {}\ncheck_interval_seconds: 10\nname: Started for us\ngoal: g\nsteps: [Do it]\n{more_spec}",
             env.workspace.directory()
         ),
     );
@@ -292,4 +302,90 @@ async fn our_opencode_dying_is_restarted_on_its_port_and_the_task_completes() {
     let tasks: Vec<serde_json::Value> = serde_json::from_str(&status.stdout).expect("json");
     assert_eq!(tasks[0]["status"], "completed", "the outage did not fail the task");
     assert_gone(port, "after the restarted one's watch ended");
+}
+
+/// Polls the task list (up to 60 s) until the first task waits on a request.
+async fn first_task_waiting(sandbox: &Sandbox) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let run = sandbox.run_async(&["status", "--json"]).await;
+        let tasks: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap_or_default();
+        if let Some(task) = tasks.into_iter().next().filter(|t| {
+            t["status"] == "waiting"
+                && t["pending_requests"].as_array().is_some_and(|p| !p.is_empty())
+        }) {
+            return task;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no task waited on a person within 60 s");
+}
+
+#[tokio::test]
+async fn answer_from_another_shell_reaches_the_opencode_watch_started_itself() {
+    let options = OpencodeOptions::default().with_permission(serde_json::json!({"bash": "ask"}));
+    let policy = "permissions:\n  bash:\n    \"*\": ask\nchecks:\n  - file_exists: held.txt\n";
+    let Some((env, sandbox, _turn)) = setup_with(options, policy).await else { return };
+    env.model.push_turn(
+        Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::bash(
+            "echo held > held.txt",
+            "write held.txt",
+        )))
+        .when_user_says(BOOTSTRAP),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Wrote held.txt.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
+    );
+    let mut child = start_watch(&env, &sandbox);
+    let watch_pid = child.id();
+    let (_, port, rest) = started_line(&mut child);
+
+    // `watch` published where its OpenCode listens, privately, in its state dir.
+    let published = env.opencode.root_dir().join("state/openloom/opencode.json");
+    let text = std::fs::read_to_string(&published).expect("the address file is written");
+    let address: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(address["url"], format!("http://127.0.0.1:{port}"), "{address}");
+    assert_eq!(address["pid"], watch_pid, "{address}");
+    let password = address["password"].as_str().expect("a password").to_owned();
+    assert!(password.len() >= 16, "a generated password");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&published).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let task = first_task_waiting(&sandbox).await;
+    assert_eq!(task["pending_requests"][0]["kind"], "permission", "{task}");
+    assert!(!env.workspace.file("held.txt").exists(), "the command waits for the person");
+    let id = task["id"].as_str().expect("an id").to_owned();
+
+    // A URL the user named is used as it is: the sandbox names one where nothing runs.
+    let named = sandbox.run_async(&["answer", &id[..9], "--allow"]).await;
+    assert_eq!(named.code, Some(3), "{named:?}");
+    // With none named and nothing at the default URL, the published OpenCode is used.
+    let mut command = sandbox.command(&["answer", &id[..9], "--allow"]);
+    command.env_remove("OPENLOOM_OPENCODE_URL").envs(env.opencode.isolated_env());
+    let answered =
+        tokio::task::spawn_blocking(move || Run::from(command.output().expect("answer")))
+            .await
+            .expect("join");
+    assert_eq!(answered.code, Some(0), "{answered:?}");
+    assert!(answered.stdout.contains("Answered permission: bash"), "{answered:?}");
+    for output in [&answered.stdout, &answered.stderr, &named.stdout, &named.stderr] {
+        assert!(!output.contains(&password), "the password was shown: {output}");
+    }
+
+    let mut run = finish_or_kill(child, Duration::from_secs(90)).await;
+    run.stdout = rest.join().expect("stdout");
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(env.workspace.read("held.txt").as_deref(), Some("held\n"));
+    let log = sandbox.run_async(&["log", &id]).await;
+    assert!(
+        log.stdout.contains(
+            r#"Answered permission: bash "echo held > held.txt": allowed once, by a person (CLI)"#
+        ),
+        "{}",
+        log.stdout
+    );
+    assert!(log.stdout.contains("Completion verified"), "{}", log.stdout);
+    assert!(!published.exists(), "the address file goes when our OpenCode stops");
+    assert_gone(port, "after the answered task");
 }
