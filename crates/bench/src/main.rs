@@ -1,11 +1,13 @@
 //! `openloom-bench`: OpenLoom measured side by side with the Python original it
 //! ports (openloom 0.7.0), in the same run on the same machine.
 //!
-//! Three benchmarks, each against the real OpenCode from the test kit:
+//! Four benchmarks, each against the real OpenCode from the test kit:
 //! 1. **watch** — wall time of `openloom watch` on a scripted three-step task;
 //! 2. **server** — requests/s and latency of `openloom serve` on `GET /api/tasks`
 //!    and `GET /api/state` over 1,000 seeded tasks, with one Rust load generator;
-//! 3. **memory** — resident memory of the idle `openloom serve` (measured in 2).
+//! 3. **memory** — resident memory of the idle `openloom serve` (measured in 2);
+//! 4. **requests** — a question reaching the task, an answer reaching OpenCode
+//!    (ours only).
 //!
 //! Design decision: both programs run as separate processes through their own
 //! command lines (`openloom watch` / `openloom serve` and `python -m openloom …`)
@@ -23,6 +25,7 @@ mod load;
 mod machine;
 mod process;
 mod report;
+mod requests;
 mod seed;
 mod server;
 mod stats;
@@ -45,7 +48,7 @@ use crate::subject::Subject;
 #[command(version)]
 struct Args {
     /// Which benchmarks to run (server includes the memory figures).
-    #[arg(value_enum, default_values_t = [Which::Watch, Which::Server])]
+    #[arg(value_enum, default_values_t = [Which::Watch, Which::Server, Which::Requests])]
     which: Vec<Which>,
     /// Python interpreter that has the reference's dependencies (httpx, pyyaml,
     /// fastapi, uvicorn, sse-starlette). Without it only ours is measured.
@@ -86,6 +89,8 @@ struct Args {
 enum Which {
     Watch,
     Server,
+    /// A question reaching the task, and an answer reaching OpenCode (ours only).
+    Requests,
 }
 
 #[tokio::main]
@@ -148,6 +153,13 @@ async fn main() -> Result<()> {
             args.idle_secs
         ));
         report.push_str(&report::memory_table(&figures));
+    }
+    if args.which.contains(&Which::Requests) {
+        let figures = requests::measure(&launcher, &ours, args.runs).await?;
+        report.push_str(
+            "\n### Unattended: a question reaching the task, an answer reaching OpenCode\n\n",
+        );
+        report.push_str(&report::requests_table(&figures));
     }
     println!("{report}");
     if let Some(path) = &args.output {

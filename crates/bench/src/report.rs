@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::requests::{ANSWER_TO_OPENCODE_TARGET, ASKED_TO_WAITING_TARGET, RequestFigures};
 use crate::server::ServerFigures;
 use crate::stats::ms;
 use crate::watch::WatchFigures;
@@ -210,4 +211,33 @@ mod tests {
         assert!(missed.contains("MISSED"), "{missed}");
         assert!(missed.contains("**10.0×**"), "{missed}");
     }
+}
+
+/// Benchmark 4's table: each latency's runs, median, worst and target.
+pub fn requests_table(figures: &RequestFigures) -> String {
+    let (median_waiting, median_opencode) = figures.medians();
+    let (worst_waiting, worst_opencode) = figures.worst();
+    let runs = |v: &[Duration]| v.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ");
+    let mut out = String::from(
+        "| latency | runs | median | worst | target |\n| --- | --- | ---: | ---: | --- |\n",
+    );
+    let _ = writeln!(
+        out,
+        "| asked in OpenCode → `waiting` in the store | {} | {} | {} | < {} ({}) |",
+        runs(&figures.to_waiting),
+        ms(median_waiting),
+        ms(worst_waiting),
+        ms(ASKED_TO_WAITING_TARGET),
+        verdict(worst_waiting < ASKED_TO_WAITING_TARGET)
+    );
+    let _ = writeln!(
+        out,
+        "| `openloom answer` started → OpenCode took it | {} | {} | {} | < {} ({}) |",
+        runs(&figures.to_opencode),
+        ms(median_opencode),
+        ms(worst_opencode),
+        ms(ANSWER_TO_OPENCODE_TARGET),
+        verdict(worst_opencode < ANSWER_TO_OPENCODE_TARGET)
+    );
+    out
 }

@@ -103,7 +103,7 @@ async fn two_harnesses_sharing_a_store_never_drive_one_task_at_once() {
     assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 3");
 }
 
-async fn wait_for<T, F, Fut>(mut probe: F) -> T
+pub(super) async fn wait_for<T, F, Fut>(mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

@@ -237,3 +237,30 @@ async fn a_reported_step_resets_the_count_of_checks_without_progress() {
     assert_eq!(task.liveness.checks_without_progress, 0, "{:?}", summaries(&f, &id).await);
     assert_ne!(task.status, TaskStatus::Failed);
 }
+
+#[tokio::test]
+async fn a_request_asked_while_the_event_stream_was_down_is_seen_when_it_reconnects() {
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let id = f.harness.add_task(three_steps(&f.workspace.path())).await.expect("add");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(f.harness.clone().run(stop_rx));
+    let session = super::concurrency::wait_for(|| async {
+        f.store.get_task(&id).await.ok().flatten().and_then(|t| t.active_session_id)
+    })
+    .await;
+    // Asked while the stream was down: no `permission.asked` event ever arrives, and
+    // the task is not due for 300 s.
+    f.agent.set_activity(&session, SessionActivity::Busy);
+    f.agent.set_pending(vec![bash("per_1", &session, "echo hi")]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_ne!(f.task(&id).await.status, TaskStatus::Waiting, "nothing told the harness yet");
+    f.agent.announce(AgentEvent::Reconnected);
+    let waiting = super::concurrency::wait_for(|| async {
+        let task = f.store.get_task(&id).await.ok().flatten()?;
+        (task.status == TaskStatus::Waiting).then_some(task)
+    })
+    .await;
+    assert_eq!(waiting.pending_requests[0].id, "per_1");
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
+}
