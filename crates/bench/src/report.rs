@@ -140,6 +140,35 @@ fn kib(value: u64) -> String {
     format!("{:.1} MB ({value} KiB)", (value * 1024) as f64 / 1e6)
 }
 
+/// Benchmark 4's table: each latency's runs, median, worst and target.
+pub fn requests_table(figures: &RequestFigures) -> String {
+    let (median_waiting, median_opencode) = figures.medians();
+    let (worst_waiting, worst_opencode) = figures.worst();
+    let runs = |v: &[Duration]| v.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ");
+    let mut out = String::from(
+        "| latency | runs | median | worst | target |\n| --- | --- | ---: | ---: | --- |\n",
+    );
+    let _ = writeln!(
+        out,
+        "| asked in OpenCode → `waiting` in the store | {} | {} | {} | < {} ({}) |",
+        runs(&figures.to_waiting),
+        ms(median_waiting),
+        ms(worst_waiting),
+        ms(ASKED_TO_WAITING_TARGET),
+        verdict(worst_waiting < ASKED_TO_WAITING_TARGET)
+    );
+    let _ = writeln!(
+        out,
+        "| `openloom answer` started → OpenCode took it | {} | {} | {} | < {} ({}) |",
+        runs(&figures.to_opencode),
+        ms(median_opencode),
+        ms(worst_opencode),
+        ms(ANSWER_TO_OPENCODE_TARGET),
+        verdict(worst_opencode < ANSWER_TO_OPENCODE_TARGET)
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,33 +240,4 @@ mod tests {
         assert!(missed.contains("MISSED"), "{missed}");
         assert!(missed.contains("**10.0×**"), "{missed}");
     }
-}
-
-/// Benchmark 4's table: each latency's runs, median, worst and target.
-pub fn requests_table(figures: &RequestFigures) -> String {
-    let (median_waiting, median_opencode) = figures.medians();
-    let (worst_waiting, worst_opencode) = figures.worst();
-    let runs = |v: &[Duration]| v.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ");
-    let mut out = String::from(
-        "| latency | runs | median | worst | target |\n| --- | --- | ---: | ---: | --- |\n",
-    );
-    let _ = writeln!(
-        out,
-        "| asked in OpenCode → `waiting` in the store | {} | {} | {} | < {} ({}) |",
-        runs(&figures.to_waiting),
-        ms(median_waiting),
-        ms(worst_waiting),
-        ms(ASKED_TO_WAITING_TARGET),
-        verdict(worst_waiting < ASKED_TO_WAITING_TARGET)
-    );
-    let _ = writeln!(
-        out,
-        "| `openloom answer` started → OpenCode took it | {} | {} | {} | < {} ({}) |",
-        runs(&figures.to_opencode),
-        ms(median_opencode),
-        ms(worst_opencode),
-        ms(ANSWER_TO_OPENCODE_TARGET),
-        verdict(worst_opencode < ANSWER_TO_OPENCODE_TARGET)
-    );
-    out
 }
