@@ -371,18 +371,7 @@ async fn pending_questions(env: &E2e) -> Vec<serde_json::Value> {
 async fn an_agent_asking_a_question_makes_the_task_wait_naming_it_until_answered() {
     let launcher = require_opencode!();
     let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
-    let question = serde_json::json!({"questions": [{
-        "question": "Which file name should I use?",
-        "header": "File name",
-        "options": [
-            {"label": "a.txt", "description": "the first"},
-            {"label": "b.txt", "description": "the second"}
-        ]
-    }]});
-    env.model.push_turn(
-        Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::new("question", question)))
-            .when_user_says(BOOTSTRAP),
-    );
+    ask_which_file(&env);
     env.model.push_turn(
         Turn::reply(Reply::text("Using a.txt.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
     );
@@ -429,10 +418,9 @@ async fn an_agent_asking_a_question_makes_the_task_wait_naming_it_until_answered
     assert_eq!(tasks[0]["pending_requests"], serde_json::json!([]));
 }
 
-/// Scripts an agent that asks which file name to use, then writes the file it was
-/// told to — only when the question's answer reached it — and reports done. Returns
-/// the path of that file.
-fn ask_then_write_the_chosen_file(env: &E2e) -> std::path::PathBuf {
+/// Scripts the bootstrap turn: the agent asks which file name to use (a.txt or b.txt)
+/// with OpenCode's question tool.
+fn ask_which_file(env: &E2e) {
     let question = serde_json::json!({"questions": [{
         "question": "Which file name should I use?",
         "header": "File name",
@@ -445,6 +433,13 @@ fn ask_then_write_the_chosen_file(env: &E2e) -> std::path::PathBuf {
         Turn::reply(Reply::tool_call(openloom_testkit::ToolCall::new("question", question)))
             .when_user_says(BOOTSTRAP),
     );
+}
+
+/// Scripts an agent that asks which file name to use, then writes the file it was
+/// told to — only when the question's answer reached it — and reports done. Returns
+/// the path of that file.
+fn ask_then_write_the_chosen_file(env: &E2e) -> std::path::PathBuf {
+    ask_which_file(env);
     let chosen = env.workspace.file("b.txt");
     env.model.push_turn(
         Turn::reply(Reply::write_file(&chosen, "written after the answer\n"))
