@@ -5,7 +5,8 @@
 //! 1. **watch** — wall time of `openloom watch` on a scripted three-step task;
 //! 2. **server** — requests/s and latency of `openloom serve` on `GET /api/tasks`
 //!    and `GET /api/state` over 1,000 seeded tasks, with one Rust load generator;
-//! 3. **memory** — resident memory of the idle `openloom serve` (measured in 2);
+//! 3. **memory** — resident memory of the idle `openloom serve` (measured in 2), and
+//!    of ours through a burst of sixteen ~200 KB tasks (`burst.rs`, issue #16);
 //! 4. **requests** — a question reaching the task, an answer reaching OpenCode
 //!    (ours only).
 //!
@@ -21,6 +22,7 @@
 //! (or `cargo xtask bench`). All traffic stays on loopback and every load is bounded
 //! in time and in count.
 
+mod burst;
 mod load;
 mod machine;
 mod process;
@@ -153,6 +155,11 @@ async fn main() -> Result<()> {
             args.idle_secs
         ));
         report.push_str(&report::memory_table(&figures));
+        let burst = report::burst_table(&figures);
+        if !burst.is_empty() {
+            report.push_str("\n### Server: resident memory through a burst of large tasks\n\n");
+            report.push_str(&burst);
+        }
     }
     if args.which.contains(&Which::Requests) {
         let figures = requests::measure(&launcher, &ours, args.runs).await?;

@@ -136,6 +136,39 @@ pub fn memory_table(figures: &[ServerFigures]) -> String {
     out
 }
 
+/// The burst of large tasks (ours only), or an empty string when it did not run.
+pub fn burst_table(figures: &[ServerFigures]) -> String {
+    let Some(burst) = figures.iter().find_map(|f| f.burst.as_ref()) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} tasks of {:.0} KB each created over the API (and paused), then `GET /api/tasks` \
+         and the SSE snapshot read 5 times each; one list answer: {:.1} KB.\n",
+        crate::burst::TASKS,
+        burst.spec_bytes as f64 / 1000.0,
+        burst.list_bytes as f64 / 1000.0
+    );
+    out.push_str("| moment | VmRSS | of it: data / mapped files | VmHWM (peak so far) |\n| --- | ---: | ---: | ---: |\n");
+    let settle = crate::burst::SETTLE.as_secs();
+    for (moment, memory) in [
+        ("before the burst (after the load)".to_owned(), &burst.before),
+        ("right after the last read".to_owned(), &burst.after_reads),
+        (format!("{settle} s later, no requests"), &burst.settled),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {moment} | {} | {} KiB / {} KiB | {} |",
+            kib(memory.rss_kib),
+            memory.anon_kib,
+            memory.file_kib,
+            kib(memory.peak_kib)
+        );
+    }
+    out
+}
+
 fn kib(value: u64) -> String {
     format!("{:.1} MB ({value} KiB)", (value * 1024) as f64 / 1e6)
 }
@@ -209,6 +242,7 @@ mod tests {
                 requests_in_cpu_window: rate,
                 report,
             }],
+            burst: None,
         }
     }
 
@@ -230,6 +264,24 @@ mod tests {
         assert!(met.contains("spends 20.0× our server CPU per request"), "{met}");
         let missed = throughput_table(&[server("ours", 1900, 8000), server("ref", 100, 60000)]);
         assert!(missed.contains("MISSED"), "{missed}");
+    }
+
+    #[test]
+    fn the_burst_table_shows_three_moments_or_nothing() {
+        let mut ours = server("ours (Rust)", 100, 9000);
+        assert_eq!(burst_table(std::slice::from_ref(&ours)), "");
+        let at = |rss_kib| Memory { rss_kib, peak_kib: 30_000, anon_kib: 1, file_kib: 2 };
+        ours.burst = Some(crate::burst::BurstFigures {
+            before: at(9000),
+            after_reads: at(25_000),
+            settled: at(12_000),
+            spec_bytes: 195_000,
+            list_bytes: 40_000,
+        });
+        let table = burst_table(&[ours]);
+        assert_eq!(table.lines().filter(|l| l.starts_with("| ") && l.contains("KiB /")).count(), 3);
+        assert!(table.contains("25.6 MB (25000 KiB)"), "{table}");
+        assert!(table.contains("195 KB each"), "{table}");
     }
 
     #[test]

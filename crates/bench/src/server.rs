@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use openloom_testkit::{E2e, Launcher, Script};
 use serde_json::Value;
 
+use crate::burst::{self, BurstFigures};
 use crate::load::{LoadConfig, LoadReport, drive};
 use crate::process::{Memory, Server, cpu_time, free_port, memory};
 use crate::seed;
@@ -41,6 +42,8 @@ pub struct ServerFigures {
     pub after_load: Memory,
     /// Load results, in [`ENDPOINTS`] order.
     pub endpoints: Vec<EndpointFigures>,
+    /// Memory through a burst of large tasks, after the load (ours only).
+    pub burst: Option<BurstFigures>,
 }
 
 /// One endpoint's load result and what one response held.
@@ -192,8 +195,21 @@ async fn one(
         });
     }
     let after_load = memory(server.pid()?)?;
+    let burst = match subject {
+        Subject::Ours { .. } => {
+            let figures = burst::measure(&base, server.pid()?, workspace)
+                .await
+                .with_context(|| format!("the burst of large tasks\n{}", server.log_tail()))?;
+            eprintln!(
+                "bench: burst: RSS {} KiB before, {} KiB after, {} KiB settled",
+                figures.before.rss_kib, figures.after_reads.rss_kib, figures.settled.rss_kib
+            );
+            Some(figures)
+        }
+        Subject::Reference(_) => None,
+    };
     server.stop().await;
-    Ok(ServerFigures { subject: subject.name(), idle, after_load, endpoints })
+    Ok(ServerFigures { subject: subject.name(), idle, after_load, endpoints, burst })
 }
 
 /// Fetches `url` once as JSON, failing on an error status.
