@@ -91,10 +91,7 @@ pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) 
         // fallback answers on time whatever the check interval.
         let timeout = task.spec.unattended.human_timeout();
         let deadline = seen.pending.iter().filter_map(|r| r.asked_at).min().filter(|_| timeout > 0);
-        if let (Some(asked), Some(Some(next))) = (deadline, verdict.update.next_check_at) {
-            let due = after(asked, timeout).max(after(seen.now, 1));
-            verdict.update.next_check_at = Some(Some(next.min(due)));
-        }
+        due_by(&mut verdict, deadline.map(|asked| after(asked, timeout)), seen.now);
         // Waiting for a person is not a stall: the clock restarts when the wait ends.
         verdict.update.liveness = Some(liveness::refreshed(task, seen.messages, seen.now));
         // Bounded: the request's text comes from the model, and lists show it.
@@ -120,11 +117,7 @@ pub(crate) fn triage(task: &Task, seen: &Observation<'_>, words: &dyn Dialogue) 
         };
         let mut verdict = noted(task, TaskStatus::Running, "Agent is busy", "busy", 0, seen.now);
         // Due again when the silence would reach `stall_timeout`, whatever the interval.
-        if let (Some(deadline), Some(Some(next))) =
-            (liveness::stall_deadline(task, &alive), verdict.update.next_check_at)
-        {
-            verdict.update.next_check_at = Some(Some(next.min(deadline.max(after(seen.now, 1)))));
-        }
+        due_by(&mut verdict, liveness::stall_deadline(task, &alive), seen.now);
         if alive != task.liveness {
             verdict.update.liveness = Some(alive);
         }
@@ -296,6 +289,14 @@ pub(crate) fn judge(
         CheckLogEntry::new(now, status, summary, format!("session idle; trigger {trigger:?}"));
     log.evidence = evidence;
     Some(Verdict { update, log, events, nudge, judged: true })
+}
+
+/// Makes a noted verdict due again by `deadline` at the latest (never sooner than a
+/// second from `now`), whatever the check interval says.
+fn due_by(verdict: &mut Verdict, deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+    if let (Some(deadline), Some(Some(next))) = (deadline, verdict.update.next_check_at) {
+        verdict.update.next_check_at = Some(Some(next.min(deadline.max(after(now, 1)))));
+    }
 }
 
 /// A check that only records status (busy or waiting), without asking the checker.
