@@ -31,6 +31,7 @@ mod memory_store;
 pub mod policy;
 pub mod registry;
 pub mod request;
+pub mod signature;
 pub mod source;
 pub mod spec;
 pub mod store;
