@@ -13,6 +13,8 @@
 //! - [`E2e`] bundles the three; [`require_opencode!`] / [`e2e_launcher`] implement
 //!   the skip policy (skip with one line of advice, or fail under
 //!   `OPENLOOM_E2E=required`).
+//! - [`EventCutProxy`]: a proxy in front of OpenCode that can cut its event stream
+//!   alone, for tests of a harness that must not depend on events.
 //! - [`browser::Browser`]: a headless Chromium through chromedriver for the dashboard's
 //!   browser tests, with the same skip policy ([`require_browser!`]).
 //!
@@ -28,6 +30,7 @@ mod e2e;
 mod error;
 mod launcher;
 mod model;
+mod proxy;
 mod workspace;
 
 pub use e2e::{E2E_ENV, E2e, e2e_launcher, e2e_required};
@@ -40,4 +43,5 @@ pub use model::{
     MODEL_ID, NO_TURN_MATCHED, Predicate, RecordedRequest, Reply, ReplyBody, Script, ScriptedModel,
     TITLE_MODEL_ID, TITLE_REPLY, ToolCall, Turn, Usage,
 };
+pub use proxy::EventCutProxy;
 pub use workspace::GitWorkspace;

@@ -507,6 +507,59 @@ async fn a_question_answered_with_openloom_answer_while_watch_drives_the_task() 
     assert_eq!(again.code, Some(5), "{again:?}");
 }
 
+/// Events are hints, the API is the truth: a question asked while the harness hears
+/// no event (the stream cut by a proxy, the rest of OpenCode's API still up) is found
+/// when the stream comes back, and the task is answered and completes.
+#[tokio::test]
+async fn a_question_asked_while_the_event_stream_was_down_is_found_when_it_returns() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let proxy = openloom_testkit::EventCutProxy::start(&env.opencode.base_url())
+        .await
+        .expect("the proxy starts");
+    let chosen = ask_then_write_the_chosen_file(&env);
+    let mut sandbox = sandbox_for(&env);
+    sandbox.opencode_url = proxy.base_url();
+    // Interval 0: no periodic check, so only an event (or the stream's return) can
+    // bring the harness back to the task while the agent waits.
+    let spec_text = format!(
+        "workspace: {}\ncheck_interval_seconds: 0\nname: Asked in the dark\ngoal: g\nsteps: [Do it]\n",
+        env.workspace.directory()
+    );
+    sandbox.write("spec.yaml", &spec_text);
+    proxy.cut_events();
+    let watching = start_watch(&sandbox, "spec.yaml");
+
+    // The agent asks while no event can reach the harness.
+    let mut asked = Vec::new();
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        asked = pending_questions(&env).await;
+        if !asked.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(asked.len(), 1, "the agent asked its question within 30 s");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = tasks(&sandbox);
+    assert_eq!(before[0]["status"], "running", "nothing told the harness yet: {before:?}");
+    assert_eq!(proxy.open_event_streams(), 0);
+    assert!(proxy.refused_event_streams() > 0, "the harness tried to listen");
+
+    proxy.restore_events();
+    let task = first_task_waiting(async || tasks(&sandbox)).await;
+    assert!(proxy.open_event_streams() > 0, "the harness listens again");
+    assert_eq!(task["pending_requests"][0]["id"], asked[0]["id"]);
+    let id = task["id"].as_str().expect("an id").to_owned();
+    let answered = sandbox.run_async(&["answer", &id[..9], "--choose", "b.txt"]).await;
+    assert_eq!(answered.code, Some(0), "{answered:?}");
+
+    let run = finish(watching, WATCH_LIMIT).await;
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(std::fs::read_to_string(&chosen).expect("b.txt"), "written after the answer\n");
+    assert_eq!(tasks(&sandbox)[0]["status"], "completed");
+}
+
 #[tokio::test]
 async fn a_question_answered_through_the_api_of_serve() {
     let launcher = require_opencode!();
