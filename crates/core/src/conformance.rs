@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use crate::check::{CheckContext, CheckOutcome, CheckResult, Checker};
-use crate::spec::{Step, TaskSpec};
+use crate::spec::{CheckDefinition, Step, TaskSpec};
 use crate::store::{Guard, Lease, LogQuery, Store, StoredLogEntry, TaskQuery, WriteOutcome};
 use crate::{
     AgentMessage, CheckLogEntry, Dialogue, EventBus, Harness, HarnessParts, MemoryAgent, Result,
@@ -24,6 +24,26 @@ use crate::{
 /// A pending task named after its id.
 pub fn task(id: &str, now: DateTime<Utc>) -> Task {
     Task::new(TaskId::from(id), TaskSpec::new(id, "/w", "goal"), now)
+}
+
+/// A task whose spec a summary must count and cut: steps with and without checks,
+/// acceptance criteria, a long goal of multi-byte characters with a NUL in it, and a
+/// name longer than a list shows.
+fn rich_task(now: DateTime<Utc>) -> Task {
+    let mut spec = TaskSpec::new("ñ".repeat(400), "/w", format!("a\u{0}{}", "é".repeat(600)));
+    let check = |path: &str| CheckDefinition::FileExists { path: path.to_owned() };
+    spec.steps = vec![
+        Step { title: "one".into(), acceptance: vec!["x".into()], checks: vec![check("a")] },
+        Step { title: "two".into(), acceptance: Vec::new(), checks: Vec::new() },
+        Step {
+            title: "three".into(),
+            acceptance: Vec::new(),
+            checks: vec![check("b"), check("c")],
+        },
+    ];
+    spec.acceptance = vec!["done".into(), "tested".into()];
+    spec.checks = vec![check("d")];
+    Task::new(TaskId::from("task_rich"), spec, now + Duration::seconds(1))
 }
 
 /// What a call returned, as JSON; `updated_at` is dropped because an update stamps
@@ -134,6 +154,15 @@ pub async fn store_transcript(store: &dyn Store) -> Vec<Value> {
         record(&mut out, &format!("list {query:?}"), ids(store.list_tasks(query).await));
     }
     record(&mut out, "list full", store.list_tasks(&TaskQuery::newest(3)).await);
+    record(&mut out, "create rich", store.create_task(&rich_task(now)).await);
+    for query in [&queries[2], &queries[5], &queries[8]] {
+        let summaries = store.list_task_summaries(query).await;
+        if let (Ok(summaries), Ok(tasks)) = (&summaries, store.list_tasks(query).await) {
+            let expected: Vec<_> = tasks.into_iter().map(Task::summarised).collect();
+            assert_eq!(summaries, &expected, "summaries of {query:?} are the tasks summarised");
+        }
+        record(&mut out, &format!("summaries {query:?}"), summaries);
+    }
 
     for (prefix, limit) in
         [("task_01", 50), ("", 4), ("nope", 5), ("TASK", 5), ("task_", 3), ("Task", 5)]

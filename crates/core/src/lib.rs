@@ -35,6 +35,7 @@ pub mod signature;
 pub mod source;
 pub mod spec;
 pub mod store;
+pub mod summary;
 pub mod task;
 pub mod workspace;
 
@@ -61,5 +62,8 @@ pub use store::{
     Guard, Lease, LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Rejection, Store,
     StoredLogEntry, TaskQuery, WriteOutcome,
 };
-pub use task::{CheckLogEntry, Liveness, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
+pub use summary::SpecSummary;
+pub use task::{
+    CheckLogEntry, Liveness, StoreVersion, Task, TaskId, TaskStatus, TaskSummary, TaskUpdate,
+};
 pub use workspace::WorkspacePolicy;

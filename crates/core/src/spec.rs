@@ -233,13 +233,13 @@ impl CheckDefinition {
     }
 }
 
-fn default_mode() -> String {
+pub(crate) fn default_mode() -> String {
     DEFAULT_MODE.to_owned()
 }
-fn default_agent() -> String {
+pub(crate) fn default_agent() -> String {
     DEFAULT_AGENT.to_owned()
 }
-fn default_interval() -> u64 {
+pub(crate) fn default_interval() -> u64 {
     DEFAULT_CHECK_INTERVAL_SECONDS
 }
 

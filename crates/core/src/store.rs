@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
+use crate::task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskSummary, TaskUpdate};
 
 pub use crate::memory_store::MemoryStore;
 
@@ -241,6 +241,14 @@ pub trait Store: Send + Sync {
 
     /// Tasks newest first, filtered and paginated by `query`.
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>>;
+
+    /// [`Store::list_tasks`] as lists show it: the same tasks, each spec summarised
+    /// ([`Task::summarised`]). A store that can should summarise without reading
+    /// whole specs into memory: a page of large tasks is what lists, `/api/state` and
+    /// every SSE snapshot read.
+    async fn list_task_summaries(&self, query: &TaskQuery) -> Result<Vec<TaskSummary>> {
+        Ok(self.list_tasks(query).await?.into_iter().map(Task::summarised).collect())
+    }
 
     /// Tasks whose id starts with `prefix` (for the CLI), at most `limit`.
     async fn find_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Task>>;

@@ -10,6 +10,7 @@ use crate::check::Verification;
 use crate::error::Error;
 use crate::request::PendingRequest;
 use crate::spec::TaskSpec;
+use crate::summary::SpecSummary;
 
 /// Monotonic counter bumped by every store write; events carry the version of the
 /// write they announce so clients can order what they see and detect gaps.
@@ -129,14 +130,19 @@ impl FromStr for TaskStatus {
 }
 
 /// The record the store keeps for each task.
+///
+/// `S` is how much of the spec is at hand: the whole [`TaskSpec`] (the default, what
+/// the store keeps and the harness drives), or a [`SpecSummary`] in a
+/// [`TaskSummary`], what lists show. One record type for both, so a list cannot
+/// forget a field, and a summary cannot be written back as if it were the task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task {
+pub struct Task<S = TaskSpec> {
     /// Unique id.
     pub id: TaskId,
     /// Copy of the spec's name, for listing without decoding the spec.
     pub name: String,
     /// The spec the task was created from (workspace resolved at start).
-    pub spec: TaskSpec,
+    pub spec: S,
     /// The workspace directory the agent works in.
     pub workspace: String,
     /// Lifecycle status.
@@ -194,7 +200,75 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A task as lists show it: every field, the spec summarised.
+pub type TaskSummary = Task<SpecSummary>;
+
+impl<S> Task<S> {
+    /// The same record with its spec replaced by `f` of it.
+    pub fn map_spec<T>(self, f: impl FnOnce(S) -> T) -> Task<T> {
+        let Task {
+            id,
+            name,
+            spec,
+            workspace,
+            status,
+            current_step,
+            completed_steps,
+            idle_checks,
+            progress,
+            check_interval_seconds,
+            session_ids,
+            active_session_id,
+            last_check_at,
+            next_check_at,
+            last_summary,
+            error,
+            consecutive_errors,
+            verification_rounds,
+            last_verification,
+            last_message_id,
+            revision,
+            pending_requests,
+            liveness,
+            created_at,
+            updated_at,
+        } = self;
+        Task {
+            id,
+            name,
+            spec: f(spec),
+            workspace,
+            status,
+            current_step,
+            completed_steps,
+            idle_checks,
+            progress,
+            check_interval_seconds,
+            session_ids,
+            active_session_id,
+            last_check_at,
+            next_check_at,
+            last_summary,
+            error,
+            consecutive_errors,
+            verification_rounds,
+            last_verification,
+            last_message_id,
+            revision,
+            pending_requests,
+            liveness,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
 impl Task {
+    /// The task as lists show it.
+    pub fn summarised(self) -> TaskSummary {
+        self.map_spec(|spec| SpecSummary::of(&spec))
+    }
+
     /// A new pending task for a spec, due now.
     pub fn new(id: TaskId, spec: TaskSpec, now: DateTime<Utc>) -> Self {
         Task {

@@ -6,7 +6,9 @@
 //! copies rows between them through these types.
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
-use openloom_core::{CheckLogEntry, StoredLogEntry, Task, TaskId, TaskStatus};
+use openloom_core::{
+    CheckLogEntry, SpecSummary, StoredLogEntry, Task, TaskId, TaskSpec, TaskStatus,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
@@ -144,9 +146,27 @@ fn int<T: TryInto<i64> + Copy + std::fmt::Display>(
     })
 }
 
+/// What a task's `spec_json` column is read as: the whole spec, or the summary lists
+/// show (read without building the spec, [`SpecSummary::from_spec_json`]).
+pub(crate) trait SpecColumn: Sized {
+    fn decode(json: &str) -> serde_json::Result<Self>;
+}
+
+impl SpecColumn for TaskSpec {
+    fn decode(json: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(json)
+    }
+}
+
+impl SpecColumn for SpecSummary {
+    fn decode(json: &str) -> serde_json::Result<Self> {
+        SpecSummary::from_spec_json(json)
+    }
+}
+
 /// Reads the columns selected with [`TASK_COLUMNS`] back into a task; a bad value
 /// is an [`Error::UndecodableTask`] naming the task.
-pub(crate) fn task_from_row(target: &Target, row: &PgRow) -> Result<Task> {
+pub(crate) fn task_from_row<S: SpecColumn>(target: &Target, row: &PgRow) -> Result<Task<S>> {
     let d = Decoder { target, row, next: std::cell::Cell::new(0) };
     let id: String = d.get("id")?;
     decode_task(&d, &id).map_err(|error| match error {
@@ -157,11 +177,11 @@ pub(crate) fn task_from_row(target: &Target, row: &PgRow) -> Result<Task> {
     })
 }
 
-fn decode_task(d: &Decoder<'_>, id: &str) -> Result<Task> {
+fn decode_task<S: SpecColumn>(d: &Decoder<'_>, id: &str) -> Result<Task<S>> {
     Ok(Task {
         id: TaskId::from(id),
         name: d.get("name")?,
-        spec: d.json("spec_json")?,
+        spec: d.spec("spec_json")?,
         workspace: d.get("workspace")?,
         status: d.status("status")?,
         current_step: d.unsigned("current_step")?,
@@ -252,9 +272,9 @@ impl<'a> Decoder<'a> {
     // The readers below borrow text columns (`&str`) rather than copy them into a
     // `String` first: one allocation and copy less per column, the spec's included.
 
-    fn json<T: DeserializeOwned>(&self, column: &'static str) -> Result<T> {
+    fn spec<S: SpecColumn>(&self, column: &'static str) -> Result<S> {
         let text: &str = self.get(column)?;
-        serde_json::from_str(text).map_err(|e| Error::decode(self.target, column, e))
+        S::decode(text).map_err(|e| Error::decode(self.target, column, e))
     }
 
     /// A JSON list column; the empty list, what most rows hold, without the JSON

@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
     CheckLogEntry, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task,
-    TaskId, TaskQuery, TaskStatus, TaskUpdate, WriteOutcome,
+    TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, WriteOutcome,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
 
-use crate::codec::{self, LOG_COLUMNS, TASK_COLUMNS, TaskRow};
+use crate::codec::{self, LOG_COLUMNS, SpecColumn, TASK_COLUMNS, TaskRow};
 use crate::error::{Error, SqlxResultExt, Target, UNIQUE_VIOLATION};
 use crate::open::{Location, Probe, StoreOptions, open_pool, probe};
 
@@ -136,18 +136,43 @@ impl PostgresStore {
         .transpose()
     }
 
+    /// [`Store::list_tasks`], the spec read as `S`.
+    async fn list<S: SpecColumn>(&self, query: &TaskQuery) -> Result<Vec<Task<S>>> {
+        let before = match &query.before {
+            Some(cursor) => {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM tasks WHERE id = $1")
+                    .bind(cursor.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                seq.ok_or_else(|| not_found(cursor))?
+            }
+            None => i64::MAX,
+        };
+        let filter = if query.statuses.is_empty() {
+            String::new()
+        } else {
+            format!("AND status IN ({})", status_list(&query.statuses))
+        };
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < $1 {filter} \
+             ORDER BY seq DESC LIMIT $2 OFFSET $3"
+        );
+        self.readable_tasks(&sql, &[Param::Int(before)], query.limit).await
+    }
+
     /// Up to `limit` readable tasks from `sql`, a task `SELECT` whose last two
     /// parameters are `LIMIT $n OFFSET $n+1`, on one snapshot.
     ///
     /// A row that does not decode is logged with its task id and skipped, and the
     /// page is filled from the rows after it, as the SQLite store does: one damaged
     /// task must not hide every other.
-    async fn readable_tasks(
+    async fn readable_tasks<S: SpecColumn>(
         &self,
         sql: &str,
         params: &[Param<'_>],
         limit: usize,
-    ) -> Result<Vec<Task>> {
+    ) -> Result<Vec<Task<S>>> {
         // One snapshot for every round, so a page is consistent.
         let mut tx = self
             .pool
@@ -419,27 +444,11 @@ impl Store for PostgresStore {
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
-        let before = match &query.before {
-            Some(cursor) => {
-                let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM tasks WHERE id = $1")
-                    .bind(cursor.as_str())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| self.fail(e))?;
-                seq.ok_or_else(|| not_found(cursor))?
-            }
-            None => i64::MAX,
-        };
-        let filter = if query.statuses.is_empty() {
-            String::new()
-        } else {
-            format!("AND status IN ({})", status_list(&query.statuses))
-        };
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < $1 {filter} \
-             ORDER BY seq DESC LIMIT $2 OFFSET $3"
-        );
-        self.readable_tasks(&sql, &[Param::Int(before)], query.limit).await
+        self.list(query).await
+    }
+
+    async fn list_task_summaries(&self, query: &TaskQuery) -> Result<Vec<TaskSummary>> {
+        self.list(query).await
     }
 
     async fn find_by_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Task>> {

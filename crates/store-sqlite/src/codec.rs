@@ -23,6 +23,28 @@ pub(crate) const TASK_COLUMNS: &str = "id, name, spec_json, workspace, status, c
      verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision, \
      pending_requests_json, liveness_json";
 
+/// [`TASK_COLUMNS`] with the spec replaced by its [`SpecSummary`](openloom_core::SpecSummary) as JSON, computed
+/// by SQLite: a list never brings a whole spec into the process, only its counts and
+/// short fields. The name and goal come as JSON, uncut, and are clipped by the
+/// caller ([`SpecSummary::clipped`](openloom_core::SpecSummary::clipped)): SQLite's
+/// text functions stop at a NUL character, which a JSON string may hold.
+pub(crate) fn summary_columns() -> String {
+    const SUMMARY: &str = "json_object(\
+           'name', spec_json -> '$.name', \
+           'workspace', spec_json -> '$.workspace', \
+           'goal', spec_json -> '$.goal', \
+           'mode', spec_json -> '$.mode', \
+           'agent', spec_json -> '$.agent', \
+           'check_interval_seconds', spec_json -> '$.check_interval_seconds', \
+           'step_count', coalesce(json_array_length(spec_json, '$.steps'), 0), \
+           'check_count', coalesce(json_array_length(spec_json, '$.checks'), 0) \
+             + (SELECT count(*) FROM json_each(spec_json, '$.steps') AS step, \
+                  json_each(step.value, '$.checks')), \
+           'acceptance_count', coalesce(json_array_length(spec_json, '$.acceptance'), 0), \
+           'summarised', json('true')) AS spec_json";
+    TASK_COLUMNS.replacen("spec_json", SUMMARY, 1)
+}
+
 /// A task's columns encoded for binding, in [`TASK_COLUMNS`] order.
 pub(crate) struct TaskRow {
     pub id: String,
@@ -144,7 +166,7 @@ fn int<T: TryInto<i64> + Copy + std::fmt::Display>(
 
 /// Reads the columns selected with [`TASK_COLUMNS`] back into a task; a bad value
 /// is an [`Error::UndecodableTask`] naming the task.
-pub(crate) fn task_from_row(path: &Path, row: &SqliteRow) -> Result<Task> {
+pub(crate) fn task_from_row<S: DeserializeOwned>(path: &Path, row: &SqliteRow) -> Result<Task<S>> {
     let d = Decoder { path, row, next: std::cell::Cell::new(0) };
     let id: String = d.get("id")?;
     decode_task(&d, &id).map_err(|error| match error {
@@ -153,7 +175,7 @@ pub(crate) fn task_from_row(path: &Path, row: &SqliteRow) -> Result<Task> {
     })
 }
 
-fn decode_task(d: &Decoder<'_>, id: &str) -> Result<Task> {
+fn decode_task<S: DeserializeOwned>(d: &Decoder<'_>, id: &str) -> Result<Task<S>> {
     Ok(Task {
         id: TaskId::from(id),
         name: d.get("name")?,

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
-    CheckLogEntry, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task,
-    TaskId, TaskQuery, TaskStatus, TaskUpdate, WriteOutcome,
+    CheckLogEntry, Guard, Lease, LogQuery, Result, SpecSummary, Store, StoreVersion,
+    StoredLogEntry, Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, WriteOutcome,
 };
+use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Sqlite, Transaction};
 
@@ -139,13 +140,13 @@ impl SqliteStore {
     /// other from the dashboard and the harness, and a reader who takes a short page
     /// for the last one must still see every readable task. `get_task` on the bad
     /// id reports the error.
-    async fn readable_tasks(
+    async fn readable_tasks<S: DeserializeOwned>(
         &self,
         conn: &mut SqliteConnection,
         sql: &str,
         params: &[Param<'_>],
         limit: usize,
-    ) -> Result<Vec<Task>> {
+    ) -> Result<Vec<Task<S>>> {
         let mut tasks = Vec::new();
         let mut offset: i64 = 0;
         while tasks.len() < limit {
@@ -177,6 +178,28 @@ impl SqliteStore {
         Ok(tasks)
     }
 
+    /// [`Store::list_tasks`] selecting `columns` ([`TASK_COLUMNS`] or the summary's).
+    async fn list<S: DeserializeOwned>(
+        &self,
+        query: &TaskQuery,
+        columns: &str,
+    ) -> Result<Vec<Task<S>>> {
+        let mut tx = self.begin_read().await?;
+        let before = match &query.before {
+            Some(cursor) => self.require_seq(&mut tx, cursor).await?,
+            None => i64::MAX,
+        };
+        let filter = if query.statuses.is_empty() {
+            String::new()
+        } else {
+            format!("AND status IN ({})", status_list(&query.statuses))
+        };
+        let sql = list_sql(columns, &filter);
+        let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Int(before)], query.limit).await?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(tasks)
+    }
+
     /// A read transaction: the rounds of [`Self::readable_tasks`] see one snapshot.
     async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>> {
         self.pool.begin().await.map_err(|e| self.fail(e))
@@ -185,9 +208,9 @@ impl SqliteStore {
 
 /// Newest-first tasks before a `seq` (`?`), with an optional `AND status IN (...)`
 /// filter; then `LIMIT ? OFFSET ?`.
-fn list_sql(filter: &str) -> String {
+fn list_sql(columns: &str, filter: &str) -> String {
     format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE seq < ? {filter} \
+        "SELECT {columns} FROM tasks WHERE seq < ? {filter} \
          ORDER BY seq DESC LIMIT ? OFFSET ?"
     )
 }
@@ -446,20 +469,12 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, query: &TaskQuery) -> Result<Vec<Task>> {
-        let mut tx = self.begin_read().await?;
-        let before = match &query.before {
-            Some(cursor) => self.require_seq(&mut tx, cursor).await?,
-            None => i64::MAX,
-        };
-        let filter = if query.statuses.is_empty() {
-            String::new()
-        } else {
-            format!("AND status IN ({})", status_list(&query.statuses))
-        };
-        let sql = list_sql(&filter);
-        let tasks = self.readable_tasks(&mut tx, &sql, &[Param::Int(before)], query.limit).await?;
-        tx.commit().await.map_err(|e| self.fail(e))?;
-        Ok(tasks)
+        self.list(query, TASK_COLUMNS).await
+    }
+
+    async fn list_task_summaries(&self, query: &TaskQuery) -> Result<Vec<TaskSummary>> {
+        let tasks: Vec<TaskSummary> = self.list(query, &codec::summary_columns()).await?;
+        Ok(tasks.into_iter().map(|task| task.map_spec(SpecSummary::clipped)).collect())
     }
 
     async fn find_by_prefix(&self, prefix: &str, limit_n: usize) -> Result<Vec<Task>> {
@@ -678,8 +693,9 @@ mod tests {
         let store = SqliteStore::open(dir.path().join("db.sqlite3")).await.expect("open");
         let running = format!("AND status IN ({})", status_list(&[TaskStatus::Running]));
         let cases = [
-            (list_sql(""), "USING INTEGER PRIMARY KEY"),
-            (list_sql(&running), "USING INDEX tasks_by_status (status=? AND seq<?)"),
+            (list_sql(TASK_COLUMNS, ""), "USING INTEGER PRIMARY KEY"),
+            (list_sql(TASK_COLUMNS, &running), "USING INDEX tasks_by_status (status=? AND seq<?)"),
+            (list_sql(&codec::summary_columns(), ""), "USING INTEGER PRIMARY KEY"),
             (due_sql(), "USING INDEX tasks_due (status=?)"),
             (log_sql(), "INDEX check_log_by_task (task_id=? AND seq>?)"),
             ("SELECT seq FROM tasks WHERE id = ?".to_owned(), "sqlite_autoindex_tasks_1 (id=?)"),

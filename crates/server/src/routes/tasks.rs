@@ -8,7 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::Utc;
-use openloom_core::{LogQuery, StoreVersion, Task, TaskId, TaskQuery, TaskSpec, TaskStatus};
+use openloom_core::summary::clip;
+use openloom_core::{LogQuery, StoreVersion, TaskId, TaskQuery, TaskSpec, TaskStatus, TaskSummary};
 use openloom_prompts::{Plan, PromptOptions, SpecFormat};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,65 +50,24 @@ fn parse_statuses(text: Option<&str>) -> Result<Vec<TaskStatus>> {
         .collect()
 }
 
-/// Longest text of a summarised field (goal, last summary, error) in a list, in
-/// characters.
-pub const LIST_TEXT_CHARS: usize = 280;
-
 /// A task as lists show it (pages, `/api/state`, the SSE snapshot): every field, but
-/// the spec summarised (`name`, `workspace`, `mode`, `agent`, the goal cut to
-/// [`LIST_TEXT_CHARS`], and `step_count`, `check_count`, `acceptance_count`, with
-/// `summarised: true`) and long texts cut, so that a page's size is bounded by its
-/// length whatever the tasks hold. The full task is `GET /api/tasks/{id}`.
-pub fn list_entry(task: &Task) -> Result<Value> {
-    let mut value = serde_json::to_value(task)
-        .map_err(|error| Error::Internal(format!("could not encode a task: {error}")))?;
-    if let Some(object) = value.as_object_mut() {
-        let spec = &task.spec;
-        let checks = spec.checks.len() + spec.steps.iter().map(|s| s.checks.len()).sum::<usize>();
-        object.insert(
-            "spec".to_owned(),
-            json!({
-                "name": clip(&spec.name),
-                "workspace": spec.workspace,
-                "goal": clip(&spec.goal),
-                "mode": spec.mode,
-                "agent": spec.agent,
-                "check_interval_seconds": spec.check_interval_seconds,
-                "step_count": spec.steps.len(),
-                "check_count": checks,
-                "acceptance_count": spec.acceptance.len(),
-                "summarised": true,
-            }),
-        );
-        for key in ["last_summary", "error", "name"] {
-            if let Some(Value::String(text)) = object.get_mut(key) {
-                *text = clip(text);
-            }
-        }
-        if let Some(verification) = object.get_mut("last_verification") {
-            if let Some(outcomes) = verification.get_mut("outcomes").and_then(Value::as_array_mut) {
-                // Output tails are for the task's own page.
-                for outcome in outcomes {
-                    if let Some(outcome) = outcome.as_object_mut() {
-                        outcome.remove("output_tail");
-                        if let Some(Value::String(error)) = outcome.get_mut("error") {
-                            *error = clip(error);
-                        }
-                    }
-                }
-            }
+/// the spec summarised ([`SpecSummary`](openloom_core::SpecSummary): `name`, `workspace`, `mode`, `agent`, the goal
+/// cut to [`LIST_TEXT_CHARS`](openloom_core::summary::LIST_TEXT_CHARS), and `step_count`, `check_count`, `acceptance_count`,
+/// with `summarised: true`) and long texts cut, so that a page's size is bounded by
+/// its length whatever the tasks hold. The full task is `GET /api/tasks/{id}`.
+pub fn list_entry(mut task: TaskSummary) -> Result<Value> {
+    task.name = clip(&task.name);
+    task.last_summary = task.last_summary.as_deref().map(clip);
+    task.error = task.error.as_deref().map(clip);
+    if let Some(verification) = &mut task.last_verification {
+        // Output tails are for the task's own page.
+        for outcome in &mut verification.outcomes {
+            outcome.output_tail = String::new();
+            outcome.error = outcome.error.as_deref().map(clip);
         }
     }
-    Ok(value)
-}
-
-fn clip(text: &str) -> String {
-    if text.chars().count() <= LIST_TEXT_CHARS {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(LIST_TEXT_CHARS - 1).collect();
-    cut.push('…');
-    cut
+    serde_json::to_value(task)
+        .map_err(|error| Error::Internal(format!("could not encode a task: {error}")))
 }
 
 /// A page of tasks as [`list_entry`] shows them, newest first, and the cursor of the
@@ -119,7 +79,7 @@ pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Value>
     let cursor = query.before.clone();
     let probe = TaskQuery { limit: limit.saturating_add(1), ..query };
     let mut tasks =
-        state.store().list_tasks(&probe).await.map_err(|error| match (error, cursor) {
+        state.store().list_task_summaries(&probe).await.map_err(|error| match (error, cursor) {
             (openloom_core::Error::NotFound { .. }, Some(cursor)) => Error::BadRequest(format!(
                 "unknown cursor {cursor}: pass the next_cursor of the previous page"
             )),
@@ -131,7 +91,7 @@ pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Value>
     } else {
         None
     };
-    let entries = tasks.iter().map(list_entry).collect::<Result<Vec<_>>>()?;
+    let entries = tasks.into_iter().map(list_entry).collect::<Result<Vec<_>>>()?;
     Ok((entries, next))
 }
 
