@@ -5,7 +5,7 @@
 //! One implementation, so the stores are held to the same thing: a scenario copied
 //! into each store crate would drift apart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -250,6 +250,25 @@ pub async fn store_transcript(store: &dyn Store) -> Vec<Value> {
     record(&mut out, "lost lease", write(Guard::at_revision(1).holding(lease)).await);
     record(&mut out, "release h2", store.release_claims("h2").await);
     record(&mut out, "claim after release", store.claim_task(&c, "h1", wall, hour).await);
+    let asked = [c.clone(), TaskId::from("task_004"), TaskId::from("task_missing")];
+    let asked = &asked;
+    let drivers = |at| async move {
+        store.drivers(asked, at).await.map(|d| d.into_iter().collect::<BTreeMap<_, _>>())
+    };
+    record(&mut out, "drivers now", drivers(wall).await);
+    record(&mut out, "drivers after the lease", drivers(expired).await);
+    record(&mut out, "drivers of none", store.drivers(&[], wall).await);
+
+    // Workers' heartbeats, listed by name; a later beat moves `last_seen` only.
+    let later = now + Duration::seconds(20);
+    record(&mut out, "beat w2", store.beat_worker("w2", now, now).await);
+    record(&mut out, "beat w1", store.beat_worker("w1", now, now).await);
+    record(&mut out, "beat w1 later", store.beat_worker("w1", now, later).await);
+    record(&mut out, "live workers", store.live_workers(now).await);
+    record(&mut out, "live lately", store.live_workers(later).await);
+    record(&mut out, "forget w2", store.forget_worker("w2").await);
+    record(&mut out, "forget unknown", store.forget_worker("w9").await);
+    record(&mut out, "live after forget", store.live_workers(now).await);
     record(&mut out, "unguarded", write(Guard::none()).await);
     record(&mut out, "get guarded", store.get_task(&c).await);
 

@@ -37,6 +37,7 @@ pub mod spec;
 pub mod store;
 pub mod summary;
 pub mod task;
+pub mod worker;
 pub mod workspace;
 
 pub use agent::{
@@ -66,4 +67,5 @@ pub use summary::SpecSummary;
 pub use task::{
     CheckLogEntry, Liveness, StoreVersion, Task, TaskId, TaskStatus, TaskSummary, TaskUpdate,
 };
+pub use worker::Worker;
 pub use workspace::WorkspacePolicy;

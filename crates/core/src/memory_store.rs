@@ -14,6 +14,7 @@ use crate::store::{
     StoredLogEntry, TaskQuery, WriteOutcome,
 };
 use crate::task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
+use crate::worker::Worker;
 
 /// A [`Store`] in memory, for tests and embedders who need no persistence.
 #[derive(Debug, Default)]
@@ -35,6 +36,8 @@ struct MemoryInner {
     claims: HashMap<TaskId, (Lease, DateTime<Utc>)>,
     /// Task id → the greatest epoch any claim on it had (released claims included).
     epochs: HashMap<TaskId, u64>,
+    /// Worker name → its heartbeat.
+    workers: std::collections::BTreeMap<String, Worker>,
 }
 
 impl MemoryInner {
@@ -220,6 +223,36 @@ impl Store for MemoryStore {
 
     async fn release_claims(&self, owner: &str) -> Result<()> {
         self.lock().claims.retain(|_, (lease, _)| lease.owner != owner);
+        Ok(())
+    }
+
+    async fn drivers(&self, ids: &[TaskId], now: DateTime<Utc>) -> Result<HashMap<TaskId, String>> {
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                inner.valid_claim(id, now).map(|lease| (id.clone(), lease.owner.clone()))
+            })
+            .collect())
+    }
+
+    async fn beat_worker(
+        &self,
+        name: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let worker = Worker { name: name.to_owned(), started_at, last_seen: now };
+        self.lock().workers.insert(name.to_owned(), worker);
+        Ok(())
+    }
+
+    async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<Worker>> {
+        Ok(self.lock().workers.values().filter(|w| w.last_seen >= since).cloned().collect())
+    }
+
+    async fn forget_worker(&self, name: &str) -> Result<()> {
+        self.lock().workers.remove(name);
         Ok(())
     }
 

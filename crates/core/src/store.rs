@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskSummary, TaskUpdate};
+use crate::worker::Worker;
 
 pub use crate::memory_store::MemoryStore;
 
@@ -294,6 +295,37 @@ pub trait Store: Send + Sync {
     /// Gives up every claim `owner` holds (a harness stopping cleanly).
     async fn release_claims(&self, owner: &str) -> Result<()> {
         let _ = owner;
+        Ok(())
+    }
+
+    /// Who drives each of `ids` at `now`: the owner of a claim still valid then (a
+    /// worker's name). Tasks under no valid claim are left out. The default (a store
+    /// that keeps no claims) knows of none.
+    async fn drivers(&self, ids: &[TaskId], now: DateTime<Utc>) -> Result<HashMap<TaskId, String>> {
+        let _ = (ids, now);
+        Ok(HashMap::new())
+    }
+
+    /// Records worker `name`'s heartbeat at `now` (it started at `started_at`).
+    async fn beat_worker(
+        &self,
+        name: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let _ = (name, started_at, now);
+        Ok(())
+    }
+
+    /// Workers whose last heartbeat is at or after `since`, by name.
+    async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<Worker>> {
+        let _ = since;
+        Ok(Vec::new())
+    }
+
+    /// Forgets worker `name` (it stopped cleanly).
+    async fn forget_worker(&self, name: &str) -> Result<()> {
+        let _ = name;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
     CheckLogEntry, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task,
-    TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, WriteOutcome,
+    TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker, WriteOutcome,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
@@ -536,6 +536,71 @@ impl Store for PostgresStore {
             .bind(&until)
             .bind(owner)
             .bind(&now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn drivers(&self, ids: &[TaskId], now: DateTime<Utc>) -> Result<HashMap<TaskId, String>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT task_id, owner FROM task_claims WHERE until > $1 AND task_id = ANY($2)",
+        )
+        .bind(codec::timestamp(&now)?)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        Ok(rows.into_iter().map(|(id, owner)| (TaskId::from(id), owner)).collect())
+    }
+
+    async fn beat_worker(
+        &self,
+        name: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (name, started_at, last_seen) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, \
+             last_seen = excluded.last_seen",
+        )
+        .bind(name)
+        .bind(codec::timestamp(&started_at)?)
+        .bind(codec::timestamp(&now)?)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<Worker>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT name, started_at, last_seen FROM workers WHERE last_seen >= $1 ORDER BY name",
+        )
+        .bind(codec::timestamp(&since)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        let target = self.target();
+        rows.into_iter()
+            .map(|(name, started_at, last_seen)| {
+                Ok(Worker {
+                    started_at: codec::parse_time(target, "workers.started_at", &started_at)?,
+                    last_seen: codec::parse_time(target, "workers.last_seen", &last_seen)?,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    async fn forget_worker(&self, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM workers WHERE name = $1")
+            .bind(name)
             .execute(&self.pool)
             .await
             .map_err(|e| self.fail(e))?;

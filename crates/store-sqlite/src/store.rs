@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
     CheckLogEntry, Guard, Lease, LogQuery, Result, SpecSummary, Store, StoreVersion,
-    StoredLogEntry, Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, WriteOutcome,
+    StoredLogEntry, Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker,
+    WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
@@ -594,6 +595,74 @@ impl Store for SqliteStore {
         .map_err(|e| self.fail(e))?;
         sqlx::query("DELETE FROM task_claims WHERE owner = ?")
             .bind(owner)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.commit_unversioned().await
+    }
+
+    async fn drivers(&self, ids: &[TaskId], now: DateTime<Utc>) -> Result<HashMap<TaskId, String>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(TaskId::as_str).collect();
+        let ids = serde_json::to_string(&ids).map_err(|e| Error::decode(&self.path, "ids", e))?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT task_id, owner FROM task_claims \
+             WHERE until > ? AND task_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(codec::timestamp(&now)?)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        Ok(rows.into_iter().map(|(id, owner)| (TaskId::from(id), owner)).collect())
+    }
+
+    async fn beat_worker(
+        &self,
+        name: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO workers (name, started_at, last_seen) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, \
+             last_seen = excluded.last_seen",
+        )
+        .bind(name)
+        .bind(codec::timestamp(&started_at)?)
+        .bind(codec::timestamp(&now)?)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| self.fail(e))?;
+        tx.commit_unversioned().await
+    }
+
+    async fn live_workers(&self, since: DateTime<Utc>) -> Result<Vec<Worker>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT name, started_at, last_seen FROM workers WHERE last_seen >= ? ORDER BY name",
+        )
+        .bind(codec::timestamp(&since)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        rows.into_iter()
+            .map(|(name, started_at, last_seen)| {
+                Ok(Worker {
+                    started_at: codec::parse_time(&self.path, "workers.started_at", &started_at)?,
+                    last_seen: codec::parse_time(&self.path, "workers.last_seen", &last_seen)?,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    async fn forget_worker(&self, name: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM workers WHERE name = ?")
+            .bind(name)
             .execute(tx.conn())
             .await
             .map_err(|e| self.fail(e))?;

@@ -100,6 +100,10 @@ pub struct HarnessConfig {
     /// Unattended settings for every task, each used where the task's spec leaves it
     /// unset (a config file's `task_defaults`; the spec wins key by key).
     pub task_defaults: crate::spec::Unattended,
+    /// This harness's name among the workers sharing the store: the owner of its task
+    /// claims ("driven by") and its heartbeat row. It must be unique among live
+    /// workers. `None`: a name unique to this process (`pid N harness <uuid>`).
+    pub worker_name: Option<String>,
 }
 
 impl Default for HarnessConfig {
@@ -116,6 +120,7 @@ impl Default for HarnessConfig {
             claim_ttl: Duration::from_secs(30),
             home: std::env::var("HOME").ok().filter(|home| !home.is_empty()),
             task_defaults: crate::spec::Unattended::default(),
+            worker_name: None,
         }
     }
 }
@@ -171,8 +176,11 @@ pub struct Harness {
     /// loop to check, so its shutdown waits for those checks too.
     idle_hints: tokio::sync::mpsc::Sender<String>,
     idle_hint_receiver: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
-    /// Who this harness is in task claims ([`Store::claim_task`]): unique per harness.
+    /// Who this harness is in task claims ([`Store::claim_task`]) and among the
+    /// workers: unique per harness.
     owner: String,
+    /// When this harness was made, for its heartbeat row.
+    started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// How many idle hints may wait for the run loop; more are dropped (the schedule
@@ -208,15 +216,24 @@ impl Harness {
             bus: parts.bus,
             workspaces: parts.workspaces,
             limit: Arc::new(Semaphore::new(config.max_concurrent_checks.max(1))),
-            config,
             in_flight: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             scope: Mutex::new(None),
             refusals: Mutex::new(HashMap::new()),
             idle_hints,
             idle_hint_receiver: Mutex::new(Some(idle_hint_receiver)),
-            owner: format!("pid {} harness {}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            owner: config.worker_name.clone().unwrap_or_else(|| {
+                format!("pid {} harness {}", std::process::id(), uuid::Uuid::new_v4().simple())
+            }),
+            started_at: chrono::Utc::now(),
+            config,
         }
+    }
+
+    /// This harness's name among the workers sharing its store (the owner of its
+    /// claims).
+    pub fn worker_name(&self) -> &str {
+        &self.owner
     }
 
     /// Drives only these tasks from now on (adding to any earlier restriction).

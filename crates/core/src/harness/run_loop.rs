@@ -60,9 +60,14 @@ impl Harness {
                     // must not hold up events or the stop signal.
                     let harness = Arc::clone(&self);
                     running.spawn(async move {
-                        let until = after(Utc::now(), harness.config.claim_ttl.as_secs());
+                        let now = Utc::now();
+                        let until = after(now, harness.config.claim_ttl.as_secs());
                         if let Err(error) = harness.store.renew_claims(&harness.owner, until).await {
                             tracing::warn!(%error, "could not renew this harness's task claims");
+                        }
+                        let beat = harness.store.beat_worker(&harness.owner, harness.started_at, now);
+                        if let Err(error) = beat.await {
+                            tracing::warn!(%error, "could not record this worker's heartbeat");
                         }
                     });
                 }
@@ -88,6 +93,9 @@ impl Harness {
         // Another harness sharing the store may take these tasks over at once.
         if let Err(error) = self.store.release_claims(&self.owner).await {
             tracing::warn!(%error, "could not release this harness's task claims");
+        }
+        if let Err(error) = self.store.forget_worker(&self.owner).await {
+            tracing::warn!(%error, "could not remove this worker's heartbeat row");
         }
     }
 
