@@ -61,6 +61,11 @@ pub struct GlobalArgs {
     /// [default: `opencode` on PATH].
     #[arg(long, env = "OPENLOOM_OPENCODE_BIN", global = true, value_name = "FILE")]
     pub opencode_bin: Option<PathBuf>,
+    /// This worker's name among the `serve`/`watch` processes sharing the database:
+    /// the "driven by" of the tasks it drives, and its row in `GET /api/state`'s
+    /// workers. Must be unique among live workers [default: HOST:PID].
+    #[arg(long, env = "OPENLOOM_WORKER_NAME", global = true, value_name = "NAME")]
+    pub worker_name: Option<String>,
 }
 
 /// The config file's keys; every one optional.
@@ -79,6 +84,7 @@ struct FileConfig {
     public_hosts: Option<Vec<String>>,
     start_opencode: Option<bool>,
     opencode_bin: Option<PathBuf>,
+    worker_name: Option<String>,
     /// Unattended keys for every task whose spec leaves them unset.
     task_defaults: Option<serde_yaml::Value>,
     /// The file's path, for errors about its values.
@@ -133,6 +139,9 @@ pub struct Settings {
     pub opencode_bin: Option<PathBuf>,
     /// Unattended settings for every task whose spec leaves them unset.
     pub task_defaults: Unattended,
+    /// This worker's name, if one was given (else `HOST:PID`, see
+    /// [`crate::commands::parts::worker_name`]).
+    pub worker_name: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -154,6 +163,7 @@ impl std::fmt::Debug for Settings {
             .field("opencode_url_is_default", &self.opencode_url_is_default)
             .field("start_opencode", &self.start_opencode)
             .field("opencode_bin", &self.opencode_bin)
+            .field("worker_name", &self.worker_name)
             .finish()
     }
 }
@@ -207,8 +217,17 @@ impl Settings {
             Some(value) => openloom_prompts::parse_task_defaults(value, &file.origin)?,
             None => Unattended::default(),
         };
+        let worker_name = args.worker_name.clone().or(file.worker_name);
+        if let Some(problem) = worker_name.as_deref().and_then(openloom_core::worker::name_problem)
+        {
+            anyhow::bail!(
+                "the worker name (--worker-name, OPENLOOM_WORKER_NAME or worker_name in the config \
+                 file) {problem}; give a short printable name such as \"web-1\""
+            );
+        }
         Ok(Settings {
             task_defaults,
+            worker_name,
             opencode_url: args
                 .opencode_url
                 .clone()
@@ -288,7 +307,7 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
              database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, \
-             opencode_bin, task_defaults",
+             opencode_bin, worker_name, task_defaults",
             path.display()
         )
     })?;

@@ -8,6 +8,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// A worker is listed as live when its last heartbeat is this recent: the default
+/// claim time ([`crate::HarnessConfig::claim_ttl`]), which a harness renews every
+/// third of.
+pub const LIVE_WITHIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 /// A worker as its heartbeat row records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Worker {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use openloom_checks::{CheckRunner, VerifyingChecker};
 use openloom_core::{
     Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Options, RecentWorkspaces,
@@ -109,6 +109,34 @@ pub fn registry() -> Registry {
     registry
 }
 
+/// This process's worker name: the configured one, else `HOST:PID`. A name a live
+/// worker of the same database already has is refused: the two would take each
+/// other's task claims for their own.
+pub async fn worker_name(settings: &Settings, store: &dyn Store) -> Result<String> {
+    let name = settings.worker_name.clone().unwrap_or_else(|| {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|host| host.into_string().ok())
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{}", std::process::id())
+    });
+    let since = chrono::Utc::now() - openloom_core::worker::LIVE_WITHIN;
+    let live = store.live_workers(since).await.context("could not list the live workers")?;
+    if let Some(twin) = live.iter().find(|worker| worker.name == name) {
+        return Err(coded(
+            exit::BAD_INPUT,
+            format!(
+                "a worker named {name:?} is already driving tasks of this database (last seen {}); \
+                 give this one another --worker-name, or wait {} s if that worker was killed",
+                twin.last_seen.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                openloom_core::worker::LIVE_WITHIN.num_seconds()
+            ),
+        ));
+    }
+    Ok(name)
+}
+
 /// The harness with the built-in parts: markers verified by the spec's checks, the
 /// reference's wording with failures in the binary's words, and the settings' workspace policy.
 pub fn harness(
@@ -116,6 +144,7 @@ pub fn harness(
     store: Arc<dyn Store>,
     client: Arc<OpencodeClient>,
     bus: EventBus,
+    worker_name: String,
 ) -> Arc<Harness> {
     let checker = match registry().checker(DEFAULT_CHECKER, &Options::new()) {
         Ok(checker) => checker,
@@ -134,8 +163,11 @@ pub fn harness(
         bus,
         workspaces: settings.workspace_policy(),
     };
-    let config =
-        HarnessConfig { task_defaults: settings.task_defaults.clone(), ..HarnessConfig::default() };
+    let config = HarnessConfig {
+        task_defaults: settings.task_defaults.clone(),
+        worker_name: Some(worker_name),
+        ..HarnessConfig::default()
+    };
     Arc::new(Harness::with_config(parts, config))
 }
 

@@ -16,7 +16,9 @@ use crate::exit::{self, coded};
 pub async fn run(settings: &Settings) -> Result<u8> {
     let client = parts::client(settings)?;
     let store = parts::store(settings).await?;
-    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), EventBus::new());
+    let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
+    let harness =
+        parts::harness(settings, store.tasks.clone(), client.clone(), EventBus::new(), worker);
     let (server, access) = bind(settings, &harness, store.recent.clone(), &client).await?;
     print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;
 

@@ -12,15 +12,30 @@ pub async fn run(settings: &Settings, json: bool, limit: usize) -> Result<u8> {
     let store = parts::store(settings).await?;
     let tasks =
         store.tasks.list_tasks(&TaskQuery::newest(limit)).await.context("could not list tasks")?;
+    let ids: Vec<_> = tasks.iter().map(|t| t.id.clone()).collect();
+    let drivers = store
+        .tasks
+        .drivers(&ids, chrono::Utc::now())
+        .await
+        .context("could not read the task claims")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&tasks).context("could not encode tasks")?);
+        // Each task as stored, with `driven_by`: the worker whose claim it is under.
+        let mut values = Vec::with_capacity(tasks.len());
+        for task in &tasks {
+            let mut value = serde_json::to_value(task).context("could not encode a task")?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("driven_by".to_owned(), drivers.get(&task.id).cloned().into());
+            }
+            values.push(value);
+        }
+        println!("{}", serde_json::to_string_pretty(&values).context("could not encode tasks")?);
         return Ok(exit::OK);
     }
     if tasks.is_empty() {
         println!("No tasks in {}. Start one with `openloom watch`.", settings.database);
         return Ok(exit::OK);
     }
-    let rows: Vec<[String; 5]> = tasks
+    let rows: Vec<[String; 6]> = tasks
         .iter()
         .map(|t| {
             [
@@ -28,11 +43,12 @@ pub async fn run(settings: &Settings, json: bool, limit: usize) -> Result<u8> {
                 clip(&t.name, 32),
                 t.status.to_string(),
                 format!("{:.0}%", t.progress * 100.0),
+                drivers.get(&t.id).map_or_else(|| "-".to_owned(), |name| clip(name, 24)),
                 clip(t.last_summary.as_deref().unwrap_or(""), 60),
             ]
         })
         .collect();
-    print!("{}", table(["ID", "NAME", "STATUS", "PROGRESS", "LAST SUMMARY"], &rows));
+    print!("{}", table(["ID", "NAME", "STATUS", "PROGRESS", "DRIVEN BY", "LAST SUMMARY"], &rows));
     Ok(exit::OK)
 }
 

@@ -34,7 +34,8 @@ pub async fn run(
     let console = Arc::new(ConsoleSink::new());
     bus.add_sink(console.clone());
     let mut events = bus.receiver();
-    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus);
+    let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
+    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus, worker);
     let server = match &ui {
         Some(ui) => Some(super::serve::bind(ui, &harness, store.recent.clone(), &client).await?),
         None => None,

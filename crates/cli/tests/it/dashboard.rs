@@ -337,7 +337,7 @@ async fn a_permission_held_for_a_person_is_allowed_from_the_dashboard() {
     env.model.push_turn(Turn::reply(Reply::text("Greeted.\nTASK COMPLETE")).when_tool_result());
     let mut sandbox = Sandbox::new();
     sandbox.opencode_url = env.opencode.base_url();
-    let served = Served::start(&sandbox, &[]).await;
+    let served = Served::start_with(&sandbox, &["--worker-name", "board-worker"], &[]).await;
     let created: Value = served
         .client()
         .post(format!("{}/api/tasks", served.base))
@@ -376,6 +376,10 @@ async fn a_permission_held_for_a_person_is_allowed_from_the_dashboard() {
     .await;
     let card = text_of(client, ".requests .request").await;
     assert!(card.contains("Permission: bash") && card.contains("echo hello >"), "{card}");
+    // The task page names the worker driving the task.
+    let facts = text_of(client, "#drawer-body .facts").await;
+    let facts = facts.to_lowercase(); // innerText carries the CSS upper-casing of labels
+    assert!(facts.contains("driven by\nboard-worker"), "{facts}");
     screenshot(client, "request").await;
     click(client, allow).await;
 

@@ -42,6 +42,8 @@ pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
     let (tasks, next) = crate::routes::tasks::task_page(&state, TaskQuery::newest(limit)).await?;
     let counts = state.store().count_by_status().await?;
     let recent = state.recent().recent_workspaces().await?;
+    let workers =
+        state.store().live_workers(Utc::now() - openloom_core::worker::LIVE_WITHIN).await?;
 
     let settings = state.client().settings();
     // The password is never part of this answer; the URL's credentials were moved
@@ -84,6 +86,7 @@ pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
             "username": settings.username,
         },
         "recentWorkspaces": recent.iter().map(|w| w.path.as_str()).collect::<Vec<_>>(),
+        "workers": workers,
         "tasks": tasks,
         "nextCursor": next,
         "store_version": version,

@@ -91,8 +91,24 @@ pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Value>
     } else {
         None
     };
-    let entries = tasks.into_iter().map(list_entry).collect::<Result<Vec<_>>>()?;
+    let ids: Vec<TaskId> = tasks.iter().map(|task| task.id.clone()).collect();
+    let drivers = state.store().drivers(&ids, Utc::now()).await?;
+    let entries = tasks
+        .into_iter()
+        .map(|task| {
+            let driver = drivers.get(&task.id).cloned();
+            list_entry(task).map(|entry| with_driver(entry, driver))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok((entries, next))
+}
+
+/// `task` (as JSON) with `driven_by`: the worker whose claim it is under now, or null.
+fn with_driver(mut task: Value, driver: Option<String>) -> Value {
+    if let Some(object) = task.as_object_mut() {
+        object.insert("driven_by".to_owned(), driver.map_or(Value::Null, Value::String));
+    }
+    task
 }
 
 /// A page of tasks, newest first, and the cursor of the next page.
@@ -148,6 +164,10 @@ pub async fn detail(
         .get_task(&id)
         .await?
         .ok_or_else(|| Error::NotFound { what: "task", id: id.to_string() })?;
+    let driver = state.store().drivers(std::slice::from_ref(&id), Utc::now()).await?.remove(&id);
+    let task = serde_json::to_value(task)
+        .map_err(|error| Error::Internal(format!("could not encode a task: {error}")))?;
+    let task = with_driver(task, driver);
     // One entry more than asked tells whether there is a next page.
     let probe = LogQuery { after: query.log_after, limit: limit.saturating_add(1) };
     let mut log = state.store().check_log(&id, &probe).await?;

@@ -1,0 +1,141 @@
+//! Two `openloom serve` workers on one PostgreSQL database, with the real OpenCode
+//! and the scripted model: tasks created on one worker, that worker killed with
+//! SIGKILL mid-way, the other finishes every task, one session each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use openloom_store_postgres::testing::fresh_database;
+use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
+
+use crate::common::{Sandbox, Served};
+
+const BOOTSTRAP: &str = "You are executing an OpenLoom harness task";
+const TASKS: usize = 3;
+const TOKEN: &str = "team-test-token-0123456789abcdef";
+
+async fn all_tasks(client: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
+    let page: serde_json::Value = client
+        .get(format!("{base}/api/tasks?limit=50"))
+        .send()
+        .await
+        .expect("GET /api/tasks")
+        .json()
+        .await
+        .expect("JSON");
+    page["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_killed_workers_tasks_are_finished_by_the_other_with_one_session_each() {
+    let launcher = require_opencode!();
+    let Some(db) = fresh_database().await else { return };
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    // Every task is acknowledged at once, and finished only once the test allows it:
+    // so each is mid-way, its session open, when the first worker dies.
+    let finish = Arc::new(AtomicBool::new(false));
+    env.model.push_turn(
+        Turn::reply(Reply::text("Working on it.")).when_user_says(BOOTSTRAP).repeating(),
+    );
+    let allowed = Arc::clone(&finish);
+    env.model.push_turn(
+        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says("periodic check")
+            .when(move |_| allowed.load(Ordering::SeqCst))
+            .repeating(),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Still working.")).when_user_says("periodic check").repeating(),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    let vars = [("OPENLOOM_DATABASE", db.url.as_str()), ("OPENLOOM_API_TOKEN", TOKEN)];
+
+    let first = Served::start_with(&sandbox, &["--worker-name", "first"], &vars).await;
+    let client = first.client();
+    for i in 0..TASKS {
+        let spec =
+            format!("name: Team task {i}\ngoal: g\nsteps: [Do it]\ncheck_interval_seconds: 5\n");
+        let created = client
+            .post(format!("{}/api/tasks", first.base))
+            .json(&serde_json::json!({"spec": spec, "workspace": env.workspace.directory()}))
+            .send()
+            .await
+            .expect("POST /api/tasks");
+        assert!(created.status().is_success(), "{}", created.status());
+    }
+    // The first worker starts every task: one session and one bootstrap each.
+    let mut started = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tasks = all_tasks(&client, &first.base).await;
+        if tasks.len() == TASKS
+            && tasks.iter().all(|t| {
+                t["status"] == "running"
+                    && t["driven_by"] == "first"
+                    && t["active_session_id"].is_string()
+            })
+        {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "the first worker started every task within 30 s");
+
+    let second = Served::start_with(&sandbox, &["--worker-name", "second"], &vars).await;
+    // Both are live workers, on either's board; a third with a live one's name is
+    // refused before it takes any claim.
+    let state: serde_json::Value = client
+        .get(format!("{}/api/state", second.base))
+        .send()
+        .await
+        .expect("GET /api/state")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<&str> = state["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["name"].as_str())
+        .collect();
+    assert_eq!(names, ["first", "second"], "{}", state["workers"]);
+    let mut twin = sandbox.command(&["serve", "--port", "0", "--worker-name", "first"]);
+    twin.envs(vars);
+    let twin =
+        tokio::task::spawn_blocking(move || twin.output().expect("run serve")).await.expect("join");
+    assert_eq!(twin.status.code(), Some(2), "{twin:?}");
+    let said = String::from_utf8_lossy(&twin.stderr);
+    assert!(said.contains(r#"a worker named "first" is already driving tasks"#), "{said}");
+    drop(first); // SIGKILL: no clean release of its claims.
+    finish.store(true, Ordering::SeqCst);
+
+    // The second takes over once the first's leases (30 s) run out.
+    let mut tasks = Vec::new();
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tasks = all_tasks(&client, &second.base).await;
+        if tasks.len() == TASKS && tasks.iter().all(|t| t["status"] == "completed") {
+            break;
+        }
+    }
+    assert_eq!(tasks.len(), TASKS);
+    for task in &tasks {
+        assert_eq!(task["status"], "completed", "{task}");
+        assert_eq!(task["session_ids"].as_array().map(Vec::len), Some(1), "one session: {task}");
+    }
+    let bootstraps = env
+        .model
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.last_role() == Some("user")
+                && r.last_user_text().is_some_and(|t| t.contains(BOOTSTRAP))
+        })
+        .count();
+    assert_eq!(bootstraps, TASKS, "no task was started twice");
+    let run = second.stop().await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    db.drop_database().await;
+}
