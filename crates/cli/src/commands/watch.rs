@@ -36,7 +36,9 @@ pub async fn run(
     let mut events = bus.receiver();
     let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus);
     let server = match &ui {
-        Some(ui) => Some(super::serve::bind(ui, &harness, store.recent.clone(), &client).await?),
+        Some(ui) => {
+            Some(super::serve::bind(ui, &harness, store.recent.clone(), &client, false).await?)
+        }
         None => None,
     };
 
