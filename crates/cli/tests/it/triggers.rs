@@ -138,3 +138,59 @@ async fn a_signed_github_delivery_becomes_a_task_without_the_api_token() {
     assert_eq!(tasks_when(&served, 1).await.len(), 1, "a redelivery is not a second task");
     served.stop().await;
 }
+
+/// The whole way with the real OpenCode: a spec dropped into the inbox is driven to
+/// completion, its check verified on disk.
+#[tokio::test]
+async fn a_spec_dropped_into_the_inbox_is_driven_to_completion_by_the_real_opencode() {
+    use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let report = env.workspace.file("report.txt");
+    env.model.push_turn(
+        Turn::reply(Reply::write_file(&report, "from the inbox\n"))
+            .when_user_says("You are executing an OpenLoom harness task"),
+    );
+    env.model.push_turn(
+        Turn::reply(Reply::text("Written.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    let inbox = sandbox.path().join("inbox");
+    std::fs::create_dir_all(&inbox).expect("mkdir");
+    let workspace = env.workspace.directory();
+    let served =
+        Served::start_with(&sandbox, &["--inbox", "inbox", "--inbox-workspace", &workspace], &[])
+            .await;
+
+    // No `workspace:`: the inbox's default workspace is used.
+    drop_in(
+        &inbox,
+        "report.yaml",
+        "name: From the inbox\ncheck_interval_seconds: 10\ngoal: Write report.txt\n\
+         steps: [Write it]\nchecks:\n  - file_contains: {path: report.txt, pattern: inbox}\n",
+    );
+    let client = served.client();
+    let start = Instant::now();
+    let status = loop {
+        let page: Value = client
+            .get(format!("{}/api/tasks", served.base))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        let status = page["tasks"][0]["status"].as_str().unwrap_or_default().to_owned();
+        if status == "completed" || status == "failed" {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "still {status}: {page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(status, "completed");
+    assert_eq!(env.workspace.read("report.txt").as_deref(), Some("from the inbox\n"));
+    assert!(inbox.join("accepted/report.yaml").exists());
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
