@@ -59,8 +59,8 @@ pub enum HookDecision {
     Pong,
     /// Nothing to do, and why (answered 202 with the reason).
     Ignore(String),
-    /// A task to create (answered 202, created after).
-    Task(Arrival),
+    /// A task to create (answered 202, created after). Boxed: a spec is large.
+    Task(Box<Arrival>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,7 +135,7 @@ pub fn decide(
         .ok_or_else(|| Error::UnknownRepository { repo: repo.clone() })?;
     let issue = format!("{repo}#{}", payload.issue.number);
     let spec = issue_spec(&issue, &payload.issue, workspace)?;
-    Ok(HookDecision::Task(Arrival { origin, spec }))
+    Ok(HookDecision::Task(Box::new(Arrival { origin, spec })))
 }
 
 /// The spec of an issue: its ```` ```yaml ```` block, else its body as the prompt.

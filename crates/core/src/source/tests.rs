@@ -37,7 +37,10 @@ impl Source for Recorded {
         self.feed.next().await
     }
     async fn settle(&self, arrival: &Arrival, outcome: &Result<Admitted>) {
-        let outcome = outcome.as_ref().map(Clone::clone).map_err(ToString::to_string);
+        let outcome = match outcome {
+            Ok(admitted) => Ok(admitted.clone()),
+            Err(error) => Err(error.to_string()),
+        };
         self.settled.lock().expect("lock").push((arrival.origin.to_string(), outcome));
     }
 }

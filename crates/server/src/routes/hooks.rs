@@ -89,7 +89,7 @@ pub async fn github(
                 Error::Overloaded("the GitHub intake is not running; try again".to_owned())
             })?;
             let name = arrival.spec.name.clone();
-            match feeder.offer(arrival) {
+            match feeder.offer(*arrival) {
                 Ok(()) => {
                     tracing::info!(%delivery, task = %name, "GitHub issue queued as a task");
                     Ok(accepted(json!({ "ok": true, "queued": name, "delivery": delivery })))

@@ -26,7 +26,7 @@ fn run(payload: &Value) -> Result<HookDecision> {
 
 fn task(payload: &Value) -> Arrival {
     match run(payload).expect("decided") {
-        HookDecision::Task(arrival) => arrival,
+        HookDecision::Task(arrival) => *arrival,
         other => panic!("expected a task, got {other:?}"),
     }
 }
