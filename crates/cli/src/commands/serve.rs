@@ -158,9 +158,10 @@ fn intake_lines(settings: &Settings) -> Vec<String> {
     }
     match (&settings.github, &settings.github_secret) {
         (Some(github), Some(_)) => lines.push(format!(
-            "  github:    POST /api/hooks/github — label {:?}, {} repositories",
+            "  github:    POST /api/hooks/github — label {:?}, {} {}",
             github.label,
-            github.repos.len()
+            github.repos.len(),
+            if github.repos.len() == 1 { "repository" } else { "repositories" }
         )),
         (Some(_), None) => lines.push(format!(
             "  github:    OFF — set {} to the webhook's secret",

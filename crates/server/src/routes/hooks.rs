@@ -88,6 +88,13 @@ pub async fn github(
             let feeder = state.github_feeder().ok_or_else(|| {
                 Error::Overloaded("the GitHub intake is not running; try again".to_owned())
             })?;
+            // Checked now as well as at creation, so a directory the roots do not
+            // allow is a 422 in GitHub's delivery log rather than a line in ours.
+            state
+                .harness()
+                .workspaces()
+                .resolve(&arrival.spec.workspace)
+                .map_err(|error| Error::Unprocessable(error.to_string()))?;
             let name = arrival.spec.name.clone();
             match feeder.offer(*arrival) {
                 Ok(()) => {

@@ -247,3 +247,21 @@ async fn the_host_check_still_applies() {
         .expect("request");
     fx.call(request).await.error(StatusCode::MISDIRECTED_REQUEST);
 }
+
+#[tokio::test]
+async fn a_repository_directory_outside_the_roots_is_422() {
+    let fx = Fixture::with_config(token_config()).await;
+    let outside = fx.outside.to_string_lossy().into_owned();
+    let mut config = token_config();
+    config.github = Some(GithubConfig {
+        label: "openloom".into(),
+        repos: BTreeMap::from([("octo/hello".to_owned(), outside)]),
+    });
+    config.github_secret = Some(Secret::new(SECRET));
+    let fx = fx.reconfigured(config).await;
+    let detail =
+        signed(&fx, "issues", "d-out", &labeled()).await.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(detail.contains("outside"), "{detail}");
+    settle().await;
+    assert!(task_names(&fx).await.is_empty());
+}
