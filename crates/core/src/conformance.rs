@@ -342,6 +342,9 @@ impl Store for PauseBeforeWrite {
     async fn create_task_once(&self, task: &Task, origin: &str) -> Result<Created> {
         self.inner.create_task_once(task, origin).await
     }
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        self.inner.task_origin(id).await
+    }
     async fn get_task(&self, id: &TaskId) -> Result<Option<Task>> {
         self.inner.get_task(id).await
     }
@@ -506,6 +509,17 @@ pub async fn origins_are_recorded_once(store: Arc<dyn Store>, other: Arc<dyn Sto
         matches!(later, Ok(Created::New(_))),
         "the refused create recorded its origin: {later:?}"
     );
+
+    // A task knows its origin; one created without has none.
+    let origin_of = |id: &'static str| {
+        let store = store.clone();
+        async move { store.task_origin(&TaskId::from(id)).await.expect("origin") }
+    };
+    assert_eq!(origin_of("origin_a").await.as_deref(), Some("inbox:a.yaml@1"));
+    assert_eq!(origin_of("origin_c").await.as_deref(), Some("github:d-1"));
+    store.create_task(&task("plain", now)).await.expect("plain create");
+    assert_eq!(origin_of("plain").await, None);
+    store.delete_task(&TaskId::from("plain")).await.expect("delete plain");
 
     // An origin outlives its task.
     store.delete_task(&TaskId::from("origin_a")).await.expect("delete");

@@ -115,6 +115,11 @@ impl Store for MemoryStore {
         Ok(Created::New(inner.bump()))
     }
 
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        let inner = self.lock();
+        Ok(inner.origins.iter().find(|(_, task)| *task == id).map(|(origin, _)| origin.clone()))
+    }
+
     async fn write_task(
         &self,
         id: &TaskId,

@@ -231,6 +231,10 @@ pub trait Store: Send + Sync {
     /// `Conflict` if the task id exists (and then records nothing).
     async fn create_task_once(&self, task: &Task, origin: &str) -> Result<Created>;
 
+    /// Where task `id` came from: the origin [`Store::create_task_once`] recorded for
+    /// it, or `None` for a task created without one (by the API, `watch`).
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>>;
+
     /// Applies a partial update (with [`Task::apply`], which bumps the revision) and, in
     /// the same transaction, appends `log` if given, if `guard` holds
     /// ([`Guard::check`], inside the transaction). Fails with `NotFound` if the task

@@ -8,3 +8,5 @@ CREATE TABLE origins (
     task_id TEXT NOT NULL,
     created_at TEXT COLLATE "C" NOT NULL
 );
+-- A task's origin, for its detail page.
+CREATE INDEX origins_by_task ON origins (task_id);

@@ -384,6 +384,14 @@ impl Store for PostgresStore {
         Ok(Created::New(self.commit(tx).await?))
     }
 
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT origin FROM origins WHERE task_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     async fn write_task(
         &self,
         id: &TaskId,

@@ -417,6 +417,14 @@ impl Store for SqliteStore {
         Ok(Created::New(tx.commit().await?))
     }
 
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT origin FROM origins WHERE task_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     async fn write_task(
         &self,
         id: &TaskId,

@@ -104,8 +104,17 @@ async fn a_signed_labeled_issue_becomes_a_prompt_task_without_the_api_token() {
     );
     let task = &fx.state.store().list_tasks(&TaskQuery::newest(1)).await.expect("list")[0];
     assert_eq!(task.workspace, fx.ws());
-    // Every other route still needs the token.
+    // The task's page names its origin (with the token, which every other route
+    // still needs).
     assert_eq!(fx.get("/api/tasks").await.status, StatusCode::UNAUTHORIZED);
+    let detail = Request::builder()
+        .uri(format!("/api/tasks/{}", task.id))
+        .header(header::HOST, HOST)
+        .header(header::AUTHORIZATION, format!("Bearer {}", crate::common::TOKEN))
+        .body(Body::empty())
+        .expect("request");
+    let detail = fx.call(detail).await;
+    assert_eq!(detail.json["origin"], "github:d-1", "{}", detail.text);
 }
 
 #[tokio::test]
