@@ -63,6 +63,9 @@ pub enum Command {
         /// Server options.
         #[command(flatten)]
         server: ServeArgs,
+        /// Where work arrives besides the API.
+        #[command(flatten)]
+        intake: IntakeArgs,
     },
     /// List tasks: id, name, status, progress and the last summary.
     Status {
@@ -205,4 +208,17 @@ pub struct ServeArgs {
     /// Extra host names the server answers to (behind a proxy), repeatable.
     #[arg(long = "public-host", value_name = "NAME")]
     pub public_hosts: Vec<String>,
+}
+
+/// Where `serve` takes work from besides the API (docs/triggers.md).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct IntakeArgs {
+    /// Watch DIR: each spec (.yaml, .yml, .md) or prompt (.txt) file that appears
+    /// becomes a task, then moves to DIR/accepted/ (or DIR/rejected/ with the error).
+    /// Write files elsewhere and rename them in.
+    #[arg(long, env = "OPENLOOM_INBOX", value_name = "DIR")]
+    pub inbox: Option<std::path::PathBuf>,
+    /// The workspace of inbox files whose spec names none (and of prompt files).
+    #[arg(long, env = "OPENLOOM_INBOX_WORKSPACE", value_name = "DIR")]
+    pub inbox_workspace: Option<std::path::PathBuf>,
 }

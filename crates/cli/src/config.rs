@@ -87,6 +87,12 @@ struct FileConfig {
     worker_name: Option<String>,
     /// Unattended keys for every task whose spec leaves them unset.
     task_defaults: Option<serde_yaml::Value>,
+    /// The inbox directory `serve` watches.
+    inbox: Option<PathBuf>,
+    /// The workspace of inbox files that name none.
+    inbox_workspace: Option<PathBuf>,
+    /// The GitHub issues hook: label and repository directories.
+    github: Option<openloom_sources::GithubConfig>,
     /// The file's path, for errors about its values.
     #[serde(skip)]
     origin: String,
@@ -142,6 +148,14 @@ pub struct Settings {
     /// This worker's name, if one was given (else `HOST:PID`, see
     /// [`crate::commands::parts::worker_name`]).
     pub worker_name: Option<String>,
+    /// The inbox directory `serve` watches (absolute), if any.
+    pub inbox: Option<PathBuf>,
+    /// The workspace of inbox files that name none (absolute), if any.
+    pub inbox_workspace: Option<PathBuf>,
+    /// The GitHub hook's label and repository directories (absolute), if configured.
+    pub github: Option<openloom_sources::GithubConfig>,
+    /// `OPENLOOM_GITHUB_WEBHOOK_SECRET`, if set: only ever from the environment.
+    pub github_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -164,6 +178,10 @@ impl std::fmt::Debug for Settings {
             .field("start_opencode", &self.start_opencode)
             .field("opencode_bin", &self.opencode_bin)
             .field("worker_name", &self.worker_name)
+            .field("inbox", &self.inbox)
+            .field("inbox_workspace", &self.inbox_workspace)
+            .field("github", &self.github)
+            .field("github_secret", &self.github_secret.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -225,9 +243,20 @@ impl Settings {
                  file) {problem}; give a short printable name such as \"web-1\""
             );
         }
+        let dir = |path: PathBuf| absolute(&expand_home(&path, env), cwd);
+        let github = file.github.map(|mut github| {
+            for directory in github.repos.values_mut() {
+                *directory = dir(PathBuf::from(&*directory)).to_string_lossy().into_owned();
+            }
+            github
+        });
         Ok(Settings {
             task_defaults,
             worker_name,
+            inbox: file.inbox.map(dir),
+            inbox_workspace: file.inbox_workspace.map(dir),
+            github,
+            github_secret: env(openloom_server::GITHUB_SECRET_ENV).filter(|s| !s.trim().is_empty()),
             opencode_url: args
                 .opencode_url
                 .clone()
@@ -275,6 +304,19 @@ impl Settings {
         settings
     }
 
+    /// These settings with `serve`'s intake flags applied (flag/env over the file);
+    /// relative directories are taken from `cwd`.
+    pub fn with_intake_args(&self, args: &crate::cli::IntakeArgs, cwd: &Path) -> Settings {
+        let mut settings = self.clone();
+        if let Some(inbox) = &args.inbox {
+            settings.inbox = Some(absolute(inbox, cwd));
+        }
+        if let Some(workspace) = &args.inbox_workspace {
+            settings.inbox_workspace = Some(absolute(workspace, cwd));
+        }
+        settings
+    }
+
     /// The workspace policy these settings describe.
     pub fn workspace_policy(&self) -> WorkspacePolicy {
         if self.strict_roots {
@@ -307,7 +349,7 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
              database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, \
-             opencode_bin, worker_name, task_defaults",
+             opencode_bin, worker_name, task_defaults, inbox, inbox_workspace, github",
             path.display()
         )
     })?;

@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 
 use crate::check::{CheckContext, CheckOutcome, CheckResult, Checker};
 use crate::spec::{CheckDefinition, Step, TaskSpec};
-use crate::store::{Guard, Lease, LogQuery, Store, StoredLogEntry, TaskQuery, WriteOutcome};
+use crate::store::{
+    Created, Guard, Lease, LogQuery, Store, StoredLogEntry, TaskQuery, WriteOutcome,
+};
 use crate::{
     AgentMessage, CheckLogEntry, Dialogue, EventBus, Harness, HarnessParts, MemoryAgent, Result,
     StoreVersion, Task, TaskId, TaskStatus, TaskUpdate, WorkspacePolicy,
@@ -385,6 +387,12 @@ impl Store for PauseBeforeWrite {
     async fn create_task(&self, task: &Task) -> Result<StoreVersion> {
         self.inner.create_task(task).await
     }
+    async fn create_task_once(&self, task: &Task, origin: &str) -> Result<Created> {
+        self.inner.create_task_once(task, origin).await
+    }
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        self.inner.task_origin(id).await
+    }
     async fn get_task(&self, id: &TaskId) -> Result<Option<Task>> {
         self.inner.get_task(id).await
     }
@@ -469,7 +477,7 @@ impl Dialogue for Plain {
     }
 }
 
-fn harness(store: Arc<dyn Store>, agent: Arc<MemoryAgent>) -> Arc<Harness> {
+pub(crate) fn harness(store: Arc<dyn Store>, agent: Arc<MemoryAgent>) -> Arc<Harness> {
     Arc::new(Harness::new(HarnessParts {
         agent,
         store,
@@ -523,4 +531,63 @@ where
     driver.tick().await.expect("check again");
     let task = store.inner.get_task(&id).await.expect("read").expect("task");
     assert_eq!((task.status, task.completed_steps.clone()), (TaskStatus::Running, vec![1]));
+}
+
+/// [`Store::create_task_once`] on any store: an origin creates one task, ever; a
+/// refused create records no origin; two racing creates of one origin (through
+/// `other`, a second connection to the same database, when the store has one) make
+/// one task.
+pub async fn origins_are_recorded_once(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let now = t0();
+    let first = store.create_task_once(&task("origin_a", now), "inbox:a.yaml@1").await;
+    let Ok(Created::New(v1)) = first else { panic!("first import: {first:?}") };
+    assert_eq!(store.store_version().await.expect("version"), v1);
+
+    // The same origin again, as a new task: nothing is written.
+    let again = store.create_task_once(&task("origin_b", now), "inbox:a.yaml@1").await;
+    assert_eq!(again.expect("again"), Created::AlreadyHad(TaskId::from("origin_a")));
+    assert_eq!(store.get_task(&TaskId::from("origin_b")).await.expect("read"), None);
+    assert_eq!(store.store_version().await.expect("version"), v1, "a repeat writes nothing");
+
+    // An existing id with a new origin is a conflict, and the origin stays unrecorded.
+    let clash = store.create_task_once(&task("origin_a", now), "github:d-1").await;
+    assert!(matches!(clash, Err(crate::Error::Conflict(_))), "{clash:?}");
+    let later = store.create_task_once(&task("origin_c", now), "github:d-1").await;
+    assert!(
+        matches!(later, Ok(Created::New(_))),
+        "the refused create recorded its origin: {later:?}"
+    );
+
+    // A task knows its origin; one created without has none.
+    let origin_of = |id: &'static str| {
+        let store = store.clone();
+        async move { store.task_origin(&TaskId::from(id)).await.expect("origin") }
+    };
+    assert_eq!(origin_of("origin_a").await.as_deref(), Some("inbox:a.yaml@1"));
+    assert_eq!(origin_of("origin_c").await.as_deref(), Some("github:d-1"));
+    store.create_task(&task("plain", now)).await.expect("plain create");
+    assert_eq!(origin_of("plain").await, None);
+    store.delete_task(&TaskId::from("plain")).await.expect("delete plain");
+
+    // An origin outlives its task.
+    store.delete_task(&TaskId::from("origin_a")).await.expect("delete");
+    let after_delete = store.create_task_once(&task("origin_d", now), "inbox:a.yaml@1").await;
+    assert_eq!(after_delete.expect("after delete"), Created::AlreadyHad(TaskId::from("origin_a")));
+
+    // Two creates of one origin at once: one task.
+    let (race_1, race_2) = (task("race_1", now), task("race_2", now));
+    let (a, b) = tokio::join!(
+        store.create_task_once(&race_1, "github:race"),
+        other.create_task_once(&race_2, "github:race"),
+    );
+    let outcomes = [a.expect("race 1"), b.expect("race 2")];
+    let new = outcomes.iter().filter(|o| matches!(o, Created::New(_))).count();
+    assert_eq!(new, 1, "{outcomes:?}");
+    let winner = if matches!(outcomes[0], Created::New(_)) { "race_1" } else { "race_2" };
+    let loser = if winner == "race_1" { "race_2" } else { "race_1" };
+    assert!(outcomes.contains(&Created::AlreadyHad(TaskId::from(winner))), "{outcomes:?}");
+    assert_eq!(store.get_task(&TaskId::from(loser)).await.expect("read"), None);
+    let tasks = store.list_tasks(&TaskQuery::newest(100)).await.expect("list");
+    let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, vec![winner, "origin_c"]);
 }

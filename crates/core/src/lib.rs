@@ -7,8 +7,9 @@
 //!   with its [`TaskStatus`] and a check log of [`CheckLogEntry`].
 //! - [`AgentServer`] is the coding agent the harness drives (OpenCode in
 //!   `openloom-opencode`). The harness only ever talks to this trait.
-//! - [`Checker`] decides how far a task is, [`Sink`] receives [`Event`]s, [`Source`]
-//!   produces specs; a [`Registry`] names implementations of each.
+//! - [`Checker`] decides how far a task is, [`Sink`] receives [`Event`]s, a [`Source`]
+//!   offers work over time ([`take_in`] feeds it to the harness, deduplicated by its
+//!   [`Origin`]); a [`Registry`] names implementations of each.
 //!
 //! # Design: store first, then event
 //! Every state change is written to the store before it is announced, and the
@@ -57,11 +58,11 @@ pub use memory_agent::MemoryAgent;
 pub use policy::{Action, PermissionRule, QuestionPolicy};
 pub use registry::{Options, Registry};
 pub use request::{PendingRequest, Question, RequestKind};
-pub use source::Source;
+pub use source::{Admitted, Arrival, Feed, Feeder, Origin, Source, feed, take_in};
 pub use spec::{CheckDefinition, Step, TaskSpec};
 pub use store::{
-    Guard, Lease, LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Rejection, Store,
-    StoredLogEntry, TaskQuery, WriteOutcome,
+    Created, Guard, Lease, LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Rejection,
+    Store, StoredLogEntry, TaskQuery, WriteOutcome,
 };
 pub use summary::SpecSummary;
 pub use task::{

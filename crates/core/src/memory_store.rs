@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Guard, Lease, LogQuery, RECENT_WORKSPACES_KEPT, RecentWorkspace, RecentWorkspaces, Store,
-    StoredLogEntry, TaskQuery, WriteOutcome,
+    Created, Guard, Lease, LogQuery, RECENT_WORKSPACES_KEPT, RecentWorkspace, RecentWorkspaces,
+    Store, StoredLogEntry, TaskQuery, WriteOutcome,
 };
 use crate::task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
 use crate::worker::Worker;
@@ -38,6 +38,8 @@ struct MemoryInner {
     epochs: HashMap<TaskId, u64>,
     /// Worker name → its heartbeat.
     workers: std::collections::BTreeMap<String, Worker>,
+    /// Origin key → the task created from it (see [`Store::create_task_once`]).
+    origins: HashMap<String, TaskId>,
 }
 
 impl MemoryInner {
@@ -101,6 +103,24 @@ impl Store for MemoryStore {
         }
         inner.tasks.push(task.clone());
         Ok(inner.bump())
+    }
+
+    async fn create_task_once(&self, task: &Task, origin: &str) -> Result<Created> {
+        let mut inner = self.lock();
+        if let Some(id) = inner.origins.get(origin) {
+            return Ok(Created::AlreadyHad(id.clone()));
+        }
+        if inner.tasks.iter().any(|t| t.id == task.id) {
+            return Err(Error::Conflict(format!("task {} already exists", task.id)));
+        }
+        inner.origins.insert(origin.to_owned(), task.id.clone());
+        inner.tasks.push(task.clone());
+        Ok(Created::New(inner.bump()))
+    }
+
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        let inner = self.lock();
+        Ok(inner.origins.iter().find(|(_, task)| *task == id).map(|(origin, _)| origin.clone()))
     }
 
     async fn write_task(

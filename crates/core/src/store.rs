@@ -190,6 +190,17 @@ pub enum WriteOutcome {
     Rejected(Rejection),
 }
 
+/// What [`Store::create_task_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[must_use]
+pub enum Created {
+    /// The task was created and its origin recorded: the store version of the write.
+    New(StoreVersion),
+    /// The origin was recorded before, for this task (which may have been deleted
+    /// since): nothing was written.
+    AlreadyHad(TaskId),
+}
+
 /// Which check-log entries to read, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogQuery {
@@ -210,6 +221,20 @@ impl Default for LogQuery {
 pub trait Store: Send + Sync {
     /// Inserts a new task. Fails with `Conflict` if the id exists.
     async fn create_task(&self, task: &Task) -> Result<StoreVersion>;
+
+    /// Inserts a new task and records `origin` (where it came from: an inbox file, a
+    /// GitHub delivery, see [`crate::source::Origin`]) **in the same transaction**,
+    /// unless `origin` is recorded already: then nothing is written and the answer
+    /// names the task it was recorded for. A crash can so never leave a task created
+    /// without its origin, and a source that retries after one (an inbox file that
+    /// was not moved yet, a redelivered webhook) never creates a second task. An
+    /// origin outlives its task: a deleted task's origin is still "had". Fails with
+    /// `Conflict` if the task id exists (and then records nothing).
+    async fn create_task_once(&self, task: &Task, origin: &str) -> Result<Created>;
+
+    /// Where task `id` came from: the origin [`Store::create_task_once`] recorded for
+    /// it, or `None` for a task created without one (by the API, `watch`).
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>>;
 
     /// Applies a partial update (with [`Task::apply`], which bumps the revision) and, in
     /// the same transaction, appends `log` if given, if `guard` holds

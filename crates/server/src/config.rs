@@ -12,6 +12,9 @@ use crate::monitor::MonitorConfig;
 /// The environment variable the binary reads the API token from.
 pub const API_TOKEN_ENV: &str = "OPENLOOM_API_TOKEN";
 
+/// The environment variable the binary reads the GitHub hook's secret from.
+pub const GITHUB_SECRET_ENV: &str = "OPENLOOM_GITHUB_WEBHOOK_SECRET";
+
 /// Largest request body accepted, in bytes (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -61,6 +64,12 @@ pub struct ServerConfig {
     pub max_event_streams: usize,
     /// The session monitor's pace.
     pub monitor: MonitorConfig,
+    /// What `POST /api/hooks/github` takes (label, repository directories); `None`
+    /// refuses the route.
+    pub github: Option<openloom_sources::GithubConfig>,
+    /// The secret GitHub signs its deliveries with ([`GITHUB_SECRET_ENV`]); `None`
+    /// refuses the route, whatever `github` says.
+    pub github_secret: Option<Secret>,
 }
 
 impl ServerConfig {
@@ -81,6 +90,8 @@ impl ServerConfig {
             max_connections,
             max_event_streams: (max_connections / 2).max(1),
             monitor: MonitorConfig::default(),
+            github: None,
+            github_secret: None,
         }
     }
 

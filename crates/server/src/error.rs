@@ -48,6 +48,16 @@ pub enum Error {
     /// The API token is missing or wrong (401).
     #[error("a valid API token is required: send `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// A webhook's signature is missing or wrong (401); nothing was done.
+    #[error("{0}")]
+    BadSignature(String),
+    /// A webhook route that is not set up (403); the detail says what to configure.
+    #[error("{0}")]
+    HookDisabled(String),
+    /// The request is well-formed but cannot be acted on (422), e.g. a GitHub hook
+    /// for a repository the configuration does not map.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The request is refused (403): a foreign `Origin`, a path outside the allowed roots.
     #[error("{0}")]
     Forbidden(String),
@@ -124,7 +134,9 @@ impl Error {
             Error::Rejected { status, .. } | Error::NoRoute { status, .. } => *status,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Unauthorized | Error::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            Error::HookDisabled(_) => StatusCode::FORBIDDEN,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -151,6 +163,9 @@ impl Error {
             Error::NotFound { .. } => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Unauthorized => "unauthorized",
+            Error::BadSignature(_) => "bad_signature",
+            Error::HookDisabled(_) => "hook_disabled",
+            Error::Unprocessable(_) => "unprocessable",
             Error::Forbidden(_) => "forbidden",
             Error::MisdirectedHost(_) => "misdirected_request",
             Error::NoRoute { status, .. } if *status == StatusCode::METHOD_NOT_ALLOWED => {

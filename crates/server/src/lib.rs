@@ -53,8 +53,8 @@ mod state;
 pub mod telemetry;
 
 pub use config::{
-    API_TOKEN_ENV, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_TIMEOUT, MIN_TOKEN_LEN, Secret, ServerConfig,
-    default_max_connections,
+    API_TOKEN_ENV, DEFAULT_BODY_LIMIT, DEFAULT_HEADER_TIMEOUT, GITHUB_SECRET_ENV, MIN_TOKEN_LEN,
+    Secret, ServerConfig, default_max_connections,
 };
 pub use error::{Error, Result};
 pub use monitor::{MonitorConfig, MonitorSnapshot, SessionMonitor};

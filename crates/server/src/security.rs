@@ -69,7 +69,8 @@ fn check(state: &AppState, request: &Request) -> Result<(), Error> {
     // No token means the operator opted out (`no_token`, loopback only); the server
     // refuses to start otherwise (`ServerConfig::validate`).
     if let Some(token) = &config.api_token {
-        if !is_public(request.uri().path()) {
+        let path = request.uri().path();
+        if !is_public(path) && !is_self_authenticated(path) {
             let peer = peer_key(request);
             let now = Instant::now();
             // A blocked peer's token is not even compared: answers must not tell a
@@ -179,6 +180,12 @@ impl Failures {
 /// spelled differently, `/API/tasks`, `/ui/other.js`) is protected by default.
 fn is_public(path: &str) -> bool {
     crate::routes::ui::is_ui_path(path)
+}
+
+/// Paths that authenticate themselves instead of by the token: the GitHub hook checks
+/// GitHub's signature of its body (`routes/hooks.rs`). Exact paths only.
+fn is_self_authenticated(path: &str) -> bool {
+    path == crate::routes::hooks::GITHUB_PATH
 }
 
 /// The `Host` header, or the URI authority (HTTP/2 sends `:authority` instead).
@@ -351,6 +358,14 @@ mod tests {
             failures.record(IpAddr::from(n.to_be_bytes()), now);
         }
         assert_eq!(failures.len(), Failures::MAX_PEERS);
+    }
+
+    #[test]
+    fn only_the_exact_github_hook_path_skips_the_token() {
+        assert!(is_self_authenticated("/api/hooks/github"));
+        for path in ["/api/hooks/github/", "/API/hooks/github", "/api/hooks", "/api/hooks/gitlab"] {
+            assert!(!is_self_authenticated(path), "{path}");
+        }
     }
 
     #[test]

@@ -49,6 +49,8 @@ struct Inner {
     event_streams: Arc<tokio::sync::Semaphore>,
     /// Recent token failures by peer, for the guard's penalty.
     failures: crate::security::Failures,
+    /// Where the GitHub hook queues its tasks, when the hook is configured.
+    github: Option<openloom_core::Feeder>,
 }
 
 /// Encoded answers of `GET /api/tasks`, keyed by query and valid while the store
@@ -101,6 +103,8 @@ impl AppState {
     pub fn new(config: ServerConfig, parts: ServerParts, monitor: Arc<SessionMonitor>) -> Self {
         let store = Arc::clone(parts.harness.store());
         let event_streams = Arc::new(tokio::sync::Semaphore::new(config.max_event_streams));
+        let closing = Arc::new(watch::channel(false).0);
+        let github = github_intake(&config, &parts.harness, &closing);
         AppState {
             inner: Arc::new(Inner {
                 harness: parts.harness,
@@ -109,10 +113,11 @@ impl AppState {
                 client: parts.client,
                 monitor,
                 config,
-                closing: Arc::new(watch::channel(false).0),
+                closing,
                 pages: PageCache::default(),
                 event_streams,
                 failures: crate::security::Failures::default(),
+                github,
             }),
         }
     }
@@ -162,6 +167,11 @@ impl AppState {
         &self.inner.failures
     }
 
+    /// Where the GitHub hook queues tasks (`None` when the hook is not configured).
+    pub(crate) fn github_feeder(&self) -> Option<&openloom_core::Feeder> {
+        self.inner.github.as_ref()
+    }
+
     /// A receiver that turns true when the server shuts down.
     pub fn closing(&self) -> watch::Receiver<bool> {
         self.inner.closing.subscribe()
@@ -171,4 +181,23 @@ impl AppState {
     pub fn close_streams(&self) {
         self.inner.closing.send_replace(true);
     }
+}
+
+/// The GitHub hook's queue and its intake: core's `take_in` over a feed, creating the
+/// queued tasks through the harness until the server closes (or the state is
+/// dropped, which ends the feed). Only when the hook is configured and a runtime runs.
+fn github_intake(
+    config: &ServerConfig,
+    harness: &Arc<Harness>,
+    closing: &watch::Sender<bool>,
+) -> Option<openloom_core::Feeder> {
+    config.github.as_ref()?;
+    config.github_secret.as_ref()?;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::error!("no async runtime: the GitHub hook cannot take deliveries");
+        return None;
+    };
+    let (feeder, feed) = openloom_core::feed("github", crate::routes::hooks::GITHUB_QUEUE);
+    runtime.spawn(openloom_core::take_in(Arc::new(feed), Arc::clone(harness), closing.subscribe()));
+    Some(feeder)
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
-    CheckLogEntry, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry, Task,
-    TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker, WriteOutcome,
+    CheckLogEntry, Created, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry,
+    Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker, WriteOutcome,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
@@ -376,6 +376,45 @@ impl Store for PostgresStore {
             return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
         }
         self.commit(tx).await
+    }
+
+    async fn create_task_once(&self, task: &Task, origin: &str) -> Result<Created> {
+        let mut tx = self.begin().await?;
+        // The origin first: a worker recording the same origin at the same moment
+        // makes this insert wait for its commit, then do nothing — so exactly one of
+        // them creates the task.
+        let recorded = sqlx::query(
+            "INSERT INTO origins (origin, task_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (origin) DO NOTHING",
+        )
+        .bind(origin)
+        .bind(task.id.as_str())
+        .bind(codec::timestamp(&task.created_at)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        if recorded.rows_affected() == 0 {
+            // A new statement sees the other transaction's committed row.
+            let id: String = sqlx::query_scalar("SELECT task_id FROM origins WHERE origin = $1")
+                .bind(origin)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| self.fail(e))?;
+            // Dropping the transaction rolls it back: nothing was written.
+            return Ok(Created::AlreadyHad(TaskId::from(id)));
+        }
+        if !insert_task(&mut tx, self.target(), task).await? {
+            return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
+        }
+        Ok(Created::New(self.commit(tx).await?))
+    }
+
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT origin FROM origins WHERE task_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     async fn write_task(

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
-    CheckLogEntry, Guard, Lease, LogQuery, Result, SpecSummary, Store, StoreVersion,
+    CheckLogEntry, Created, Guard, Lease, LogQuery, Result, SpecSummary, Store, StoreVersion,
     StoredLogEntry, Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker,
     WriteOutcome,
 };
@@ -99,6 +99,25 @@ impl SqliteStore {
 
     pub(crate) fn fail(&self, err: sqlx::Error) -> openloom_core::Error {
         Error::classify(&self.path, err).into()
+    }
+
+    /// Inserts `task` inside the caller's write transaction; `Conflict` if its id exists.
+    async fn insert_task(&self, conn: &mut SqliteConnection, task: &Task) -> Result<()> {
+        let row = TaskRow::encode(task)?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?")
+            .bind(task.id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        if exists.is_some() {
+            return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
+        }
+        let sql = format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        row.bind(sqlx::query(&sql)).execute(conn).await.map_err(|e| self.fail(e))?;
+        Ok(())
     }
 
     async fn require_seq(&self, conn: &mut SqliteConnection, id: &TaskId) -> Result<i64> {
@@ -392,22 +411,42 @@ impl Run {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_task(&self, task: &Task) -> Result<StoreVersion> {
-        let row = TaskRow::encode(task)?;
         let mut tx = self.begin_write().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?")
+        self.insert_task(tx.conn(), task).await?;
+        tx.commit().await
+    }
+
+    async fn create_task_once(&self, task: &Task, origin: &str) -> Result<Created> {
+        let mut tx = self.begin_write().await?;
+        // Under the write lock (BEGIN IMMEDIATE): no other process can record the
+        // origin between this read and the insert below.
+        let had: Option<String> =
+            sqlx::query_scalar("SELECT task_id FROM origins WHERE origin = ?")
+                .bind(origin)
+                .fetch_optional(tx.conn())
+                .await
+                .map_err(|e| self.fail(e))?;
+        if let Some(id) = had {
+            // Dropping the transaction rolls it back: nothing was written.
+            return Ok(Created::AlreadyHad(TaskId::from(id)));
+        }
+        self.insert_task(tx.conn(), task).await?;
+        sqlx::query("INSERT INTO origins (origin, task_id, created_at) VALUES (?, ?, ?)")
+            .bind(origin)
             .bind(task.id.as_str())
-            .fetch_optional(tx.conn())
+            .bind(codec::timestamp(&task.created_at)?)
+            .execute(tx.conn())
             .await
             .map_err(|e| self.fail(e))?;
-        if exists.is_some() {
-            return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
-        }
-        let sql = format!(
-            "INSERT INTO tasks ({TASK_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
-        row.bind(sqlx::query(&sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
-        tx.commit().await
+        Ok(Created::New(tx.commit().await?))
+    }
+
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT origin FROM origins WHERE task_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     async fn write_task(

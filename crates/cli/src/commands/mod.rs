@@ -56,10 +56,12 @@ pub async fn run(cli: Cli) -> Result<u8> {
             opencode.shutdown().await;
             code
         }
-        Command::Serve { server } => {
+        Command::Serve { server, intake } => {
             let root = settings.allowed_roots.first().cloned().unwrap_or_else(|| cwd.clone());
             let opencode = opencode_child::ensure(&settings, &root).await?;
-            let code = serve::run(&opencode.settings().with_server_args(&server)).await;
+            let settings =
+                opencode.settings().with_server_args(&server).with_intake_args(&intake, &cwd);
+            let code = serve::run(&settings).await;
             opencode.shutdown().await;
             code
         }

@@ -171,27 +171,11 @@ pub fn harness(
     Arc::new(Harness::with_config(parts, config))
 }
 
-/// Loads a spec file; a relative or empty workspace is taken relative to the spec's
-/// directory, so a spec works wherever it is run from.
+/// Loads a spec file (the [`openloom_sources::SpecFile`] source); a relative or empty
+/// workspace is taken relative to the spec's directory, so a spec works wherever it
+/// is run from.
 pub fn load_spec(path: &Path) -> Result<TaskSpec> {
-    if !path.exists() {
-        return Err(coded(
-            exit::BAD_INPUT,
-            format!("spec file {} does not exist; create one with `openloom init`", path.display()),
-        ));
-    }
-    let mut spec = openloom_prompts::load_spec_file(path)
-        .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
-    let base = path.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf));
-    if let Some(base) = base {
-        let workspace = Path::new(&spec.workspace);
-        if spec.workspace.trim().is_empty() {
-            spec.workspace = base.to_string_lossy().into_owned();
-        } else if workspace.is_relative() {
-            spec.workspace = base.join(workspace).to_string_lossy().into_owned();
-        }
-    }
-    Ok(spec)
+    openloom_sources::SpecFile::new(path).load().map_err(|e| coded(exit::BAD_INPUT, e.to_string()))
 }
 
 #[cfg(test)]

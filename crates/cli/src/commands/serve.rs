@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use openloom_core::{EventBus, Harness, Health, RecentWorkspaces, Store, TaskStatus};
+use openloom_core::{EventBus, Harness, Health, RecentWorkspaces, Source, Store, TaskStatus};
 use openloom_opencode::OpencodeClient;
 use openloom_server::{Server, ServerConfig, ServerParts};
+use openloom_sources::{Inbox, InboxConfig};
 
 use super::parts;
 use crate::config::Settings;
@@ -19,14 +20,21 @@ pub async fn run(settings: &Settings) -> Result<u8> {
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
     let harness =
         parts::harness(settings, store.tasks.clone(), client.clone(), EventBus::new(), worker);
-    let (server, access) = bind(settings, &harness, store.recent.clone(), &client).await?;
+    let inbox = open_inbox(settings)?;
+    let (server, access) = bind(settings, &harness, store.recent.clone(), &client, true).await?;
     print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;
 
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
+    let intake = inbox.map(|inbox| {
+        tokio::spawn(openloom_core::take_in(inbox, Arc::clone(&harness), stop_signal.clone()))
+    });
     let driver = tokio::spawn(Arc::clone(&harness).run(stop_signal));
     server.run(shutdown_signal()).await.context("the server failed")?;
     // Requests are done; let checks in flight write their results, then stop.
     let _ = stop.send(true);
+    if let Some(intake) = intake {
+        let _ = intake.await;
+    }
     let _ = driver.await;
     println!("openloom: stopped; every task is in {}", settings.database);
     Ok(exit::OK)
@@ -65,12 +73,23 @@ impl Access {
     }
 }
 
-/// Validates the settings and binds the API server next to `harness`.
+/// The inbox `--inbox` (or `inbox:`) names, opened; `None` without one.
+fn open_inbox(settings: &Settings) -> Result<Option<Arc<dyn Source>>> {
+    let Some(dir) = &settings.inbox else { return Ok(None) };
+    let mut config = InboxConfig::new(dir);
+    config.workspace = settings.inbox_workspace.as_ref().map(|w| w.to_string_lossy().into_owned());
+    let inbox = Inbox::open(config).map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
+    Ok(Some(Arc::new(inbox)))
+}
+
+/// Validates the settings and binds the API server next to `harness`; `hooks`
+/// enables the GitHub hook (`serve` only: `watch --ui` drives its one task).
 pub async fn bind(
     settings: &Settings,
     harness: &Arc<Harness>,
     recent: Arc<dyn RecentWorkspaces>,
     client: &Arc<OpencodeClient>,
+    hooks: bool,
 ) -> Result<(Server, Access)> {
     let address = resolve(&settings.ui_host, settings.ui_port)?;
     let access = Access::resolve(settings)?;
@@ -81,6 +100,10 @@ pub async fn bind(
         _ => config.no_token = true,
     }
     config.public_hosts = settings.public_hosts.clone();
+    if hooks {
+        config.github = settings.github.clone();
+        config.github_secret = settings.github_secret.clone().map(Into::into);
+    }
     // `--host localhost` or `--host myhost`: requests will name it, so answer to it.
     let host = settings.ui_host.trim_start_matches('[').trim_end_matches(']');
     if host.parse::<std::net::IpAddr>().is_err() && !config.public_hosts.iter().any(|h| h == host) {
@@ -123,6 +146,36 @@ pub fn access_lines(server: &Server, access: &Access) -> Vec<String> {
             "  api token: NONE (--no-token): every local user can create tasks".to_owned(),
         ],
     }
+}
+
+/// What the banner says about the inbox and the GitHub hook.
+fn intake_lines(settings: &Settings) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(inbox) = &settings.inbox {
+        let workspace = match &settings.inbox_workspace {
+            Some(workspace) => format!("default workspace {}", workspace.display()),
+            None => "no default workspace (files must name one)".to_owned(),
+        };
+        lines.push(format!("  inbox:     {} — {workspace}", inbox.display()));
+    }
+    match (&settings.github, &settings.github_secret) {
+        (Some(github), Some(_)) => lines.push(format!(
+            "  github:    POST /api/hooks/github — label {:?}, {} {}",
+            github.label,
+            github.repos.len(),
+            if github.repos.len() == 1 { "repository" } else { "repositories" }
+        )),
+        (Some(_), None) => lines.push(format!(
+            "  github:    OFF — set {} to the webhook's secret",
+            openloom_server::GITHUB_SECRET_ENV
+        )),
+        (None, Some(_)) => lines.push(
+            "  github:    OFF — add a `github:` section (label, repos) to the config file"
+                .to_owned(),
+        ),
+        (None, None) => {}
+    }
+    lines
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
@@ -170,6 +223,9 @@ async fn print_banner(
     );
     println!("  opencode:  {} — {opencode}", settings.opencode_url);
     for line in access_lines(server, access) {
+        println!("{line}");
+    }
+    for line in intake_lines(settings) {
         println!("{line}");
     }
     println!("Stop with Ctrl-C.");

@@ -37,7 +37,9 @@ pub async fn run(
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
     let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus, worker);
     let server = match &ui {
-        Some(ui) => Some(super::serve::bind(ui, &harness, store.recent.clone(), &client).await?),
+        Some(ui) => {
+            Some(super::serve::bind(ui, &harness, store.recent.clone(), &client, false).await?)
+        }
         None => None,
     };
 

@@ -10,3 +10,4 @@ mod offline;
 mod serve;
 mod started;
 mod team;
+mod triggers;

@@ -195,6 +195,12 @@ impl Store for CheckLandsFirst {
     async fn create_task(&self, task: &Task) -> Result<StoreVersion> {
         self.inner.create_task(task).await
     }
+    async fn create_task_once(&self, task: &Task, origin: &str) -> Result<crate::store::Created> {
+        self.inner.create_task_once(task, origin).await
+    }
+    async fn task_origin(&self, id: &TaskId) -> Result<Option<String>> {
+        self.inner.task_origin(id).await
+    }
     async fn write_task(
         &self,
         id: &TaskId,

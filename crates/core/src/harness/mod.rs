@@ -282,14 +282,47 @@ impl Harness {
         self.insert(task).await
     }
 
-    async fn insert(&self, mut task: Task) -> Result<TaskId> {
+    /// [`Harness::add_task`] for work from a [`crate::Source`]: the task is created
+    /// only if `origin` was never recorded, in the same store transaction that
+    /// records it ([`Store::create_task_once`]), so offering one thing twice (a
+    /// restart, a redelivery) makes one task. The `created` event is emitted for a
+    /// new task only.
+    pub async fn add_task_once(
+        &self,
+        spec: TaskSpec,
+        origin: &crate::source::Origin,
+    ) -> Result<crate::source::Admitted> {
+        use crate::source::Admitted;
+        use crate::store::Created;
+        self.workspaces.resolve(&spec.workspace)?;
+        let task = self.with_defaults(Task::new(TaskId::generate(), spec, Utc::now()));
+        match self.store.create_task_once(&task, origin.as_str()).await? {
+            Created::New(version) => {
+                self.announce_created(&task, version);
+                Ok(Admitted::New(task.id))
+            }
+            Created::AlreadyHad(id) => Ok(Admitted::AlreadyHad(id)),
+        }
+    }
+
+    async fn insert(&self, task: Task) -> Result<TaskId> {
+        let task = self.with_defaults(task);
+        let version = self.store.create_task(&task).await?;
+        self.announce_created(&task, version);
+        Ok(task.id)
+    }
+
+    /// The task with the harness's unattended defaults under its spec's own.
+    fn with_defaults(&self, mut task: Task) -> Task {
         let unattended = std::mem::take(&mut task.spec.unattended);
         task.spec.unattended = unattended.or(&self.config.task_defaults);
-        let version = self.store.create_task(&task).await?;
+        task
+    }
+
+    fn announce_created(&self, task: &Task, version: crate::task::StoreVersion) {
         let payload =
             EventPayload::Created { name: task.name.clone(), workspace: task.workspace.clone() };
         self.bus.emit(Event::new(task.id.clone(), version, payload));
-        Ok(task.id)
     }
 
     async fn require(&self, id: &TaskId) -> Result<Task> {

@@ -11,6 +11,7 @@ use crate::state::AppState;
 
 pub mod dashboard;
 pub mod events;
+pub mod hooks;
 pub mod requests;
 pub mod sessions;
 pub mod tasks;
@@ -51,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/workspaces/recent"),
     ("GET", "/api/browse"),
     ("POST", "/api/pick-folder"),
+    ("POST", "/api/hooks/github"),
 ];
 
 /// The handlers, one per entry of [`ROUTES`] (same order).
@@ -84,6 +86,7 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         ("DELETE", "/api/workspaces/recent", delete(workspaces::forget)),
         ("GET", "/api/browse", get(workspaces::browse)),
         ("POST", "/api/pick-folder", post(workspaces::pick_folder)),
+        ("POST", hooks::GITHUB_PATH, post(hooks::github)),
     ]
 }
 

@@ -177,11 +177,13 @@ pub async fn detail(
     } else {
         None
     };
+    let origin = state.store().task_origin(&id).await?;
     Ok(Json(json!({
         "task": task,
         "store_version": version,
         "log": log,
         "log_next_cursor": next,
+        "origin": origin,
     })))
 }
 

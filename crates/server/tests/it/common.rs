@@ -141,6 +141,19 @@ impl Fixture {
         }
     }
 
+    /// The same harness, store and directories under another configuration.
+    pub async fn reconfigured(self, config: ServerConfig) -> Fixture {
+        let client = self.state.client().clone();
+        let monitor = Arc::new(SessionMonitor::new(client.clone(), config.monitor.clone()));
+        let parts = ServerParts {
+            harness: self.state.harness().clone(),
+            recent: self.state.recent().clone(),
+            client,
+        };
+        let state = AppState::new(config, parts, monitor);
+        Fixture { app: openloom_server::router(state.clone()), state, ..self }
+    }
+
     /// Serves this fixture's harness on a real loopback socket under `config` (its
     /// `bind` is replaced by a free port); the server stops when the guard drops.
     pub async fn serve(&self, mut config: ServerConfig) -> Running {

@@ -4,6 +4,7 @@
 
 mod common;
 mod events;
+mod hooks;
 mod limits;
 mod openapi;
 mod requests;

@@ -9,5 +9,6 @@ mod common;
 mod connect;
 mod crash;
 mod fencing;
+mod origins;
 mod parity;
 mod race;
