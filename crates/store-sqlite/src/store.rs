@@ -383,6 +383,7 @@ impl Store for SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         row.bind(sqlx::query(&sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
+        crate::outbox::queue(tx.conn(), &self.path, None, task, Utc::now()).await?;
         tx.commit().await
     }
 
@@ -414,6 +415,7 @@ impl Store for SqliteStore {
             // Dropping the transaction rolls it back: nothing was written.
             return Ok(WriteOutcome::Rejected(rejection));
         }
+        let before = task.clone();
         task.apply(update, now);
         if let Some(entry) = log {
             task.last_summary = Some(entry.summary.clone());
@@ -431,6 +433,7 @@ impl Store for SqliteStore {
         if let Some(entry) = log {
             insert_log(tx.conn(), &self.path, id, std::slice::from_ref(entry)).await?;
         }
+        crate::outbox::queue(tx.conn(), &self.path, Some(&before), &task, now).await?;
         let version = tx.commit().await?;
         Ok(WriteOutcome::Written { version, revision })
     }

@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod damaged;
 mod failures;
+mod outbox;
 mod parity;
 mod queries;
 mod race;
