@@ -93,7 +93,11 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
         .map_err(|e| openloom_core::Error::Invalid(format!("cannot encode as JSON: {e}")))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str, json: &str) -> Result<T> {
+fn decode<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+    json: &str,
+) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::decode(path, what, e).into())
 }
 
@@ -177,8 +181,7 @@ impl Outbox for SqliteStore {
 
     async fn record_attempt(&self, id: &str, attempt: &Attempt, now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        let mut delivery =
-            load(tx.conn(), self.path(), id).await?.ok_or_else(|| not_found(id))?;
+        let mut delivery = load(tx.conn(), self.path(), id).await?.ok_or_else(|| not_found(id))?;
         outbox::apply_attempt(&mut delivery, attempt, now);
         save(tx.conn(), self.path(), &delivery).await?;
         tx.commit_unversioned().await
@@ -206,8 +209,7 @@ impl Outbox for SqliteStore {
 
     async fn redeliver(&self, id: &str, now: DateTime<Utc>) -> Result<Delivery> {
         let mut tx = self.begin_write().await?;
-        let mut delivery =
-            load(tx.conn(), self.path(), id).await?.ok_or_else(|| not_found(id))?;
+        let mut delivery = load(tx.conn(), self.path(), id).await?.ok_or_else(|| not_found(id))?;
         outbox::requeue(&mut delivery, now);
         save(tx.conn(), self.path(), &delivery).await?;
         tx.commit_unversioned().await?;

@@ -9,5 +9,6 @@ mod common;
 mod connect;
 mod crash;
 mod fencing;
+mod outbox;
 mod parity;
 mod race;
