@@ -15,6 +15,8 @@
 //!   `OPENLOOM_E2E=required`).
 //! - [`browser::Browser`]: a headless Chromium through chromedriver for the dashboard's
 //!   browser tests, with the same skip policy ([`require_browser!`]).
+//! - [`receiver::Receiver`]: a webhook receiver that verifies signatures and dedupes
+//!   deliveries the way `docs/notifications.md` tells users to.
 //!
 //! # Design: the real OpenCode, a fake model
 //! Mocking OpenCode's HTTP API would test our client against our own reading of
@@ -28,6 +30,7 @@ mod e2e;
 mod error;
 mod launcher;
 mod model;
+pub mod receiver;
 mod workspace;
 
 pub use e2e::{E2E_ENV, E2e, e2e_launcher, e2e_required};
