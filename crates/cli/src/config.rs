@@ -81,6 +81,8 @@ struct FileConfig {
     opencode_bin: Option<PathBuf>,
     /// Unattended keys for every task whose spec leaves them unset.
     task_defaults: Option<serde_yaml::Value>,
+    /// Signed webhooks out (docs/notifications.md).
+    webhooks: Option<Vec<openloom_notify::HookConfig>>,
     /// The file's path, for errors about its values.
     #[serde(skip)]
     origin: String,
@@ -133,6 +135,8 @@ pub struct Settings {
     pub opencode_bin: Option<PathBuf>,
     /// Unattended settings for every task whose spec leaves them unset.
     pub task_defaults: Unattended,
+    /// Webhooks to notify (`--webhook` flags, else `webhooks:` in the file).
+    pub webhooks: Vec<openloom_notify::HookConfig>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -154,6 +158,7 @@ impl std::fmt::Debug for Settings {
             .field("opencode_url_is_default", &self.opencode_url_is_default)
             .field("start_opencode", &self.start_opencode)
             .field("opencode_bin", &self.opencode_bin)
+            .field("webhooks", &self.webhooks.len())
             .finish()
     }
 }
@@ -209,6 +214,7 @@ impl Settings {
         };
         Ok(Settings {
             task_defaults,
+            webhooks: file.webhooks.unwrap_or_default(),
             opencode_url: args
                 .opencode_url
                 .clone()
@@ -253,6 +259,16 @@ impl Settings {
         }
         settings.no_token = args.no_token;
         settings.public_hosts.extend(args.public_hosts.iter().cloned());
+        settings.with_webhook_args(&args.webhooks)
+    }
+
+    /// These settings with the `--webhook` flags applied: given any, they replace
+    /// the file's `webhooks:` (flags win over the file, as for every key).
+    pub fn with_webhook_args(&self, urls: &[String]) -> Settings {
+        let mut settings = self.clone();
+        if !urls.is_empty() {
+            settings.webhooks = urls.iter().map(openloom_notify::HookConfig::for_url).collect();
+        }
         settings
     }
 
@@ -288,7 +304,7 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
              database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, \
-             opencode_bin, task_defaults",
+             opencode_bin, task_defaults, webhooks",
             path.display()
         )
     })?;

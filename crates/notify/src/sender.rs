@@ -47,7 +47,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A claim outlives the longest attempt by this much.
 const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
-/// Sends the outbox's due deliveries to the configured hooks.
+/// Sends the outbox's due deliveries to the configured hooks. Cheap to clone;
+/// clones share their slots.
+#[derive(Clone)]
 pub struct Sender {
     inner: Arc<Inner>,
 }
@@ -134,6 +136,32 @@ impl Sender {
             }
         }
         Ok(started)
+    }
+
+    /// Sends what is due until nothing is left in flight or due, or `timeout`
+    /// passes (a command about to exit calls it, so the event that ended its task
+    /// goes out first); returns how many deliveries to these hooks are still
+    /// pending (failed ones wait for their retry, in the outbox).
+    pub async fn flush(&self, timeout: Duration) -> openloom_core::Result<usize> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let slots = self.inner.options.concurrency.max(1);
+        loop {
+            let started = self.start_due().await?;
+            let busy = self.inner.hooks.values().any(|(_, free)| free.available_permits() < slots);
+            if (started == 0 && !busy) || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                () = self.inner.done.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        let query = openloom_core::DeliveryQuery {
+            limit: 10_000,
+            status: Some(openloom_core::DeliveryStatus::Pending),
+        };
+        let pending = self.inner.outbox.list_deliveries(&query).await?;
+        Ok(pending.iter().filter(|d| self.inner.hooks.contains_key(&d.hook_id)).count())
     }
 
     /// Sends until `stop` turns true: at once when an event is emitted on `bus`

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use openloom_core::{EventBus, Harness, Health, RecentWorkspaces, Store, TaskStatus};
+use openloom_core::{EventBus, Harness, Health, Store, TaskStatus};
 use openloom_opencode::OpencodeClient;
 use openloom_server::{Server, ServerConfig, ServerParts};
 
@@ -16,11 +16,17 @@ use crate::exit::{self, coded};
 pub async fn run(settings: &Settings) -> Result<u8> {
     let client = parts::client(settings)?;
     let store = parts::store(settings).await?;
-    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), EventBus::new());
-    let (server, access) = bind(settings, &harness, store.recent.clone(), &client).await?;
+    let webhooks = parts::webhooks(settings, store.outbox.clone()).await?;
+    let bus = EventBus::new();
+    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus.clone());
+    let (server, access) = bind(settings, &harness, &store, &client).await?;
     print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;
 
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
+    if let Some(sender) = webhooks {
+        println!("  webhooks:  {} (docs/notifications.md)", settings.webhooks.len());
+        tokio::spawn(sender.run(bus, stop_signal.clone()));
+    }
     let driver = tokio::spawn(Arc::clone(&harness).run(stop_signal));
     server.run(shutdown_signal()).await.context("the server failed")?;
     // Requests are done; let checks in flight write their results, then stop.
@@ -67,7 +73,7 @@ impl Access {
 pub async fn bind(
     settings: &Settings,
     harness: &Arc<Harness>,
-    recent: Arc<dyn RecentWorkspaces>,
+    stores: &parts::Stores,
     client: &Arc<OpencodeClient>,
 ) -> Result<(Server, Access)> {
     let address = resolve(&settings.ui_host, settings.ui_port)?;
@@ -84,7 +90,12 @@ pub async fn bind(
     if host.parse::<std::net::IpAddr>().is_err() && !config.public_hosts.iter().any(|h| h == host) {
         config.public_hosts.push(host.to_owned());
     }
-    let parts = ServerParts { harness: Arc::clone(harness), recent, client: (**client).clone() };
+    let parts = ServerParts {
+        harness: Arc::clone(harness),
+        recent: stores.recent.clone(),
+        outbox: stores.outbox.clone(),
+        client: (**client).clone(),
+    };
     let server =
         Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
     if matches!(access, Access::Open) {

@@ -15,6 +15,7 @@ pub mod requests;
 pub mod sessions;
 pub mod tasks;
 pub mod ui;
+pub mod webhooks;
 pub mod workspaces;
 
 /// The OpenAPI document of this API, served at `/api/openapi.json`.
@@ -51,6 +52,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/workspaces/recent"),
     ("GET", "/api/browse"),
     ("POST", "/api/pick-folder"),
+    ("GET", "/api/webhooks/deliveries"),
+    ("POST", "/api/webhooks/deliveries/{id}/redeliver"),
 ];
 
 /// The handlers, one per entry of [`ROUTES`] (same order).
@@ -84,6 +87,8 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         ("DELETE", "/api/workspaces/recent", delete(workspaces::forget)),
         ("GET", "/api/browse", get(workspaces::browse)),
         ("POST", "/api/pick-folder", post(workspaces::pick_folder)),
+        ("GET", "/api/webhooks/deliveries", get(webhooks::list)),
+        ("POST", "/api/webhooks/deliveries/{id}/redeliver", post(webhooks::redeliver)),
     ]
 }
 
