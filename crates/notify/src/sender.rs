@@ -42,10 +42,11 @@ impl Default for SenderOptions {
     }
 }
 
-/// Connecting longer than this is a failed attempt, whatever the hook's timeout.
+/// Connecting longer than this is a failed attempt, whatever the hook's timeout
+/// (which bounds the whole attempt, connecting included).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A claim outlives the longest attempt by this much.
-const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+const CLAIM_MARGIN: Duration = Duration::from_secs(2);
 
 /// Sends the outbox's due deliveries to the configured hooks. Cheap to clone;
 /// clones share their slots.
@@ -110,8 +111,7 @@ impl Sender {
         let now = Utc::now();
         let longest = inner.hooks.values().map(|(h, _)| h.timeout).max().unwrap_or_default();
         let until = now
-            + chrono::Duration::from_std(longest + CONNECT_TIMEOUT + CLAIM_MARGIN)
-                .unwrap_or(chrono::Duration::MAX);
+            + chrono::Duration::from_std(longest + CLAIM_MARGIN).unwrap_or(chrono::Duration::MAX);
         let mut started = 0;
         for (id, (_, slots)) in &inner.hooks {
             let free = slots.available_permits();

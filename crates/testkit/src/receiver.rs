@@ -25,7 +25,9 @@ pub const TIMESTAMP_WINDOW_SECONDS: i64 = 300;
 pub enum Answer {
     /// Answers this status.
     Status(u16),
-    /// Never answers (the sender's timeout ends it).
+    /// Processes the delivery, then never answers: a receiver whose answer is lost
+    /// (the sender's timeout, or its death, ends the attempt). The sender must send
+    /// it again, and the receiver dedupes it.
     Hang,
 }
 
@@ -152,7 +154,7 @@ async fn receive(
         let delivery_id = header(&headers, "X-OpenLoom-Delivery").to_owned();
         let answer = state.answers.pop_front().unwrap_or(Answer::Status(200));
         let verified = signed && fresh;
-        let accepted = verified && answer == Answer::Status(200);
+        let accepted = verified && matches!(answer, Answer::Status(200) | Answer::Hang);
         let duplicate = state.processed.contains(&delivery_id);
         if accepted {
             state.processed.insert(delivery_id.clone());

@@ -9,3 +9,4 @@ mod migrate;
 mod offline;
 mod serve;
 mod started;
+mod webhooks;
