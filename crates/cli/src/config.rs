@@ -446,6 +446,36 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_come_from_the_file_and_webhook_flags_replace_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            "webhooks:\n  - url: http://hooks.local/openloom\n    events: [task.completed, task.failed]\n    \
+             format: slack\n    secret_env: SLACK_HOOK_SECRET\n",
+        )
+        .expect("write");
+        let args = GlobalArgs { config: Some(config.clone()), ..GlobalArgs::default() };
+        let settings = Settings::resolve(&args, &env_of(&[]), dir.path()).expect("resolve");
+        assert_eq!(settings.webhooks.len(), 1);
+        let hook = &settings.webhooks[0];
+        assert_eq!(hook.events, [openloom_core::NoticeEvent::Completed, openloom_core::NoticeEvent::Failed]);
+        assert_eq!(hook.format, openloom_notify::Format::Slack);
+        assert_eq!(hook.secret_env.as_deref(), Some("SLACK_HOOK_SECRET"));
+        assert_eq!(settings.with_webhook_args(&[]).webhooks, settings.webhooks, "no flag: the file");
+        let flagged = settings.with_webhook_args(&["http://a/1".into(), "http://b/2".into()]);
+        let urls: Vec<&str> = flagged.webhooks.iter().map(|h| h.url.as_str()).collect();
+        assert_eq!(urls, ["http://a/1", "http://b/2"], "flags replace the file's hooks");
+        assert!(flagged.webhooks.iter().all(|h| h.events.is_empty()), "a flag hook wants all");
+
+        std::fs::write(&config, "webhooks:\n  - url: http://h/\n    events: [task.done]\n")
+            .expect("write");
+        let error = Settings::resolve(&args, &env_of(&[]), dir.path()).expect_err("bad event");
+        let text = format!("{error:#}");
+        assert!(text.contains("task.completed") && text.contains("webhooks"), "{text}");
+    }
+
+    #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
