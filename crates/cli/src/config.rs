@@ -459,10 +459,17 @@ mod tests {
         let settings = Settings::resolve(&args, &env_of(&[]), dir.path()).expect("resolve");
         assert_eq!(settings.webhooks.len(), 1);
         let hook = &settings.webhooks[0];
-        assert_eq!(hook.events, [openloom_core::NoticeEvent::Completed, openloom_core::NoticeEvent::Failed]);
+        assert_eq!(
+            hook.events,
+            [openloom_core::NoticeEvent::Completed, openloom_core::NoticeEvent::Failed]
+        );
         assert_eq!(hook.format, openloom_notify::Format::Slack);
         assert_eq!(hook.secret_env.as_deref(), Some("SLACK_HOOK_SECRET"));
-        assert_eq!(settings.with_webhook_args(&[]).webhooks, settings.webhooks, "no flag: the file");
+        assert_eq!(
+            settings.with_webhook_args(&[]).webhooks,
+            settings.webhooks,
+            "no flag: the file"
+        );
         let flagged = settings.with_webhook_args(&["http://a/1".into(), "http://b/2".into()]);
         let urls: Vec<&str> = flagged.webhooks.iter().map(|h| h.url.as_str()).collect();
         assert_eq!(urls, ["http://a/1", "http://b/2"], "flags replace the file's hooks");
