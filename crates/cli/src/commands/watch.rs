@@ -86,10 +86,9 @@ pub async fn run(
     });
     println!();
 
-    let sender = webhooks.map(|sender| {
+    let sender = webhooks.inspect(|sender| {
         println!("  webhooks:  {}", settings.webhooks.len());
         tokio::spawn(sender.clone().run(harness.bus().clone(), stop_signal.clone()));
-        sender
     });
     let runner = tokio::spawn(Arc::clone(&harness).run(stop_signal));
     let outcome = tokio::select! {
