@@ -198,3 +198,37 @@ async fn a_completed_task_reaches_the_receiver_as_task_completed() {
     let run = served.stop().await;
     assert_eq!(run.code, Some(0), "{run:?}");
 }
+
+#[tokio::test]
+async fn watch_sends_the_completion_before_it_exits() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    env.model.push_turn(
+        Turn::reply(Reply::text("Done.\nSTEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says("You are executing an OpenLoom harness task"),
+    );
+    let receiver = Receiver::start(SECRET).await.expect("receiver");
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    sandbox.write(
+        "spec.yaml",
+        &format!(
+            "name: Watched\nworkspace: {}\ncheck_interval_seconds: 10\ngoal: g\nsteps: [Do it]\n",
+            env.workspace.directory()
+        ),
+    );
+    let url = receiver.url();
+    let mut command = sandbox.command(&["watch", "spec.yaml", "--webhook", url.as_str()]);
+    command.env("OPENLOOM_WEBHOOK_SECRET", SECRET);
+    let run = tokio::task::spawn_blocking(move || {
+        crate::common::Run::from(command.output().expect("run watch"))
+    })
+    .await
+    .expect("join");
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("webhooks:  1"), "{}", run.stdout);
+    // No waiting here: watch flushed before it exited.
+    let events: Vec<String> = receiver.received().into_iter().map(|r| r.event).collect();
+    assert_eq!(events, ["task.created", "task.started", "task.completed"], "{}", run.stdout);
+    assert!(receiver.received().iter().all(|r| r.verified));
+}
