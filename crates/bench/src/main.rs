@@ -54,7 +54,7 @@ use crate::subject::Subject;
 #[command(version)]
 struct Args {
     /// Which benchmarks to run (server includes the memory figures).
-    #[arg(value_enum, default_values_t = [Which::Watch, Which::Server, Which::Requests])]
+    #[arg(value_enum, default_values_t = [Which::Watch, Which::Server, Which::Requests, Which::Webhooks])]
     which: Vec<Which>,
     /// Python interpreter that has the reference's dependencies (httpx, pyyaml,
     /// fastapi, uvicorn, sse-starlette). Without it only ours is measured.
