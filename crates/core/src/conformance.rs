@@ -597,6 +597,21 @@ pub async fn outbox_scenario<S: Store + crate::Outbox + ?Sized>(store: &S) {
     let due = store.claim_due(&hook(&done_only), later, until, 10).await.expect("claim");
     assert_eq!(due.len(), 1);
 
+    // Expiry: pending deliveries queued before the cut die, whatever their hook; the
+    // others (delivered, dead, newer) are left alone.
+    let pending = DeliveryQuery { limit: 10, status: Some(DeliveryStatus::Pending) };
+    let before_cut = store.list_deliveries(&pending).await.expect("list");
+    assert_eq!(before_cut.len(), 4, "{before_cut:?}");
+    let cut = requeued.queued_at; // the redelivered one is not older than that
+    let expired = store.expire(cut, "not delivered within 24 h").await.expect("expire");
+    assert_eq!(expired, 3);
+    assert_eq!(store.expire(cut, "again").await.expect("expire"), 0);
+    let left = store.list_deliveries(&pending).await.expect("list");
+    assert_eq!(left.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [requeued.id.as_str()]);
+    let gone = store.get_delivery(&first[0].id).await.expect("get").expect("known");
+    assert_eq!((gone.status, gone.attempts), (DeliveryStatus::Dead, 1), "no attempt counted");
+    assert_eq!(gone.last_error.as_deref(), Some("not delivered within 24 h"));
+
     for missing in [
         store.record_attempt("dlv_missing", &Attempt::Delivered, now).await.err(),
         store.redeliver("dlv_missing", now).await.err(),

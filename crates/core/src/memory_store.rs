@@ -371,6 +371,20 @@ impl Outbox for MemoryStore {
         Ok(self.lock().deliveries.iter().find(|d| d.id == id).cloned())
     }
 
+    async fn expire(&self, queued_before: DateTime<Utc>, error: &str) -> Result<usize> {
+        let mut inner = self.lock();
+        let mut expired = 0;
+        for delivery in inner
+            .deliveries
+            .iter_mut()
+            .filter(|d| d.status == DeliveryStatus::Pending && d.queued_at < queued_before)
+        {
+            outbox::give_up(delivery, error);
+            expired += 1;
+        }
+        Ok(expired)
+    }
+
     async fn redeliver(&self, id: &str, now: DateTime<Utc>) -> Result<Delivery> {
         let mut inner = self.lock();
         let delivery = inner.delivery(id)?;

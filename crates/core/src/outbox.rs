@@ -387,6 +387,12 @@ pub trait Outbox: Send + Sync {
     /// One delivery, or `None`.
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>>;
 
+    /// Marks every pending delivery queued before `queued_before` dead, with
+    /// `error`; returns how many. Senders call it for all hooks, not only their
+    /// own: a hook no process sends to any more (dropped from every config) would
+    /// otherwise collect pending deliveries for ever, unseen.
+    async fn expire(&self, queued_before: DateTime<Utc>, error: &str) -> Result<usize>;
+
     /// Queues a delivery again, whatever its status: pending, due at `now`, its age
     /// counted from `now`, with the same id (a receiver that got it before dedupes
     /// it). Fails with `NotFound` for an unknown id.
@@ -413,6 +419,13 @@ pub fn apply_attempt(delivery: &mut Delivery, attempt: &Attempt, now: DateTime<U
             delivery.last_error = Some(clip(error));
         }
     }
+}
+
+/// Gives `delivery` up as too old, without an attempt: what every store writes for
+/// [`Outbox::expire`].
+pub fn give_up(delivery: &mut Delivery, error: &str) {
+    delivery.status = DeliveryStatus::Dead;
+    delivery.last_error = Some(clip(error));
 }
 
 /// Queues `delivery` again at `now`: what every store writes for

@@ -45,6 +45,10 @@ impl Default for SenderOptions {
 /// Connecting longer than this is a failed attempt, whatever the hook's timeout
 /// (which bounds the whole attempt, connecting included).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the sender gives up deliveries older than the maximum age, for every
+/// hook (see [`Sender::expire`]).
+const EXPIRY_EVERY: Duration = Duration::from_secs(60);
+
 /// A claim outlives the longest attempt by this much.
 const CLAIM_MARGIN: Duration = Duration::from_secs(2);
 
@@ -164,6 +168,24 @@ impl Sender {
         Ok(pending.iter().filter(|d| self.inner.hooks.contains_key(&d.hook_id)).count())
     }
 
+    /// Gives up pending deliveries older than the maximum age, for every hook, its
+    /// own or not: one that no process sends to any more (a hook dropped from every
+    /// config) then shows as dead, with why, instead of waiting for ever unseen.
+    pub async fn expire(&self) -> openloom_core::Result<usize> {
+        let max_age = chrono::Duration::from_std(self.inner.options.retry.max_age)
+            .unwrap_or(chrono::Duration::MAX);
+        let error = format!(
+            "not delivered within the {:?} maximum age (a hook no running openloom is \
+             configured with is never sent to)",
+            self.inner.options.retry.max_age
+        );
+        let expired = self.inner.outbox.expire(Utc::now() - max_age, &error).await?;
+        if expired > 0 {
+            tracing::warn!(expired, "webhook deliveries given up as too old");
+        }
+        Ok(expired)
+    }
+
     /// Sends until `stop` turns true: at once when an event is emitted on `bus`
     /// (every task change that queues a delivery is followed by one), when an
     /// attempt ends, and every `poll` otherwise. Attempts in flight at the stop are
@@ -171,9 +193,16 @@ impl Sender {
     pub async fn run(self, bus: EventBus, mut stop: watch::Receiver<bool>) {
         let mut events = bus.receiver();
         let mut bus_open = true;
+        let mut next_expiry = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if tokio::time::Instant::now() >= next_expiry {
+                next_expiry += EXPIRY_EVERY;
+                if let Err(error) = self.expire().await {
+                    tracing::warn!(%error, "could not give up old webhook deliveries");
+                }
             }
             if let Err(error) = self.start_due().await {
                 tracing::warn!(%error, "could not read the webhook outbox; trying again");

@@ -16,6 +16,7 @@ CREATE TABLE webhook_deliveries (
     hook_id TEXT NOT NULL,
     status TEXT NOT NULL,
     next_attempt_at TEXT COLLATE "C" NOT NULL,
+    queued_at TEXT COLLATE "C" NOT NULL,
     delivery_json TEXT NOT NULL
 );
 

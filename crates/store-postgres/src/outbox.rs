@@ -41,13 +41,15 @@ pub(crate) async fn queue(
         .collect::<Result<Vec<_>>>()?;
     for delivery in outbox::route(&notices, &hooks) {
         sqlx::query(
-            "INSERT INTO webhook_deliveries (id, hook_id, status, next_attempt_at, delivery_json) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO webhook_deliveries \
+             (id, hook_id, status, next_attempt_at, queued_at, delivery_json) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&delivery.id)
         .bind(&delivery.hook_id)
         .bind(delivery.status.as_str())
         .bind(codec::timestamp(&delivery.next_attempt_at)?)
+        .bind(codec::timestamp(&delivery.queued_at)?)
         .bind(codec::json(&delivery)?)
         .execute(&mut *conn)
         .await
@@ -59,11 +61,12 @@ pub(crate) async fn queue(
 /// Writes `delivery`'s changed state back to its row.
 async fn save(conn: &mut PgConnection, target: &Target, delivery: &Delivery) -> Result<()> {
     sqlx::query(
-        "UPDATE webhook_deliveries SET status = $1, next_attempt_at = $2, delivery_json = $3 \
-         WHERE id = $4",
+        "UPDATE webhook_deliveries SET status = $1, next_attempt_at = $2, queued_at = $3, \
+         delivery_json = $4 WHERE id = $5",
     )
     .bind(delivery.status.as_str())
     .bind(codec::timestamp(&delivery.next_attempt_at)?)
+    .bind(codec::timestamp(&delivery.queued_at)?)
     .bind(codec::json(delivery)?)
     .bind(&delivery.id)
     .execute(conn)
@@ -185,6 +188,27 @@ impl Outbox for PostgresStore {
                 .map_err(|e| self.fail(e))?;
         json.map(|json| decode(self.target(), "webhook_deliveries.delivery_json", &json))
             .transpose()
+    }
+
+    async fn expire(&self, queued_before: DateTime<Utc>, error: &str) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        // SKIP LOCKED: a row a sender holds is being attempted; its attempt decides.
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT delivery_json FROM webhook_deliveries \
+             WHERE status = 'pending' AND queued_at < $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(codec::timestamp(&queued_before)?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        for json in &rows {
+            let mut delivery: Delivery =
+                decode(self.target(), "webhook_deliveries.delivery_json", json)?;
+            outbox::give_up(&mut delivery, error);
+            save(&mut tx, self.target(), &delivery).await?;
+        }
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(rows.len())
     }
 
     async fn redeliver(&self, id: &str, now: DateTime<Utc>) -> Result<Delivery> {

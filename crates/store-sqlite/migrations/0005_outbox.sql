@@ -15,6 +15,7 @@ CREATE TABLE webhook_deliveries (
     hook_id TEXT NOT NULL,
     status TEXT NOT NULL,
     next_attempt_at TEXT NOT NULL,
+    queued_at TEXT NOT NULL,
     delivery_json TEXT NOT NULL
 );
 

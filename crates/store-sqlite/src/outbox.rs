@@ -48,13 +48,14 @@ pub(crate) async fn queue(
 
 async fn insert(conn: &mut SqliteConnection, path: &Path, delivery: &Delivery) -> Result<()> {
     sqlx::query(
-        "INSERT INTO webhook_deliveries (id, hook_id, status, next_attempt_at, delivery_json) \
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO webhook_deliveries \
+         (id, hook_id, status, next_attempt_at, queued_at, delivery_json) VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(&delivery.id)
     .bind(&delivery.hook_id)
     .bind(delivery.status.as_str())
     .bind(codec::timestamp(&delivery.next_attempt_at)?)
+    .bind(codec::timestamp(&delivery.queued_at)?)
     .bind(encode(delivery)?)
     .execute(conn)
     .await
@@ -65,11 +66,12 @@ async fn insert(conn: &mut SqliteConnection, path: &Path, delivery: &Delivery) -
 /// Writes `delivery`'s changed state back to its row.
 async fn save(conn: &mut SqliteConnection, path: &Path, delivery: &Delivery) -> Result<()> {
     sqlx::query(
-        "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, delivery_json = ? \
-         WHERE id = ?",
+        "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, queued_at = ?, \
+         delivery_json = ? WHERE id = ?",
     )
     .bind(delivery.status.as_str())
     .bind(codec::timestamp(&delivery.next_attempt_at)?)
+    .bind(codec::timestamp(&delivery.queued_at)?)
     .bind(encode(delivery)?)
     .bind(&delivery.id)
     .execute(conn)
@@ -205,6 +207,37 @@ impl Outbox for SqliteStore {
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
         let mut conn = self.pool().acquire().await.map_err(|e| self.fail(e))?;
         load(&mut conn, self.path(), id).await
+    }
+
+    async fn expire(&self, queued_before: DateTime<Utc>, error: &str) -> Result<usize> {
+        let before = codec::timestamp(&queued_before)?;
+        // Looking before locking, as for claims: almost always there is nothing.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND queued_at < ? LIMIT 1",
+        )
+        .bind(&before)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.fail(e))?;
+        if any.is_none() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT delivery_json FROM webhook_deliveries WHERE status = 'pending' AND queued_at < ?",
+        )
+        .bind(&before)
+        .fetch_all(tx.conn())
+        .await
+        .map_err(|e| self.fail(e))?;
+        for json in &rows {
+            let mut delivery: Delivery =
+                decode(self.path(), "webhook_deliveries.delivery_json", json)?;
+            outbox::give_up(&mut delivery, error);
+            save(tx.conn(), self.path(), &delivery).await?;
+        }
+        tx.commit_unversioned().await?;
+        Ok(rows.len())
     }
 
     async fn redeliver(&self, id: &str, now: DateTime<Utc>) -> Result<Delivery> {

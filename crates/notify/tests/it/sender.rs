@@ -207,3 +207,32 @@ async fn wait_status(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_hook_nobody_sends_to_any_more_ends_dead_not_pending_for_ever() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    // A hook registered by a process that is gone: its deliveries pile up unsent.
+    store
+        .register_hooks(&[openloom_core::Hook::new("http://127.0.0.1:9/gone", vec![])])
+        .await
+        .expect("register");
+    store.create_task(&task("task_orphan")).await.expect("create");
+    let options = SenderOptions {
+        retry: RetryPolicy { max_age: Duration::from_millis(50), ..quick().retry },
+        ..quick()
+    };
+    let receiver = Receiver::start(SECRET).await.expect("receiver");
+    let sender =
+        Sender::new(store.clone(), vec![webhook(&receiver.url(), 5)], options).expect("sender");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sender.expire().await.expect("expire"), 1);
+    let dead = DeliveryQuery { limit: 10, status: Some(DeliveryStatus::Dead) };
+    let listed = store.list_deliveries(&dead).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].last_error.as_deref().is_some_and(|e| e.contains("maximum age")),
+        "{listed:?}"
+    );
+    assert!(receiver.received().is_empty(), "another process's hook is never sent to");
+}
