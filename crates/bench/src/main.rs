@@ -8,7 +8,10 @@
 //! 3. **memory** — resident memory of the idle `openloom serve` (measured in 2), and
 //!    of ours through a burst of sixteen ~200 KB tasks (`burst.rs`, issue #16);
 //! 4. **requests** — a question reaching the task, an answer reaching OpenCode
-//!    (ours only).
+//!    (ours only);
+//! 5. **webhooks** — a task event reaching a webhook receiver, and the cost of
+//!    1,000 deliveries queued for a dead receiver (ours only, in process, no
+//!    OpenCode needed: `openloom-bench webhooks`).
 //!
 //! Design decision: both programs run as separate processes through their own
 //! command lines (`openloom watch` / `openloom serve` and `python -m openloom …`)
@@ -33,6 +36,7 @@ mod server;
 mod stats;
 mod subject;
 mod watch;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,7 +54,7 @@ use crate::subject::Subject;
 #[command(version)]
 struct Args {
     /// Which benchmarks to run (server includes the memory figures).
-    #[arg(value_enum, default_values_t = [Which::Watch, Which::Server, Which::Requests])]
+    #[arg(value_enum, default_values_t = [Which::Watch, Which::Server, Which::Requests, Which::Webhooks])]
     which: Vec<Which>,
     /// Python interpreter that has the reference's dependencies (httpx, pyyaml,
     /// fastapi, uvicorn, sse-starlette). Without it only ours is measured.
@@ -93,6 +97,8 @@ enum Which {
     Server,
     /// A question reaching the task, and an answer reaching OpenCode (ours only).
     Requests,
+    /// A task event reaching a webhook receiver; a dead receiver's cost (ours only).
+    Webhooks,
 }
 
 #[tokio::main]
@@ -120,6 +126,14 @@ async fn main() -> Result<()> {
         },
     };
     eprintln!("bench: {reference_line}");
+    if args.which == [Which::Webhooks] {
+        // In process: needs neither OpenCode nor the reference.
+        let figures = webhooks::measure(WEBHOOK_EVENTS).await?;
+        let mut report = String::from("\n### Webhooks: a task event reaching the receiver\n\n");
+        report.push_str(&webhooks::table(&figures));
+        println!("{report}");
+        return Ok(());
+    }
     let launcher = match Launcher::find() {
         Ok(launcher) => launcher,
         Err(error) => {
@@ -161,6 +175,11 @@ async fn main() -> Result<()> {
             report.push_str(&burst);
         }
     }
+    if args.which.contains(&Which::Webhooks) {
+        let figures = webhooks::measure(WEBHOOK_EVENTS).await?;
+        report.push_str("\n### Webhooks: a task event reaching the receiver\n\n");
+        report.push_str(&webhooks::table(&figures));
+    }
     if args.which.contains(&Which::Requests) {
         let figures = requests::measure(&launcher, &ours, args.runs).await?;
         report.push_str(
@@ -175,6 +194,9 @@ async fn main() -> Result<()> {
     }
     Ok(())
 }
+
+/// Task events timed by the webhooks benchmark.
+const WEBHOOK_EVENTS: usize = 100;
 
 async fn header(ours: &Subject, reference_line: &str, args: &Args) -> String {
     format!(

@@ -208,6 +208,11 @@ pub struct ServeArgs {
     /// Extra host names the server answers to (behind a proxy), repeatable.
     #[arg(long = "public-host", value_name = "NAME")]
     pub public_hosts: Vec<String>,
+    /// POST signed task events (all of them, JSON) to this URL, repeatable; replaces
+    /// `webhooks:` in the config file. The signing secret is read from
+    /// OPENLOOM_WEBHOOK_SECRET (docs/notifications.md).
+    #[arg(long = "webhook", value_name = "URL")]
+    pub webhooks: Vec<String>,
 }
 
 /// Where `serve` takes work from besides the API (docs/triggers.md).

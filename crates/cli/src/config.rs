@@ -93,6 +93,8 @@ struct FileConfig {
     inbox_workspace: Option<PathBuf>,
     /// The GitHub issues hook: label and repository directories.
     github: Option<openloom_sources::GithubConfig>,
+    /// Signed webhooks out (docs/notifications.md).
+    webhooks: Option<Vec<openloom_notify::HookConfig>>,
     /// The file's path, for errors about its values.
     #[serde(skip)]
     origin: String,
@@ -156,6 +158,8 @@ pub struct Settings {
     pub github: Option<openloom_sources::GithubConfig>,
     /// `OPENLOOM_GITHUB_WEBHOOK_SECRET`, if set: only ever from the environment.
     pub github_secret: Option<String>,
+    /// Webhooks to notify (`--webhook` flags, else `webhooks:` in the file).
+    pub webhooks: Vec<openloom_notify::HookConfig>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -182,6 +186,7 @@ impl std::fmt::Debug for Settings {
             .field("inbox_workspace", &self.inbox_workspace)
             .field("github", &self.github)
             .field("github_secret", &self.github_secret.as_ref().map(|_| "<redacted>"))
+            .field("webhooks", &self.webhooks.len())
             .finish()
     }
 }
@@ -257,6 +262,7 @@ impl Settings {
             inbox_workspace: file.inbox_workspace.map(dir),
             github,
             github_secret: env(openloom_server::GITHUB_SECRET_ENV).filter(|s| !s.trim().is_empty()),
+            webhooks: file.webhooks.unwrap_or_default(),
             opencode_url: args
                 .opencode_url
                 .clone()
@@ -301,6 +307,16 @@ impl Settings {
         }
         settings.no_token = args.no_token;
         settings.public_hosts.extend(args.public_hosts.iter().cloned());
+        settings.with_webhook_args(&args.webhooks)
+    }
+
+    /// These settings with the `--webhook` flags applied: given any, they replace
+    /// the file's `webhooks:` (flags win over the file, as for every key).
+    pub fn with_webhook_args(&self, urls: &[String]) -> Settings {
+        let mut settings = self.clone();
+        if !urls.is_empty() {
+            settings.webhooks = urls.iter().map(openloom_notify::HookConfig::for_url).collect();
+        }
         settings
     }
 
@@ -349,7 +365,7 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
              database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, \
-             opencode_bin, worker_name, task_defaults, inbox, inbox_workspace, github",
+             opencode_bin, worker_name, task_defaults, inbox, inbox_workspace, github, webhooks",
             path.display()
         )
     })?;
@@ -488,6 +504,43 @@ mod tests {
         let error = Settings::resolve(&args, &env_of(&[]), dir.path()).expect_err("no unit");
         let text = format!("{error:#}");
         assert!(text.contains("config.yaml") && text.contains("human_timeout"), "{text}");
+    }
+
+    #[test]
+    fn webhooks_come_from_the_file_and_webhook_flags_replace_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            "webhooks:\n  - url: http://hooks.local/openloom\n    events: [task.completed, task.failed]\n    \
+             format: slack\n    secret_env: SLACK_HOOK_SECRET\n",
+        )
+        .expect("write");
+        let args = GlobalArgs { config: Some(config.clone()), ..GlobalArgs::default() };
+        let settings = Settings::resolve(&args, &env_of(&[]), dir.path()).expect("resolve");
+        assert_eq!(settings.webhooks.len(), 1);
+        let hook = &settings.webhooks[0];
+        assert_eq!(
+            hook.events,
+            [openloom_core::NoticeEvent::Completed, openloom_core::NoticeEvent::Failed]
+        );
+        assert_eq!(hook.format, openloom_notify::Format::Slack);
+        assert_eq!(hook.secret_env.as_deref(), Some("SLACK_HOOK_SECRET"));
+        assert_eq!(
+            settings.with_webhook_args(&[]).webhooks,
+            settings.webhooks,
+            "no flag: the file"
+        );
+        let flagged = settings.with_webhook_args(&["http://a/1".into(), "http://b/2".into()]);
+        let urls: Vec<&str> = flagged.webhooks.iter().map(|h| h.url.as_str()).collect();
+        assert_eq!(urls, ["http://a/1", "http://b/2"], "flags replace the file's hooks");
+        assert!(flagged.webhooks.iter().all(|h| h.events.is_empty()), "a flag hook wants all");
+
+        std::fs::write(&config, "webhooks:\n  - url: http://h/\n    events: [task.done]\n")
+            .expect("write");
+        let error = Settings::resolve(&args, &env_of(&[]), dir.path()).expect_err("bad event");
+        let text = format!("{error:#}");
+        assert!(text.contains("task.completed") && text.contains("webhooks"), "{text}");
     }
 
     #[test]

@@ -591,3 +591,159 @@ pub async fn origins_are_recorded_once(store: Arc<dyn Store>, other: Arc<dyn Sto
     let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, vec![winner, "origin_c"]);
 }
+
+/// The outbox of webhook deliveries, held to one behaviour in every store: task
+/// writes queue deliveries for the registered hooks in their own transaction (and a
+/// rejected write queues none), senders claim due ones, attempts move them along,
+/// and a dead one can be queued again under the same id.
+pub async fn outbox_scenario<S: Store + crate::Outbox + ?Sized>(store: &S) {
+    use crate::outbox::{Attempt, DeliveryQuery, DeliveryStatus, Hook, NoticeEvent};
+    use crate::request::{PendingRequest, RequestKind};
+
+    let all = |limit| DeliveryQuery { limit, status: None };
+    let now = Utc::now();
+    store.create_task(&task("task_quiet", now)).await.expect("create");
+    assert!(store.list_deliveries(&all(10)).await.expect("list").is_empty(), "no hook yet");
+
+    let every = Hook::new("http://127.0.0.1:9/every?token=x", vec![]);
+    let mut done_only = Hook::new("http://127.0.0.1:9/done", vec![NoticeEvent::Failed]);
+    store.register_hooks(&[every.clone(), done_only.clone()]).await.expect("register");
+    // Registering again updates a hook rather than adding a second one.
+    done_only.events = vec![NoticeEvent::Completed];
+    store.register_hooks(std::slice::from_ref(&done_only)).await.expect("re-register");
+
+    let id = TaskId::from("task_told");
+    store.create_task(&task("task_told", now)).await.expect("create");
+    let started = TaskUpdate {
+        status: Some(TaskStatus::Running),
+        session_ids: Some(vec!["ses_1".into()]),
+        ..TaskUpdate::default()
+    };
+    store.update_task(&id, &started, None).await.expect("start");
+    let asked = PendingRequest {
+        id: "per_1".into(),
+        session_id: "ses_1".into(),
+        kind: RequestKind::Permission { permission: "bash".into(), patterns: vec!["ls".into()] },
+        asked_at: Some(now),
+    };
+    let waiting = TaskUpdate {
+        status: Some(TaskStatus::Waiting),
+        pending_requests: Some(vec![asked.clone()]),
+        ..TaskUpdate::default()
+    };
+    store.update_task(&id, &waiting, None).await.expect("wait");
+    // A refused guarded write changes nothing, so it tells nothing.
+    let done = TaskUpdate {
+        status: Some(TaskStatus::Completed),
+        pending_requests: Some(Vec::new()),
+        progress: Some(1.0),
+        ..TaskUpdate::default()
+    };
+    let refused = store.write_task(&id, &done, None, &Guard::at_revision(0)).await.expect("write");
+    assert!(matches!(refused, WriteOutcome::Rejected(_)), "{refused:?}");
+    let entry = CheckLogEntry::new(now, TaskStatus::Completed, "All steps done", "");
+    store.update_task(&id, &done, Some(&entry)).await.expect("complete");
+
+    let listed = store.list_deliveries(&all(10)).await.expect("list");
+    let told: Vec<(NoticeEvent, &str)> =
+        listed.iter().map(|d| (d.notice.event, d.hook_id.as_str())).collect();
+    assert_eq!(
+        told,
+        [
+            (NoticeEvent::Completed, done_only.id.as_str()),
+            (NoticeEvent::Completed, every.id.as_str()),
+            (NoticeEvent::Waiting, every.id.as_str()),
+            (NoticeEvent::Started, every.id.as_str()),
+            (NoticeEvent::Created, every.id.as_str()),
+        ],
+        "newest first, each hook its events"
+    );
+    assert_eq!(listed[0].url, "http://127.0.0.1:9/…", "no token in what is shown");
+    assert_eq!(listed[0].notice.task.summary.as_deref(), Some("All steps done"));
+    assert_eq!(listed[2].notice.task.pending_requests, vec![asked]);
+    assert_eq!(store.list_deliveries(&all(2)).await.expect("list").len(), 2);
+    let round_trip = store.get_delivery(&listed[2].id).await.expect("get").expect("known");
+    assert_eq!(round_trip, listed[2], "a delivery reads back as written");
+
+    // Claims: oldest due first, only the asked hooks, and not twice while claimed.
+    let soon = Utc::now() + Duration::seconds(1);
+    let until = soon + Duration::seconds(60);
+    let hook = |h: &Hook| vec![h.id.clone()];
+    let first = store.claim_due(&hook(&every), soon, until, 2).await.expect("claim");
+    let first_events: Vec<_> = first.iter().map(|d| d.notice.event).collect();
+    assert_eq!(first_events, [NoticeEvent::Created, NoticeEvent::Started]);
+    assert!(first.iter().all(|d| d.next_attempt_at == until));
+    let rest = store.claim_due(&hook(&every), soon, until, 10).await.expect("claim");
+    assert_eq!(rest.len(), 2, "the claimed ones are not due again");
+    assert!(store.claim_due(&hook(&every), soon, until, 10).await.expect("claim").is_empty());
+    let other = store.claim_due(&hook(&done_only), soon, until, 10).await.expect("claim");
+    assert_eq!(other.len(), 1);
+    assert!(store.claim_due(&[], soon, until, 10).await.expect("claim").is_empty());
+
+    // Attempts.
+    let retry_at = soon + Duration::seconds(5);
+    let error = "HTTP 503 ".repeat(100);
+    let retried = Attempt::Retry { at: retry_at, error: error.clone() };
+    store.record_attempt(&first[0].id, &retried, soon).await.expect("retry");
+    store.record_attempt(&first[1].id, &Attempt::Delivered, soon).await.expect("delivered");
+    let dead = Attempt::Dead { error: "too old".into() };
+    store.record_attempt(&other[0].id, &dead, soon).await.expect("dead");
+    let again = store.get_delivery(&first[0].id).await.expect("get").expect("known");
+    assert_eq!(
+        (again.status, again.attempts, again.next_attempt_at),
+        (DeliveryStatus::Pending, 1, retry_at)
+    );
+    assert_eq!(again.last_error.as_deref().map(str::len), Some(crate::outbox::MAX_ERROR_CHARS));
+    let delivered = store.get_delivery(&first[1].id).await.expect("get").expect("known");
+    assert_eq!((delivered.status, delivered.delivered_at), (DeliveryStatus::Delivered, Some(soon)));
+    let due_later = store.claim_due(&hook(&every), retry_at, until, 10).await.expect("claim");
+    assert_eq!(due_later.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [first[0].id.as_str()]);
+
+    let dead_only = DeliveryQuery { limit: 10, status: Some(DeliveryStatus::Dead) };
+    let dead_ones = store.list_deliveries(&dead_only).await.expect("list");
+    assert_eq!(dead_ones.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [other[0].id.as_str()]);
+    let later = soon + Duration::seconds(30);
+    let requeued = store.redeliver(&other[0].id, later).await.expect("redeliver");
+    assert_eq!(requeued.id, other[0].id, "a redelivery keeps its id");
+    assert_eq!(
+        (requeued.status, requeued.queued_at, requeued.attempts),
+        (DeliveryStatus::Pending, later, 1)
+    );
+    let due = store.claim_due(&hook(&done_only), later, until, 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+
+    // Expiry: pending deliveries queued before the cut die, whatever their hook; the
+    // others (delivered, dead, newer) are left alone.
+    let pending = DeliveryQuery { limit: 10, status: Some(DeliveryStatus::Pending) };
+    let before_cut = store.list_deliveries(&pending).await.expect("list");
+    assert_eq!(before_cut.len(), 4, "{before_cut:?}");
+    let cut = requeued.queued_at; // the redelivered one is not older than that
+    let expired = store.expire(cut, "not delivered within 24 h").await.expect("expire");
+    assert_eq!(expired, 3);
+    assert_eq!(store.expire(cut, "again").await.expect("expire"), 0);
+    let left = store.list_deliveries(&pending).await.expect("list");
+    assert_eq!(left.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [requeued.id.as_str()]);
+    let gone = store.get_delivery(&first[0].id).await.expect("get").expect("known");
+    assert_eq!((gone.status, gone.attempts), (DeliveryStatus::Dead, 1), "no attempt counted");
+    assert_eq!(gone.last_error.as_deref(), Some("not delivered within 24 h"));
+
+    for missing in [
+        store.record_attempt("dlv_missing", &Attempt::Delivered, now).await.err(),
+        store.redeliver("dlv_missing", now).await.err(),
+    ] {
+        assert!(
+            matches!(missing, Some(crate::Error::NotFound { what: "delivery", .. })),
+            "{missing:?}"
+        );
+    }
+    assert_eq!(store.get_delivery("dlv_missing").await.expect("get"), None);
+    // Deleting a task keeps its deliveries: they are history, and may still be due.
+    store.delete_task(&id).await.expect("delete");
+    assert_eq!(store.list_deliveries(&all(10)).await.expect("list").len(), 5);
+    // A task that arrives from a source notifies as one created directly does.
+    let imported = store.create_task_once(&task("task_imported", now), "inbox:a.yaml@1").await;
+    assert!(matches!(imported, Ok(Created::New(_))), "{imported:?}");
+    let deliveries = store.list_deliveries(&all(10)).await.expect("list");
+    assert_eq!(deliveries.len(), 6, "the imported task's task.created");
+    assert!(deliveries.iter().any(|d| d.notice.task.id.as_str() == "task_imported"), "{deliveries:?}");
+}

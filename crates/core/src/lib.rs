@@ -29,6 +29,7 @@ pub mod event;
 pub mod harness;
 pub mod memory_agent;
 mod memory_store;
+pub mod outbox;
 pub mod policy;
 pub mod registry;
 pub mod request;
@@ -55,6 +56,10 @@ pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
 pub use harness::{Failure, Harness, HarnessConfig, HarnessParts, Trigger};
 pub use memory_agent::MemoryAgent;
+pub use outbox::{
+    Attempt, Delivery as WebhookDelivery, DeliveryQuery, DeliveryStatus, Hook, Notice, NoticeEvent,
+    Outbox, TaskSnapshot,
+};
 pub use policy::{Action, PermissionRule, QuestionPolicy};
 pub use registry::{Options, Registry};
 pub use request::{PendingRequest, Question, RequestKind};

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
+use crate::outbox::{self, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Hook, Outbox};
 use crate::store::{
     Created, Guard, Lease, LogQuery, RECENT_WORKSPACES_KEPT, RecentWorkspace, RecentWorkspaces,
     Store, StoredLogEntry, TaskQuery, WriteOutcome,
@@ -40,6 +41,10 @@ struct MemoryInner {
     workers: std::collections::BTreeMap<String, Worker>,
     /// Origin key → the task created from it (see [`Store::create_task_once`]).
     origins: HashMap<String, TaskId>,
+    /// Registered webhooks ([`Outbox::register_hooks`]).
+    hooks: Vec<Hook>,
+    /// Webhook deliveries, oldest first.
+    deliveries: Vec<Delivery>,
 }
 
 impl MemoryInner {
@@ -67,6 +72,21 @@ impl MemoryInner {
             let seq = self.next_seq;
             log.push(StoredLogEntry { seq, entry: entry.clone(), repeats: 1, last_at: None });
         }
+    }
+
+    /// Queues the deliveries the change from `before` to `after` causes, in the
+    /// same critical section as the change (the memory store's transaction).
+    fn queue_notices(&mut self, before: Option<&Task>, after: &Task, at: DateTime<Utc>) {
+        let notices = outbox::notices(before, after, at);
+        let routed = outbox::route(&notices, &self.hooks);
+        self.deliveries.extend(routed);
+    }
+
+    fn delivery(&mut self, id: &str) -> Result<&mut Delivery> {
+        self.deliveries
+            .iter_mut()
+            .find(|d| d.id == id)
+            .ok_or_else(|| Error::NotFound { what: "delivery", id: id.to_owned() })
     }
 
     /// The claim on `id` valid at `now`, if any.
@@ -102,6 +122,7 @@ impl Store for MemoryStore {
             return Err(Error::Conflict(format!("task {} already exists", task.id)));
         }
         inner.tasks.push(task.clone());
+        inner.queue_notices(None, task, Utc::now());
         Ok(inner.bump())
     }
 
@@ -115,6 +136,7 @@ impl Store for MemoryStore {
         }
         inner.origins.insert(origin.to_owned(), task.id.clone());
         inner.tasks.push(task.clone());
+        inner.queue_notices(None, task, Utc::now());
         Ok(Created::New(inner.bump()))
     }
 
@@ -139,15 +161,18 @@ impl Store for MemoryStore {
         if let Some(rejection) = guard.check(&inner.tasks[index], inner.valid_claim(id, now)) {
             return Ok(WriteOutcome::Rejected(rejection));
         }
+        let before = inner.tasks[index].clone();
         let task = &mut inner.tasks[index];
         task.apply(update, now);
         if let Some(entry) = log {
             task.last_summary = Some(entry.summary.clone());
         }
         let revision = task.revision;
+        let after = task.clone();
         if let Some(entry) = log {
             inner.append(id, std::slice::from_ref(entry));
         }
+        inner.queue_notices(Some(&before), &after, now);
         Ok(WriteOutcome::Written { version: inner.bump(), revision })
     }
 
@@ -341,6 +366,87 @@ impl RecentWorkspaces for MemoryStore {
     }
 }
 
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn register_hooks(&self, hooks: &[Hook]) -> Result<()> {
+        let mut inner = self.lock();
+        for hook in hooks {
+            inner.hooks.retain(|known| known.id != hook.id);
+            inner.hooks.push(hook.clone());
+        }
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        hook_ids: &[String],
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut inner = self.lock();
+        let mut due: Vec<&mut Delivery> = inner
+            .deliveries
+            .iter_mut()
+            .filter(|d| d.status == DeliveryStatus::Pending && d.next_attempt_at <= now)
+            .filter(|d| hook_ids.contains(&d.hook_id))
+            .collect();
+        // Oldest due first; creation order among equal times (the sort is stable).
+        due.sort_by_key(|d| d.next_attempt_at);
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|d| {
+                d.next_attempt_at = until;
+                d.clone()
+            })
+            .collect())
+    }
+
+    async fn record_attempt(&self, id: &str, attempt: &Attempt, now: DateTime<Utc>) -> Result<()> {
+        let mut inner = self.lock();
+        outbox::apply_attempt(inner.delivery(id)?, attempt, now);
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {
+        let inner = self.lock();
+        Ok(inner
+            .deliveries
+            .iter()
+            .rev()
+            .filter(|d| query.status.is_none_or(|status| d.status == status))
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        Ok(self.lock().deliveries.iter().find(|d| d.id == id).cloned())
+    }
+
+    async fn expire(&self, queued_before: DateTime<Utc>, error: &str) -> Result<usize> {
+        let mut inner = self.lock();
+        let mut expired = 0;
+        for delivery in inner
+            .deliveries
+            .iter_mut()
+            .filter(|d| d.status == DeliveryStatus::Pending && d.queued_at < queued_before)
+        {
+            outbox::give_up(delivery, error);
+            expired += 1;
+        }
+        Ok(expired)
+    }
+
+    async fn redeliver(&self, id: &str, now: DateTime<Utc>) -> Result<Delivery> {
+        let mut inner = self.lock();
+        let delivery = inner.delivery(id)?;
+        outbox::requeue(delivery, now);
+        Ok(delivery.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
@@ -488,5 +594,10 @@ mod tests {
         assert_eq!(recent[0].path, "/w10");
         assert!(store.remove_workspace("/w10").await.expect("remove"));
         assert!(!store.remove_workspace("/w10").await.expect("remove"));
+    }
+
+    #[tokio::test]
+    async fn the_outbox_behaves_like_every_store() {
+        crate::conformance::outbox_scenario(&MemoryStore::new()).await;
     }
 }

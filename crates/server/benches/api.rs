@@ -161,7 +161,7 @@ async fn main() {
     // Throughput of the routes themselves; the token check is one comparison.
     config.no_token = true;
     config.monitor.probes_per_refresh = SESSIONS;
-    let parts = ServerParts { harness, recent: store.clone(), client };
+    let parts = ServerParts { harness, recent: store.clone(), outbox: store.clone(), client };
     let server = Server::bind(config, parts).await.expect("bind");
     let addr = server.local_addr();
     server.state().monitor().refresh().await;

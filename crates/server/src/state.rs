@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use openloom_core::{Harness, RecentWorkspaces, Store};
+use openloom_core::{Harness, Outbox, RecentWorkspaces, Store};
 use openloom_opencode::OpencodeClient;
 
 use tokio::sync::watch;
@@ -17,6 +17,8 @@ pub struct ServerParts {
     pub harness: Arc<Harness>,
     /// Recent workspaces (the SQLite store implements it).
     pub recent: Arc<dyn RecentWorkspaces>,
+    /// Webhook deliveries (every store implements it).
+    pub outbox: Arc<dyn Outbox>,
     /// The OpenCode client (cheap to clone; clones share one connection pool).
     pub client: OpencodeClient,
 }
@@ -37,6 +39,7 @@ struct Inner {
     harness: Arc<Harness>,
     store: Arc<dyn Store>,
     recent: Arc<dyn RecentWorkspaces>,
+    outbox: Arc<dyn Outbox>,
     client: OpencodeClient,
     monitor: Arc<SessionMonitor>,
     config: ServerConfig,
@@ -110,6 +113,7 @@ impl AppState {
                 harness: parts.harness,
                 store,
                 recent: parts.recent,
+                outbox: parts.outbox,
                 client: parts.client,
                 monitor,
                 config,
@@ -135,6 +139,11 @@ impl AppState {
     /// Recent workspaces.
     pub fn recent(&self) -> &Arc<dyn RecentWorkspaces> {
         &self.inner.recent
+    }
+
+    /// Webhook deliveries.
+    pub fn outbox(&self) -> &Arc<dyn Outbox> {
+        &self.inner.outbox
     }
 
     /// The OpenCode client.

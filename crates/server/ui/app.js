@@ -24,6 +24,7 @@ const S = {
 };
 
 const ACTIVE = new Set(['pending', 'running', 'waiting']);
+const VIEWS = [['dashboard', 'Dashboard'], ['activity', 'Activity'], ['webhooks', 'Webhooks']];
 const PERIODS = [['today', 'Today'], ['week', 'This week'], ['month', 'This month'], ['total', 'Total']];
 const KINDS = [
   ['input', 'Input'], ['output', 'Output'], ['reasoning', 'Reasoning'], ['cacheRead', 'Cache read'], ['cacheWrite', 'Cache write'],
@@ -36,6 +37,8 @@ onUnauthorized(() => showTokenPanel(true));
 
 const refreshSoon = debounce(() => refreshState(), 300);
 const drawerSoon = debounce(() => reloadDrawer(), 300);
+// A task event may have queued a delivery; the sender takes a moment to send it.
+const deliveriesSoon = debounce(() => refreshDeliveries(), 1000);
 let events = null;
 
 function start() {
@@ -45,7 +48,7 @@ function start() {
   setupDrawer();
   renderConn();
   refreshState();
-  setInterval(() => { if (!document.hidden) refreshState(); }, 5000);
+  setInterval(() => { if (!document.hidden) { refreshState(); refreshDeliveries(); } }, 5000);
   setInterval(tick, 1000);
   events = openEvents({ snapshot: onSnapshot, task: onTaskEvent, state: onConnState });
   // A #token=… pasted into an open tab changes only the fragment: no reload.
@@ -96,6 +99,7 @@ function onSnapshot(snapshot) {
 
 /** Applies a task event at once, then fetches the full records shortly after. */
 function onTaskEvent(ev) {
+  deliveriesSoon();
   const version = Number(ev.store_version) || 0;
   // Several events can share a version (updated then completed): apply all that are
   // newer than the snapshot, never dropping one for repeating the previous version.
@@ -184,15 +188,17 @@ function showTokenPanel(show) {
 
 function setupViews() {
   try {
-    S.view = sessionStorage.getItem('openloom.view') === 'activity' ? 'activity' : 'dashboard';
+    const saved = sessionStorage.getItem('openloom.view');
+    S.view = VIEWS.some(([v]) => v === saved) ? saved : 'dashboard';
   } catch { /* storage disabled */ }
-  const tabButtons = [$('tab-dashboard'), $('tab-activity')];
-  for (const b of tabButtons) {
+  const tabButtons = VIEWS.map(([v]) => $(`tab-${v}`));
+  for (const [i, b] of tabButtons.entries()) {
     b.addEventListener('click', () => showView(b.id.slice(4)));
     b.addEventListener('keydown', (e) => {
       if (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft') return;
       e.preventDefault();
-      const other = tabButtons.find((x) => x !== b);
+      const step = e.key === 'ArrowRight' ? 1 : tabButtons.length - 1;
+      const other = tabButtons[(i + step) % tabButtons.length];
       showView(other.id.slice(4));
       other.focus();
     });
@@ -211,13 +217,67 @@ function showView(view) {
   S.view = view;
   try { sessionStorage.setItem('openloom.view', view); } catch { /* ignore */ }
   const locked = !$('token-panel').hidden;
-  for (const v of ['dashboard', 'activity']) {
+  for (const [v, title] of VIEWS) {
     const on = v === view;
     $(`tab-${v}`).setAttribute('aria-selected', String(on));
     $(`tab-${v}`).tabIndex = on ? 0 : -1;
     $(`view-${v}`).hidden = !on || locked;
+    if (on) $('view-title').textContent = title;
   }
-  $('view-title').textContent = view === 'dashboard' ? 'Dashboard' : 'Activity';
+  if (view === 'webhooks' && !locked) refreshDeliveries();
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/** Loads the deliveries while their view is shown (task events and the 5 s refresh
+ * call it too, so a delivery's status follows without a reload). */
+async function refreshDeliveries() {
+  if (S.view !== 'webhooks') return;
+  let answer;
+  try {
+    answer = await api('GET', '/api/webhooks/deliveries?limit=100');
+  } catch (e) {
+    if (e.status !== 401) notice(`Could not load the webhook deliveries: ${e.text}`, 'error');
+    return;
+  }
+  const list = answer.deliveries || [];
+  $('delivery-count').textContent = list.length ? `${list.length}` : '';
+  const key = list.map((d) => [d.id, d.status, d.attempts, d.lastError, d.nextAttemptAt]);
+  renderKeyed($('deliveries-table'), key, () => list.length
+    ? deliveriesTable(list)
+    : empty('No webhook deliveries', 'Start openloom serve with --webhook URL (and OPENLOOM_WEBHOOK_SECRET set), or list webhooks: in the config file.'));
+}
+
+function deliveriesTable(list) {
+  return table([
+    { title: 'Event' }, { title: 'Task', cls: 'name' }, { title: 'Hook', cls: 'hook' }, { title: 'Status' },
+    { title: 'Attempts', cls: 'nowrap' }, { title: 'Last error', cls: 'summary' }, { title: 'Queued', cls: 'nowrap' }, { title: '' },
+  ], list.map((d) => ({
+    id: d.id,
+    data: { deliveryId: d.id, status: d.status },
+    cells: [
+      h('span', { class: 'mono small', text: d.event }),
+      h('button', { type: 'button', class: 'link strong', text: d.task.name || d.task.id, onclick: (e) => openTask(d.task.id, e.currentTarget) }),
+      h('span', { class: 'mono small clip', title: d.hookId, text: d.url }),
+      badge(d.status),
+      h('span', { class: 'mono small', text: String(d.attempts) }),
+      h('span', { class: 'clip', title: d.lastError || '', text: d.lastError || '—' }),
+      timeAgo(d.queuedAt),
+      h('button', { type: 'button', class: 'redeliver', text: 'Redeliver', onclick: (e) => redeliver(d.id, e.currentTarget) }),
+    ],
+  })), { cls: 'deliveries' });
+}
+
+async function redeliver(id, button) {
+  button.disabled = true;
+  try {
+    await api('POST', `/api/webhooks/deliveries/${encodeURIComponent(id)}/redeliver`);
+    notice(`Delivery ${id} queued again`);
+  } catch (e) {
+    notice(`Could not queue ${id} again: ${e.text}`, 'error');
+  }
+  button.disabled = false;
+  refreshDeliveries();
 }
 
 function notice(text, kind = 'info') {

@@ -1,6 +1,7 @@
 //! OpenLoom's store on PostgreSQL, for a team: several `openloom serve` workers on
 //! one database. [`PostgresStore`] implements [`openloom_core::Store`] (tasks, check
-//! logs, claims) and [`openloom_core::RecentWorkspaces`], with sqlx, and means by
+//! logs, claims), [`openloom_core::RecentWorkspaces`] and [`openloom_core::Outbox`]
+//! (webhook deliveries, queued in the task write's own transaction), with sqlx, and means by
 //! every method what the SQLite and memory stores mean (the parity transcript test
 //! holds the three to one transcript).
 //!
@@ -34,6 +35,7 @@ mod codec;
 mod error;
 mod import;
 mod open;
+mod outbox;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;

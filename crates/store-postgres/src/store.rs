@@ -375,6 +375,7 @@ impl Store for PostgresStore {
         if !insert_task(&mut tx, self.target(), task).await? {
             return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
         }
+        crate::outbox::queue(&mut tx, self.target(), None, task, Utc::now()).await?;
         self.commit(tx).await
     }
 
@@ -406,6 +407,7 @@ impl Store for PostgresStore {
         if !insert_task(&mut tx, self.target(), task).await? {
             return Err(openloom_core::Error::Conflict(format!("task {} already exists", task.id)));
         }
+        crate::outbox::queue(&mut tx, self.target(), None, task, Utc::now()).await?;
         Ok(Created::New(self.commit(tx).await?))
     }
 
@@ -450,6 +452,7 @@ impl Store for PostgresStore {
             // Dropping the transaction rolls it back: nothing was written.
             return Ok(WriteOutcome::Rejected(rejection));
         }
+        let before = task.clone();
         task.apply(update, now);
         if let Some(entry) = log {
             task.last_summary = Some(entry.summary.clone());
@@ -468,6 +471,7 @@ impl Store for PostgresStore {
         if let Some(entry) = log {
             insert_log(&mut tx, self.target(), id, std::slice::from_ref(entry)).await?;
         }
+        crate::outbox::queue(&mut tx, self.target(), Some(&before), &task, now).await?;
         let version = self.commit(tx).await?;
         Ok(WriteOutcome::Written { version, revision })
     }

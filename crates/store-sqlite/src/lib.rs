@@ -1,6 +1,8 @@
 //! OpenLoom's persistent store on SQLite: [`SqliteStore`] implements
 //! [`openloom_core::Store`] (tasks and their check logs) and
-//! [`openloom_core::RecentWorkspaces`] on one database file, with sqlx.
+//! [`openloom_core::RecentWorkspaces`] and [`openloom_core::Outbox`] (webhook
+//! deliveries, queued in the task write's own transaction) on one database file, with
+//! sqlx.
 //!
 //! # Main items
 //! - [`SqliteStore::open`] creates the file and its directory, applies the embedded
@@ -29,6 +31,7 @@
 mod codec;
 mod error;
 mod open;
+mod outbox;
 mod store;
 mod workspaces;
 

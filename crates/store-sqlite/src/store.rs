@@ -116,7 +116,9 @@ impl SqliteStore {
             "INSERT INTO tasks ({TASK_COLUMNS}) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
-        row.bind(sqlx::query(&sql)).execute(conn).await.map_err(|e| self.fail(e))?;
+        row.bind(sqlx::query(&sql)).execute(&mut *conn).await.map_err(|e| self.fail(e))?;
+        // The task's `task.created` deliveries, in the same transaction as the task.
+        crate::outbox::queue(conn, &self.path, None, task, Utc::now()).await?;
         Ok(())
     }
 
@@ -477,6 +479,7 @@ impl Store for SqliteStore {
             // Dropping the transaction rolls it back: nothing was written.
             return Ok(WriteOutcome::Rejected(rejection));
         }
+        let before = task.clone();
         task.apply(update, now);
         if let Some(entry) = log {
             task.last_summary = Some(entry.summary.clone());
@@ -494,6 +497,7 @@ impl Store for SqliteStore {
         if let Some(entry) = log {
             insert_log(tx.conn(), &self.path, id, std::slice::from_ref(entry)).await?;
         }
+        crate::outbox::queue(tx.conn(), &self.path, Some(&before), &task, now).await?;
         let version = tx.commit().await?;
         Ok(WriteOutcome::Written { version, revision })
     }

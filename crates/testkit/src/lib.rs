@@ -17,6 +17,8 @@
 //!   alone, for tests of a harness that must not depend on events.
 //! - [`browser::Browser`]: a headless Chromium through chromedriver for the dashboard's
 //!   browser tests, with the same skip policy ([`require_browser!`]).
+//! - [`receiver::Receiver`]: a webhook receiver that verifies signatures and dedupes
+//!   deliveries the way `docs/notifications.md` tells users to.
 //!
 //! # Design: the real OpenCode, a fake model
 //! Mocking OpenCode's HTTP API would test our client against our own reading of
@@ -31,6 +33,7 @@ mod error;
 mod launcher;
 mod model;
 mod proxy;
+pub mod receiver;
 mod workspace;
 
 pub use e2e::{E2E_ENV, E2e, e2e_launcher, e2e_required};

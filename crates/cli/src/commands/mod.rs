@@ -50,9 +50,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 Some(workspace) => opencode_child::ensure(&settings, &workspace).await?,
                 None => opencode_child::ensure_none(&settings),
             };
-            let settings = opencode.settings();
+            let settings = opencode.settings().with_webhook_args(&server.webhooks);
             let ui = ui.then(|| settings.with_server_args(&server));
-            let code = watch::run(settings, &spec, fresh, ui).await;
+            let code = watch::run(&settings, &spec, fresh, ui).await;
             opencode.shutdown().await;
             code
         }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use openloom_checks::{CheckRunner, VerifyingChecker};
 use openloom_core::{
-    Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Options, RecentWorkspaces,
-    Registry, Store, TaskSpec,
+    Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Options, Outbox,
+    RecentWorkspaces, Registry, Store, TaskSpec,
 };
 use openloom_opencode::{OpencodeClient, Secret};
 use openloom_prompts::MarkerChecker;
@@ -25,6 +25,8 @@ pub struct Stores {
     pub tasks: Arc<dyn Store>,
     /// The dashboard's recent workspaces.
     pub recent: Arc<dyn RecentWorkspaces>,
+    /// Webhook deliveries, queued by task writes.
+    pub outbox: Arc<dyn Outbox>,
 }
 
 /// Opens the task database the settings name: a SQLite file (created if needed) or
@@ -39,7 +41,7 @@ pub async fn store(settings: &Settings) -> Result<Stores> {
                 )
             })?;
             let store = Arc::new(store);
-            Ok(Stores { tasks: store.clone(), recent: store })
+            Ok(Stores { tasks: store.clone(), recent: store.clone(), outbox: store })
         }
         Database::Postgres(url) => {
             // The error names host, port and database and says what to fix; never
@@ -48,9 +50,36 @@ pub async fn store(settings: &Settings) -> Result<Stores> {
                 coded(exit::FAILURE, format!("{e}\n  (`openloom doctor` checks the database)"))
             })?;
             let store = Arc::new(store);
-            Ok(Stores { tasks: store.clone(), recent: store })
+            Ok(Stores { tasks: store.clone(), recent: store.clone(), outbox: store })
         }
     }
+}
+
+/// The webhook sender for the settings' hooks, registered with the store (so task
+/// writes queue deliveries for them from now on), or `None` when there are none.
+/// A hook that cannot be used (bad URL, no secret) stops the command before any
+/// work, saying what to set.
+pub async fn webhooks(
+    settings: &Settings,
+    outbox: Arc<dyn Outbox>,
+) -> Result<Option<openloom_notify::Sender>> {
+    if settings.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    let hooks = settings
+        .webhooks
+        .iter()
+        .map(|config| openloom_notify::Webhook::from_config(config, env))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
+    let sender =
+        openloom_notify::Sender::new(outbox, hooks, openloom_notify::SenderOptions::default())
+            .map_err(|e| coded(exit::FAILURE, e.to_string()))?;
+    sender.register().await.map_err(|e| {
+        coded(exit::FAILURE, format!("could not register the webhooks with the store: {e}"))
+    })?;
+    Ok(Some(sender))
 }
 
 /// The OpenCode client for these settings.

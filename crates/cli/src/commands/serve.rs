@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use openloom_core::{EventBus, Harness, Health, RecentWorkspaces, Source, Store, TaskStatus};
+use openloom_core::{EventBus, Harness, Health, Source, Store, TaskStatus};
 use openloom_opencode::OpencodeClient;
 use openloom_server::{Server, ServerConfig, ServerParts};
 use openloom_sources::{Inbox, InboxConfig};
@@ -17,14 +17,20 @@ use crate::exit::{self, coded};
 pub async fn run(settings: &Settings) -> Result<u8> {
     let client = parts::client(settings)?;
     let store = parts::store(settings).await?;
+    let webhooks = parts::webhooks(settings, store.outbox.clone()).await?;
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
+    let bus = EventBus::new();
     let harness =
-        parts::harness(settings, store.tasks.clone(), client.clone(), EventBus::new(), worker);
+        parts::harness(settings, store.tasks.clone(), client.clone(), bus.clone(), worker);
     let inbox = open_inbox(settings)?;
-    let (server, access) = bind(settings, &harness, store.recent.clone(), &client, true).await?;
+    let (server, access) = bind(settings, &harness, &store, &client, true).await?;
     print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;
 
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
+    if let Some(sender) = webhooks {
+        println!("  webhooks:  {} (docs/notifications.md)", settings.webhooks.len());
+        tokio::spawn(sender.run(bus, stop_signal.clone()));
+    }
     let intake = inbox.map(|inbox| {
         tokio::spawn(openloom_core::take_in(inbox, Arc::clone(&harness), stop_signal.clone()))
     });
@@ -87,7 +93,7 @@ fn open_inbox(settings: &Settings) -> Result<Option<Arc<dyn Source>>> {
 pub async fn bind(
     settings: &Settings,
     harness: &Arc<Harness>,
-    recent: Arc<dyn RecentWorkspaces>,
+    stores: &parts::Stores,
     client: &Arc<OpencodeClient>,
     hooks: bool,
 ) -> Result<(Server, Access)> {
@@ -109,7 +115,12 @@ pub async fn bind(
     if host.parse::<std::net::IpAddr>().is_err() && !config.public_hosts.iter().any(|h| h == host) {
         config.public_hosts.push(host.to_owned());
     }
-    let parts = ServerParts { harness: Arc::clone(harness), recent, client: (**client).clone() };
+    let parts = ServerParts {
+        harness: Arc::clone(harness),
+        recent: stores.recent.clone(),
+        outbox: stores.outbox.clone(),
+        client: (**client).clone(),
+    };
     let server =
         Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
     if matches!(access, Access::Open) {

@@ -29,6 +29,7 @@ pub async fn run(
     let client = parts::client(settings)?;
     parts::require_opencode(&client, settings).await?;
     let store = parts::store(settings).await?;
+    let webhooks = parts::webhooks(settings, store.outbox.clone()).await?;
 
     let bus = EventBus::new();
     let console = Arc::new(ConsoleSink::new());
@@ -37,9 +38,7 @@ pub async fn run(
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
     let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus, worker);
     let server = match &ui {
-        Some(ui) => {
-            Some(super::serve::bind(ui, &harness, store.recent.clone(), &client, false).await?)
-        }
+        Some(ui) => Some(super::serve::bind(ui, &harness, &store, &client, false).await?),
         None => None,
     };
 
@@ -88,6 +87,10 @@ pub async fn run(
     });
     println!();
 
+    let sender = webhooks.inspect(|sender| {
+        println!("  webhooks:  {}", settings.webhooks.len());
+        tokio::spawn(sender.clone().run(harness.bus().clone(), stop_signal.clone()));
+    });
     let runner = tokio::spawn(Arc::clone(&harness).run(stop_signal));
     let outcome = tokio::select! {
         outcome = wait_for_end(&harness, &task_id, &mut events) => outcome,
@@ -100,6 +103,17 @@ pub async fn run(
     }
     // Give the console sink a moment to print the last lines.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    if let Some(sender) = sender {
+        // The event that ended the task must reach its receivers before we exit;
+        // what still fails stays queued for the next `watch` or `serve`.
+        match sender.flush(WEBHOOK_FLUSH).await {
+            Ok(0) => {}
+            Ok(left) => println!(
+                "openloom: {left} webhook deliveries still pending; the next `openloom serve`                  or `watch` with the same webhooks sends them"
+            ),
+            Err(error) => eprintln!("openloom: could not send the last webhooks: {error}"),
+        }
+    }
 
     match outcome? {
         Some(TaskStatus::Completed) => {
@@ -122,6 +136,9 @@ pub async fn run(
         }
     }
 }
+
+/// How long `watch` waits, once its task ended, for the last webhooks to go out.
+const WEBHOOK_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// True when what the agent is asked to do differs (the workspace is resolved at
 /// start, so it is not compared).

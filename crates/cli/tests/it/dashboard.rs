@@ -414,3 +414,68 @@ async fn a_permission_held_for_a_person_is_allowed_from_the_dashboard() {
     });
     assert!(audited, "the audit line is in the check log: {detail}");
 }
+
+#[tokio::test]
+async fn the_webhooks_view_shows_a_failing_delivery_and_redelivers_it() {
+    use openloom_testkit::receiver::{Answer, Receiver};
+    let browser_launcher = require_browser!();
+    let secret = "dash-webhook-secret-5d1e";
+    let receiver = Receiver::start(secret).await.expect("receiver");
+    receiver.answer_next(&[Answer::Status(500); 3]);
+    let sandbox = Sandbox::new();
+    let hook = receiver.url();
+    let served = Served::start_with(
+        &sandbox,
+        &["--webhook", hook.as_str()],
+        &[("OPENLOOM_WEBHOOK_SECRET", secret)],
+    )
+    .await;
+    let spec = format!("name: Hooked\nworkspace: {}\ngoal: anything\n", sandbox.path().display());
+    let created: Value = served
+        .client()
+        .post(format!("{}/api/tasks", served.base))
+        .json(&json!({ "spec": spec }))
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(created["ok"], true, "{created}");
+
+    let browser = browser_launcher.start(WIDTH, HEIGHT).await.expect("headless Chromium");
+    let client = browser.client();
+    client.goto(&served.dashboard).await.expect("open the dashboard");
+    wait_for(client, "the event stream to be live", Duration::from_secs(10), LIVE).await;
+    click(client, "#tab-webhooks").await;
+    let row = "#deliveries-table tr[data-delivery-id]";
+    let failed = format!(
+        "const r = document.querySelector(\"{row}\"); \
+         return r && r.innerText.includes('HTTP 500') && r.innerText.includes('task.created')"
+    );
+    wait_for(client, "the failing delivery with its error", Duration::from_secs(15), &failed).await;
+    let shown = text_of(client, row).await;
+    assert!(shown.contains("Hooked") && shown.contains("http://127.0.0.1:"), "{shown}");
+    assert!(!shown.contains("/hook"), "the hook's path is not shown: {shown}");
+    screenshot(client, "webhooks").await;
+
+    receiver.clear_answers();
+    let before = receiver.received().len();
+    click(client, &format!("{row} button.redeliver")).await;
+    wait_for(
+        client,
+        "the redelivery notice",
+        Duration::from_secs(10),
+        "return document.getElementById('notice').textContent.includes('queued again')",
+    )
+    .await;
+    let delivered = format!("return document.querySelector(\"{row}[data-status='delivered']\")");
+    wait_for(client, "the delivery to be delivered", Duration::from_secs(15), &delivered).await;
+    let got = receiver.wait_for(Duration::from_secs(10), |r| r.len() > before).await;
+    assert!(got.len() > before, "the redelivery reached the receiver: {got:?}");
+    assert!(got.iter().all(|r| r.verified && r.delivery_id == got[0].delivery_id), "{got:?}");
+
+    browser.close().await;
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}

@@ -11,3 +11,4 @@ mod serve;
 mod started;
 mod team;
 mod triggers;
+mod webhooks;

@@ -16,6 +16,7 @@ pub mod requests;
 pub mod sessions;
 pub mod tasks;
 pub mod ui;
+pub mod webhooks;
 pub mod workspaces;
 
 /// The OpenAPI document of this API, served at `/api/openapi.json`.
@@ -53,6 +54,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/browse"),
     ("POST", "/api/pick-folder"),
     ("POST", "/api/hooks/github"),
+    ("GET", "/api/webhooks/deliveries"),
+    ("POST", "/api/webhooks/deliveries/{id}/redeliver"),
 ];
 
 /// The handlers, one per entry of [`ROUTES`] (same order).
@@ -87,6 +90,8 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         ("GET", "/api/browse", get(workspaces::browse)),
         ("POST", "/api/pick-folder", post(workspaces::pick_folder)),
         ("POST", hooks::GITHUB_PATH, post(hooks::github)),
+        ("GET", "/api/webhooks/deliveries", get(webhooks::list)),
+        ("POST", "/api/webhooks/deliveries/{id}/redeliver", post(webhooks::redeliver)),
     ]
 }
 

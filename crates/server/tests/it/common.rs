@@ -128,7 +128,7 @@ impl Fixture {
             workspaces: WorkspacePolicy::within([root.clone()]),
         }));
         let monitor = Arc::new(SessionMonitor::new(client.clone(), config.monitor.clone()));
-        let parts = ServerParts { harness, recent: store.clone(), client };
+        let parts = ServerParts { harness, recent: store.clone(), outbox: store.clone(), client };
         let state = AppState::new(config, parts, monitor);
         Fixture {
             app: openloom_server::router(state.clone()),
@@ -148,6 +148,7 @@ impl Fixture {
         let parts = ServerParts {
             harness: self.state.harness().clone(),
             recent: self.state.recent().clone(),
+            outbox: self.state.outbox().clone(),
             client,
         };
         let state = AppState::new(config, parts, monitor);
@@ -161,6 +162,7 @@ impl Fixture {
         let parts = ServerParts {
             harness: self.state.harness().clone(),
             recent: self.state.recent().clone(),
+            outbox: self.state.outbox().clone(),
             client: self.state.client().clone(),
         };
         let server = openloom_server::Server::bind(config, parts).await.expect("bind");

@@ -35,6 +35,7 @@ async fn a_client_sees_a_snapshot_then_task_events_and_a_snapshot_again_on_recon
     let parts = ServerParts {
         harness: fx.state.harness().clone(),
         recent: fx.state.recent().clone(),
+        outbox: fx.state.outbox().clone(),
         client: fx.state.client().clone(),
     };
     let server = Server::bind(config, parts).await.expect("bind");

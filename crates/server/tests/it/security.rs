@@ -265,6 +265,7 @@ async fn a_server_without_a_long_token_refuses_to_start() {
     let parts = ServerParts {
         harness: fx.state.harness().clone(),
         recent: fx.state.recent().clone(),
+        outbox: fx.state.outbox().clone(),
         client: fx.state.client().clone(),
     };
     let waived =

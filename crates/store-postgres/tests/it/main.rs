@@ -10,5 +10,6 @@ mod connect;
 mod crash;
 mod fencing;
 mod origins;
+mod outbox;
 mod parity;
 mod race;

@@ -11,6 +11,7 @@ mod crash;
 mod damaged;
 mod failures;
 mod origins;
+mod outbox;
 mod parity;
 mod queries;
 mod race;
