@@ -745,5 +745,8 @@ pub async fn outbox_scenario<S: Store + crate::Outbox + ?Sized>(store: &S) {
     assert!(matches!(imported, Ok(Created::New(_))), "{imported:?}");
     let deliveries = store.list_deliveries(&all(10)).await.expect("list");
     assert_eq!(deliveries.len(), 6, "the imported task's task.created");
-    assert!(deliveries.iter().any(|d| d.notice.task.id.as_str() == "task_imported"), "{deliveries:?}");
+    assert!(
+        deliveries.iter().any(|d| d.notice.task.id.as_str() == "task_imported"),
+        "{deliveries:?}"
+    );
 }

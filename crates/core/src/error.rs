@@ -71,16 +71,6 @@ pub enum Error {
     /// Input was invalid: a bad spec, a workspace outside the allowed roots, ...
     #[error("{0}")]
     Invalid(String),
-    /// A registry lookup found no implementation under that name.
-    #[error("unknown {kind} {name:?}; available: {}", available.join(", "))]
-    UnknownName {
-        /// "checker", "sink" or "source".
-        kind: &'static str,
-        /// The name asked for.
-        name: String,
-        /// The names that are registered.
-        available: Vec<String>,
-    },
     /// The store failed. The adapter's error is kept as the source.
     #[error("store error: {message}")]
     Store {
@@ -151,15 +141,5 @@ mod tests {
             tested: "1.18.34".into(),
         };
         assert!(!unsupported.is_transient(), "a newer OpenCode does not go away by waiting");
-    }
-
-    #[test]
-    fn unknown_name_lists_what_is_available() {
-        let err = Error::UnknownName {
-            kind: "checker",
-            name: "strng".into(),
-            available: vec!["files".into(), "string".into()],
-        };
-        assert_eq!(err.to_string(), "unknown checker \"strng\"; available: files, string");
     }
 }

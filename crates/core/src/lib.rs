@@ -1,5 +1,5 @@
 //! The core of OpenLoom: domain types, the pluggable traits, the event bus and the
-//! registry. Everything else in the workspace builds on this crate, and this crate
+//! harness. Everything else in the workspace builds on this crate, and this crate
 //! depends on no HTTP, SQL or web library.
 //!
 //! # Main types
@@ -9,7 +9,8 @@
 //!   `openloom-opencode`). The harness only ever talks to this trait.
 //! - [`Checker`] decides how far a task is, [`Sink`] receives [`Event`]s, a [`Source`]
 //!   offers work over time ([`take_in`] feeds it to the harness, deduplicated by its
-//!   [`Origin`]); a [`Registry`] names implementations of each.
+//!   [`Origin`]). An embedder builds its own and hands them to [`HarnessParts`]:
+//!   plain Rust values, no registry of names.
 //!
 //! # Design: store first, then event
 //! Every state change is written to the store before it is announced, and the
@@ -31,7 +32,6 @@ pub mod memory_agent;
 mod memory_store;
 pub mod outbox;
 pub mod policy;
-pub mod registry;
 pub mod request;
 pub mod signature;
 pub mod source;
@@ -61,7 +61,6 @@ pub use outbox::{
     Outbox, TaskSnapshot,
 };
 pub use policy::{Action, PermissionRule, QuestionPolicy};
-pub use registry::{Options, Registry};
 pub use request::{PendingRequest, Question, RequestKind};
 pub use source::{Admitted, Arrival, Feed, Feeder, Origin, Source, feed, take_in};
 pub use spec::{CheckDefinition, Step, TaskSpec};

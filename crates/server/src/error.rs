@@ -228,7 +228,6 @@ impl From<openloom_core::Error> for Error {
             Core::NotFound { what, id } => Error::NotFound { what, id },
             Core::Conflict(message) => Error::Conflict(message),
             Core::Invalid(message) => Error::BadRequest(message),
-            Core::UnknownName { .. } => Error::BadRequest(error.to_string()),
             Core::AgentUnavailable { message } => Error::UpstreamUnavailable(message),
             Core::StoreBusy { message, .. } => Error::Busy(message),
             Core::AgentUnauthorized { .. }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use openloom_checks::{CheckRunner, VerifyingChecker};
 use openloom_core::{
-    Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Options, Outbox,
-    RecentWorkspaces, Registry, Store, TaskSpec,
+    Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Outbox, RecentWorkspaces,
+    Store, TaskSpec,
 };
 use openloom_opencode::{OpencodeClient, Secret};
 use openloom_prompts::MarkerChecker;
@@ -122,22 +122,6 @@ pub async fn require_opencode(client: &OpencodeClient, settings: &Settings) -> R
     }
 }
 
-/// The checker the binary uses: markers, verified by the spec's checks.
-pub const DEFAULT_CHECKER: &str = "verified";
-
-/// The built-in checkers by name, as the reference's `register_checker` names them
-/// ("string" reads the markers) plus "verified" (markers checked by the spec's checks).
-pub fn registry() -> Registry {
-    let mut registry = Registry::new();
-    registry
-        .register_checker(MarkerChecker::NAME, |_| Ok(Arc::new(MarkerChecker) as Arc<dyn Checker>));
-    registry.register_checker(DEFAULT_CHECKER, |_| {
-        let runner = Arc::new(CheckRunner::new());
-        Ok(Arc::new(VerifyingChecker::new(Arc::new(MarkerChecker), runner)) as Arc<dyn Checker>)
-    });
-    registry
-}
-
 /// This process's worker name: the configured one, else `HOST:PID`. A name a live
 /// worker of the same database already has is refused: the two would take each
 /// other's task claims for their own.
@@ -175,15 +159,8 @@ pub fn harness(
     bus: EventBus,
     worker_name: String,
 ) -> Arc<Harness> {
-    let checker = match registry().checker(DEFAULT_CHECKER, &Options::new()) {
-        Ok(checker) => checker,
-        // The name is registered just above; a failure is a programming error, and
-        // the plain marker checker is the safe fallback.
-        Err(error) => {
-            tracing::error!(%error, "built-in checker missing; falling back to markers only");
-            Arc::new(MarkerChecker)
-        }
-    };
+    let checker: Arc<dyn Checker> =
+        Arc::new(VerifyingChecker::new(Arc::new(MarkerChecker), Arc::new(CheckRunner::new())));
     let parts = HarnessParts {
         agent: client,
         store,
@@ -205,18 +182,4 @@ pub fn harness(
 /// is run from.
 pub fn load_spec(path: &Path) -> Result<TaskSpec> {
     openloom_sources::SpecFile::new(path).load().map_err(|e| coded(exit::BAD_INPUT, e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_registry_names_the_built_in_checkers() {
-        let registry = registry();
-        assert_eq!(registry.names().0, vec!["string", "verified"]);
-        assert!(registry.checker("verified", &Options::new()).is_ok());
-        let err = registry.checker("strict", &Options::new()).err().expect("unknown");
-        assert!(err.to_string().contains("available: string, verified"), "{err}");
-    }
 }
