@@ -211,3 +211,27 @@ impl Served {
         run
     }
 }
+
+/// The start of every bootstrap prompt the harness sends.
+pub const BOOTSTRAP: &str = "You are executing an OpenLoom harness task";
+
+/// Scripts the simplest agent: it answers the bootstrap by writing `content` to
+/// `file` with OpenCode's `write` tool, then reports its one step and the task done.
+pub fn write_then_finish(env: &openloom_testkit::E2e, file: &Path, content: &str) {
+    use openloom_testkit::{Reply, Turn};
+    env.model.push_turn(Turn::reply(Reply::write_file(file, content)).when_user_says(BOOTSTRAP));
+    env.model.push_turn(
+        Turn::reply(Reply::text("Written.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
+    );
+}
+
+/// How many prompts of the user (the harness) that reached the model contain `needle`.
+pub fn prompts_containing(env: &openloom_testkit::E2e, needle: &str) -> usize {
+    env.model
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.last_role() == Some("user") && r.last_user_text().is_some_and(|t| t.contains(needle))
+        })
+        .count()
+}

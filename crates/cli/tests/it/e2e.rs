@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
 
-use crate::common::{Run, Sandbox, wait_with_deadline};
+use crate::common::{BOOTSTRAP, Run, Sandbox, prompts_containing, wait_with_deadline};
 
 /// Most time one `watch` may take; the event stream makes each step take about a
 /// second, the 10 s interval is only the fallback.
 const WATCH_LIMIT: Duration = Duration::from_secs(120);
-
-const BOOTSTRAP: &str = "You are executing an OpenLoom harness task";
 
 fn sandbox_for(env: &E2e) -> Sandbox {
     let mut sandbox = Sandbox::new();
@@ -46,16 +44,6 @@ async fn finish(child: std::process::Child, limit: Duration) -> Run {
 fn tasks(sandbox: &Sandbox) -> Vec<serde_json::Value> {
     let run = sandbox.run(&["status", "--json"]);
     serde_json::from_str(&run.stdout).expect("status --json")
-}
-
-fn prompts_containing(env: &E2e, needle: &str) -> usize {
-    env.model
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.last_role() == Some("user") && r.last_user_text().is_some_and(|t| t.contains(needle))
-        })
-        .count()
 }
 
 #[tokio::test]

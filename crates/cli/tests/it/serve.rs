@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
+use openloom_testkit::{E2e, Script, require_opencode};
 
 use crate::common::{self, Sandbox, Served};
 
@@ -113,13 +113,7 @@ async fn a_task_created_over_http_completes_and_the_event_stream_shows_it() {
     let launcher = require_opencode!();
     let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
     let report = env.workspace.file("report.txt");
-    env.model.push_turn(
-        Turn::reply(Reply::write_file(&report, "ok\n"))
-            .when_user_says("You are executing an OpenLoom harness task"),
-    );
-    env.model.push_turn(
-        Turn::reply(Reply::text("Written.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
-    );
+    crate::common::write_then_finish(&env, &report, "ok\n");
 
     let mut sandbox = Sandbox::new();
     sandbox.opencode_url = env.opencode.base_url();

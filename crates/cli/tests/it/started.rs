@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use openloom_testkit::{E2e, OpencodeOptions, Reply, Script, Turn};
 
-use crate::common::{Run, Sandbox, wait_with_deadline};
-
-const BOOTSTRAP: &str = "You are executing an OpenLoom harness task";
+use crate::common::{BOOTSTRAP, Run, Sandbox, wait_with_deadline};
 
 /// One of these tests at a time: each runs two OpenCode starts and a whole task, and
 /// on two shared cores running them side by side starves the other e2e tests.

@@ -9,9 +9,8 @@ use std::time::Duration;
 use openloom_store_postgres::testing::fresh_database;
 use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
 
-use crate::common::{Sandbox, Served};
+use crate::common::{BOOTSTRAP, Sandbox, Served, prompts_containing};
 
-const BOOTSTRAP: &str = "You are executing an OpenLoom harness task";
 const TASKS: usize = 3;
 const TOKEN: &str = "team-test-token-0123456789abcdef";
 
@@ -125,15 +124,7 @@ async fn a_killed_workers_tasks_are_finished_by_the_other_with_one_session_each(
         assert_eq!(task["status"], "completed", "{task}");
         assert_eq!(task["session_ids"].as_array().map(Vec::len), Some(1), "one session: {task}");
     }
-    let bootstraps = env
-        .model
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.last_role() == Some("user")
-                && r.last_user_text().is_some_and(|t| t.contains(BOOTSTRAP))
-        })
-        .count();
+    let bootstraps = prompts_containing(&env, BOOTSTRAP);
     assert_eq!(bootstraps, TASKS, "no task was started twice");
     let run = second.stop().await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);

@@ -143,17 +143,11 @@ async fn a_signed_github_delivery_becomes_a_task_without_the_api_token() {
 /// completion, its check verified on disk.
 #[tokio::test]
 async fn a_spec_dropped_into_the_inbox_is_driven_to_completion_by_the_real_opencode() {
-    use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
+    use openloom_testkit::{E2e, Script, require_opencode};
     let launcher = require_opencode!();
     let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
     let report = env.workspace.file("report.txt");
-    env.model.push_turn(
-        Turn::reply(Reply::write_file(&report, "from the inbox\n"))
-            .when_user_says("You are executing an OpenLoom harness task"),
-    );
-    env.model.push_turn(
-        Turn::reply(Reply::text("Written.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
-    );
+    crate::common::write_then_finish(&env, &report, "from the inbox\n");
     let mut sandbox = Sandbox::new();
     sandbox.opencode_url = env.opencode.base_url();
     let inbox = sandbox.path().join("inbox");

@@ -159,13 +159,7 @@ async fn a_completed_task_reaches_the_receiver_as_task_completed() {
     let launcher = require_opencode!();
     let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
     let report = env.workspace.file("report.txt");
-    env.model.push_turn(
-        Turn::reply(Reply::write_file(&report, "ok\n"))
-            .when_user_says("You are executing an OpenLoom harness task"),
-    );
-    env.model.push_turn(
-        Turn::reply(Reply::text("Written.\nSTEP DONE: 1\nTASK COMPLETE")).when_tool_result(),
-    );
+    crate::common::write_then_finish(&env, &report, "ok\n");
     let receiver = Receiver::start(SECRET).await.expect("receiver");
     // A dead hook beside the live one: it must slow nothing down.
     let dead = Receiver::start(SECRET).await.expect("receiver");
@@ -205,7 +199,7 @@ async fn watch_sends_the_completion_before_it_exits() {
     let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
     env.model.push_turn(
         Turn::reply(Reply::text("Done.\nSTEP DONE: 1\nTASK COMPLETE"))
-            .when_user_says("You are executing an OpenLoom harness task"),
+            .when_user_says(crate::common::BOOTSTRAP),
     );
     let receiver = Receiver::start(SECRET).await.expect("receiver");
     let mut sandbox = Sandbox::new();
