@@ -8,10 +8,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A worker is listed as live when its last heartbeat is this recent: the default
-/// claim time ([`crate::HarnessConfig::claim_ttl`]), which a harness renews every
-/// third of.
-pub const LIVE_WITHIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+/// How long a harness's claim on a task lasts without renewal, by default
+/// ([`crate::HarnessConfig::claim_ttl`]); the heartbeat comes every third of it.
+pub const DEFAULT_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A worker is listed as live when its last heartbeat is this recent: one default
+/// claim time, so a worker listed live may still hold claims and one killed drops
+/// out of the list when its claims run out.
+pub const LIVE_WITHIN: chrono::TimeDelta =
+    chrono::TimeDelta::seconds(DEFAULT_CLAIM_TTL.as_secs() as i64);
 
 /// A worker as its heartbeat row records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

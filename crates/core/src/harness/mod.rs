@@ -117,7 +117,7 @@ impl Default for HarnessConfig {
             unauthorized_limit: 5,
             poll_every: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
-            claim_ttl: Duration::from_secs(30),
+            claim_ttl: crate::worker::DEFAULT_CLAIM_TTL,
             home: std::env::var("HOME").ok().filter(|home| !home.is_empty()),
             task_defaults: crate::spec::Unattended::default(),
             worker_name: None,
@@ -228,12 +228,6 @@ impl Harness {
             started_at: chrono::Utc::now(),
             config,
         }
-    }
-
-    /// This harness's name among the workers sharing its store (the owner of its
-    /// claims).
-    pub fn worker_name(&self) -> &str {
-        &self.owner
     }
 
     /// Drives only these tasks from now on (adding to any earlier restriction).
