@@ -67,7 +67,7 @@ pub enum Command {
         #[command(flatten)]
         intake: IntakeArgs,
     },
-    /// List tasks: id, name, status, progress and the last summary.
+    /// List tasks: id, name, status, progress, the worker driving it and the last summary.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
