@@ -370,6 +370,19 @@ pub trait Store: Send + Sync {
 
     /// The current store version.
     async fn store_version(&self) -> Result<StoreVersion>;
+
+    /// Wake-ups for readers that follow the store: a receiver whose value changes
+    /// soon after any process commits a write to this store (the value is the
+    /// version that write announced, as a *hint*: read the store for the data and
+    /// the real version). Coalesced, so a burst of writes may wake a reader once.
+    ///
+    /// `None` (the default) means the store cannot tell: a reader then polls
+    /// [`Store::store_version`]. A store that answers `Some` is polled too, as a
+    /// fallback, so a missed wake-up only delays a reader, never loses a change.
+    /// Must be called inside a tokio runtime (a store may spawn its listener here).
+    fn version_hints(&self) -> Option<tokio::sync::watch::Receiver<StoreVersion>> {
+        None
+    }
 }
 
 /// A workspace the user used recently.

@@ -28,12 +28,18 @@
 //! statement to the commit, so versions increase in commit order across all
 //! workers, which is what lets a client resynchronise "since version N".
 //!
+//! Every write's version bump also NOTIFYs a channel, in the same statement, so
+//! PostgreSQL announces it on commit only; [`openloom_core::Store::version_hints`]
+//! LISTENs there (one connection per store, reconnecting with backoff). The
+//! notification is a hint to re-read, never the data: readers poll as well.
+//!
 //! Timestamps are fixed-width RFC 3339 text (nanoseconds, "C" collation), not
 //! `timestamptz` (microseconds): a task must read back exactly as it was written.
 
 mod codec;
 mod error;
 mod import;
+mod listen;
 mod open;
 mod outbox;
 mod store;

@@ -27,6 +27,8 @@ use crate::open::{Location, Probe, StoreOptions, open_pool, probe};
 pub struct PostgresStore {
     pool: PgPool,
     location: Location,
+    /// The change listener's hints, started by the first `version_hints` call.
+    hints: std::sync::OnceLock<Option<tokio::sync::watch::Receiver<StoreVersion>>>,
 }
 
 /// A transaction on the pool.
@@ -47,7 +49,7 @@ impl PostgresStore {
         let location = Location::parse(url)?;
         let pool = open_pool(&location, options).await?;
         tracing::debug!(database = %location.target, "opened the PostgreSQL store");
-        Ok(PostgresStore { pool, location })
+        Ok(PostgresStore { pool, location, hints: std::sync::OnceLock::new() })
     }
 
     /// Connects once to `url` without changing anything: whether the database is
@@ -92,13 +94,13 @@ impl PostgresStore {
     /// Bumps the store version and commits; returns the new version. The version row
     /// is locked as the transaction's last step, so writers queue on it only for
     /// their commit, and versions increase in commit order across every worker.
+    /// The same statement NOTIFYs the change channel ([`crate::listen`]); PostgreSQL
+    /// delivers it only if the transaction commits.
     pub(crate) async fn commit(&self, mut tx: Tx) -> Result<StoreVersion> {
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE meta SET value = value + 1 WHERE key = 'store_version' RETURNING value",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| self.fail(e))?;
+        let version: i64 = sqlx::query_scalar(crate::listen::BUMP_AND_NOTIFY)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?;
         tx.commit().await.map_err(|e| self.fail(e))?;
         StoreVersion::try_from(version)
             .map_err(|_| Error::decode(self.target(), "store_version", version).into())
@@ -742,5 +744,9 @@ impl Store for PostgresStore {
             .map_err(|e| self.fail(e))?;
         StoreVersion::try_from(version)
             .map_err(|_| Error::decode(self.target(), "store_version", version).into())
+    }
+
+    fn version_hints(&self) -> Option<tokio::sync::watch::Receiver<StoreVersion>> {
+        self.hints.get_or_init(|| crate::listen::spawn(&self.pool, self.target())).clone()
     }
 }

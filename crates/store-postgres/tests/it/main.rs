@@ -9,6 +9,7 @@ mod common;
 mod connect;
 mod crash;
 mod fencing;
+mod hints;
 mod origins;
 mod outbox;
 mod parity;
