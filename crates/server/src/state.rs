@@ -54,6 +54,10 @@ struct Inner {
     failures: crate::security::Failures,
     /// Where the GitHub hook queues its tasks, when the hook is configured.
     github: Option<openloom_core::Feeder>,
+    /// Resynchronisation snapshots for the event streams, from the change watcher
+    /// ([`crate::changes`]), started with the first stream.
+    changes:
+        tokio::sync::OnceCell<tokio::sync::broadcast::Sender<Arc<crate::routes::events::Snapshot>>>,
 }
 
 /// Encoded answers of `GET /api/tasks`, keyed by query and valid while the store
@@ -122,6 +126,7 @@ impl AppState {
                 event_streams,
                 failures: crate::security::Failures::default(),
                 github,
+                changes: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -181,6 +186,21 @@ impl AppState {
         self.inner.github.as_ref()
     }
 
+    /// Snapshots to resynchronise from when the store changed beyond this process's
+    /// events; the first call starts the one change watcher ([`crate::changes`]).
+    pub(crate) async fn resyncs(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<crate::routes::events::Snapshot>> {
+        let start = || async {
+            // Read before any stream reads its first snapshot, so no write after
+            // that snapshot can pass for one the watcher saw. Unreadable: from 0,
+            // which costs one early resynchronisation.
+            let seen = self.store().store_version().await.unwrap_or(0);
+            crate::changes::spawn(WeakState(Arc::downgrade(&self.inner)), seen)
+        };
+        self.inner.changes.get_or_init(start).await.subscribe()
+    }
+
     /// A receiver that turns true when the server shuts down.
     pub fn closing(&self) -> watch::Receiver<bool> {
         self.inner.closing.subscribe()
@@ -189,6 +209,17 @@ impl AppState {
     /// Ends the live streams (called on shutdown).
     pub fn close_streams(&self) {
         self.inner.closing.send_replace(true);
+    }
+}
+
+/// An [`AppState`] that does not keep it alive: what a background task holds.
+#[derive(Clone)]
+pub(crate) struct WeakState(std::sync::Weak<Inner>);
+
+impl WeakState {
+    /// The state, unless it was dropped.
+    pub(crate) fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(|inner| AppState { inner })
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Fixture {
     pub workspace: PathBuf,
     /// A directory outside the root (canonical).
     pub outside: PathBuf,
+    /// The SQLite file of the store (another process may open it too).
+    pub db_path: PathBuf,
     _dirs: (TempDir, TempDir, TempDir),
 }
 
@@ -109,14 +111,27 @@ impl Fixture {
 
     pub async fn with_config(config: ServerConfig) -> Fixture {
         let db = TempDir::new().expect("temp dir");
+        let db_path = db.path().join("openloom.sqlite3");
+        let store = Arc::new(SqliteStore::open(&db_path).await.expect("store"));
+        Self::with_store(config, store, db, db_path).await
+    }
+
+    /// A fixture on `store` (its SQLite file at `db_path` in `db`, or any other store).
+    pub async fn with_store<S>(
+        config: ServerConfig,
+        store: Arc<S>,
+        db: TempDir,
+        db_path: PathBuf,
+    ) -> Fixture
+    where
+        S: openloom_core::Store + openloom_core::RecentWorkspaces + openloom_core::Outbox + 'static,
+    {
         let root_dir = TempDir::new().expect("temp dir");
         let outside_dir = TempDir::new().expect("temp dir");
         let root = root_dir.path().canonicalize().expect("canonical");
         let workspace = root.join("project");
         std::fs::create_dir_all(&workspace).expect("mkdir");
         let outside = outside_dir.path().canonicalize().expect("canonical");
-        let store =
-            Arc::new(SqliteStore::open(db.path().join("openloom.sqlite3")).await.expect("store"));
         let opencode = MockServer::start().await;
         let client = client_for(&opencode);
         let harness = Arc::new(Harness::new(HarnessParts {
@@ -137,6 +152,7 @@ impl Fixture {
             root,
             workspace,
             outside,
+            db_path,
             _dirs: (db, root_dir, outside_dir),
         }
     }

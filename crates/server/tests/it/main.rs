@@ -1,7 +1,9 @@
 //! Integration tests of the server: the router without a socket (most of them), and
-//! real-socket tests of SSE and the connection limits. OpenCode is a wiremock server; the store is SQLite in a
+//! real-socket tests of SSE (with changes made by another process) and the connection
+//! limits. OpenCode is a wiremock server; the store is SQLite in a
 //! temp dir.
 
+mod changes;
 mod common;
 mod events;
 mod hooks;
