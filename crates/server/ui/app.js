@@ -85,6 +85,11 @@ function mergeTasks(list, version) {
   S.tasksVersion = version;
 }
 
+/**
+ * A snapshot comes on every (re)connect and again mid-stream whenever another
+ * process (a second worker, `openloom watch`) changed the store: it replaces the
+ * list, so changed tasks show their new state and deleted ones disappear.
+ */
 function onSnapshot(snapshot) {
   const version = Number(snapshot.store_version) || 0;
   S.streamVersion = version;
@@ -95,6 +100,8 @@ function onSnapshot(snapshot) {
   renderActivity();
   renderCounters();
   refreshSoon();
+  // The open task may be one that changed elsewhere.
+  if (S.drawer && S.drawer.kind === 'task') drawerSoon();
 }
 
 /** Applies a task event at once, then fetches the full records shortly after. */

@@ -479,3 +479,72 @@ async fn the_webhooks_view_shows_a_failing_delivery_and_redelivers_it() {
     let run = served.stop().await;
     assert_eq!(run.code, Some(0), "{run:?}");
 }
+
+#[tokio::test]
+async fn changes_made_by_another_process_show_without_a_reload_and_deletions_vanish() {
+    use openloom_core::{Store, Task, TaskId, TaskSpec, TaskStatus, TaskUpdate};
+    let browser_launcher = require_browser!();
+    let sandbox = Sandbox::new();
+    let served = Served::start(&sandbox, &[]).await;
+    let browser = browser_launcher.start(WIDTH, HEIGHT).await.expect("headless Chromium");
+    let client = browser.client();
+    client.goto(&served.dashboard).await.expect("open the dashboard");
+    wait_for(client, "the event stream to be live", Duration::from_secs(10), LIVE).await;
+    client.execute("window.__noReload = 'still here'; return true", vec![]).await.expect("mark");
+
+    // Another process on the same SQLite file (as `openloom watch` would be): this
+    // test itself, through its own store. Paused, so `serve` leaves the task alone.
+    let other = openloom_store_sqlite::SqliteStore::open(sandbox.database()).await.expect("store");
+    let id = TaskId::from("task_elsewhere");
+    let workspace = sandbox.path().to_string_lossy().into_owned();
+    let mut task = Task::new(
+        id.clone(),
+        TaskSpec::new("Made elsewhere", workspace, "goal"),
+        chrono::Utc::now(),
+    );
+    task.status = TaskStatus::Paused;
+    other.create_task(&task).await.expect("create through the other store");
+    let row = format!("#tasks-table tr[data-task-id='{id}']");
+    wait_for(
+        client,
+        "the other process's task",
+        Duration::from_secs(15),
+        &format!("return document.querySelector(\"{row}\")"),
+    )
+    .await;
+
+    let update = TaskUpdate {
+        last_summary: Some(Some("changed elsewhere".into())),
+        ..TaskUpdate::default()
+    };
+    other.update_task(&id, &update, None).await.expect("update through the other store");
+    wait_for(
+        client,
+        "the other process's change",
+        Duration::from_secs(15),
+        &format!(
+            "const r = document.querySelector(\"{row}\"); \
+             return r && r.innerText.includes('changed elsewhere')"
+        ),
+    )
+    .await;
+    screenshot(client, "foreign").await;
+
+    // The periodic state refresh only adds and updates tasks; a task vanishing without
+    // a reload is the stream's snapshot at work.
+    other.delete_task(&id).await.expect("delete through the other store");
+    wait_for(
+        client,
+        "the deleted task to vanish",
+        Duration::from_secs(15),
+        &format!("return !document.querySelector(\"{row}\")"),
+    )
+    .await;
+    let marker = client.execute("return window.__noReload", vec![]).await.expect("marker");
+    assert_eq!(marker, json!("still here"), "the page reloaded");
+
+    browser.close().await;
+    other.close().await;
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
