@@ -286,6 +286,15 @@ mod tests {
     }
 
     #[test]
+    fn a_watcher_started_at_a_version_covers_it_and_nothing_after() {
+        let mut coverage = Coverage::from(41);
+        assert!(!coverage.missing(41));
+        assert!(coverage.missing(42));
+        coverage.announced(42);
+        assert!(!coverage.missing(42));
+    }
+
+    #[test]
     fn a_resync_never_moves_coverage_back() {
         let mut coverage = coverage(&[1, 2, 3]);
         coverage.resynced(2);
