@@ -60,7 +60,7 @@ pub use memory_agent::MemoryAgent;
 pub use meter::{AgentCall, CheckRun, Meter, NoMeter};
 pub use outbox::{
     Attempt, Delivery as WebhookDelivery, DeliveryQuery, DeliveryStatus, Hook, Notice, NoticeEvent,
-    Outbox, TaskSnapshot,
+    Outbox, OutboxDepth, TaskSnapshot,
 };
 pub use policy::{Action, PermissionRule, QuestionPolicy};
 pub use request::{PendingRequest, Question, RequestKind};

@@ -256,6 +256,12 @@ impl Harness {
         }
     }
 
+    /// This harness's name among the workers sharing its store (the owner of its
+    /// claims), e.g. for the `worker` label of `openloom_build_info`.
+    pub fn worker_name(&self) -> &str {
+        &self.owner
+    }
+
     /// Drives only these tasks from now on (adding to any earlier restriction).
     /// `openloom watch` uses it so that watching one spec never starts or nudges the
     /// other tasks that share its database; by default every task in the store is
