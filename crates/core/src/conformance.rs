@@ -604,6 +604,7 @@ pub async fn outbox_scenario<S: Store + crate::Outbox + ?Sized>(store: &S) {
     let now = Utc::now();
     store.create_task(&task("task_quiet", now)).await.expect("create");
     assert!(store.list_deliveries(&all(10)).await.expect("list").is_empty(), "no hook yet");
+    assert_eq!(store.depth().await.expect("depth"), crate::outbox::OutboxDepth::default());
 
     let every = Hook::new("http://127.0.0.1:9/every?token=x", vec![]);
     let mut done_only = Hook::new("http://127.0.0.1:9/done", vec![NoticeEvent::Failed]);
@@ -702,6 +703,9 @@ pub async fn outbox_scenario<S: Store + crate::Outbox + ?Sized>(store: &S) {
     let dead_only = DeliveryQuery { limit: 10, status: Some(DeliveryStatus::Dead) };
     let dead_ones = store.list_deliveries(&dead_only).await.expect("list");
     assert_eq!(dead_ones.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [other[0].id.as_str()]);
+    // Depth counts the undelivered: one retried and two never tried, one dead.
+    let depth = store.depth().await.expect("depth");
+    assert_eq!(depth, crate::outbox::OutboxDepth { pending: 3, dead: 1 });
     let later = soon + Duration::seconds(30);
     let requeued = store.redeliver(&other[0].id, later).await.expect("redeliver");
     assert_eq!(requeued.id, other[0].id, "a redelivery keeps its id");

@@ -30,6 +30,7 @@ pub mod event;
 pub mod harness;
 pub mod memory_agent;
 mod memory_store;
+pub mod meter;
 pub mod outbox;
 pub mod policy;
 pub mod request;
@@ -56,9 +57,10 @@ pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventBus, EventKind, EventPayload, Sink};
 pub use harness::{Failure, Harness, HarnessConfig, HarnessParts, Trigger};
 pub use memory_agent::MemoryAgent;
+pub use meter::{AgentCall, CheckRun, Meter, NoMeter};
 pub use outbox::{
     Attempt, Delivery as WebhookDelivery, DeliveryQuery, DeliveryStatus, Hook, Notice, NoticeEvent,
-    Outbox, TaskSnapshot,
+    Outbox, OutboxDepth, TaskSnapshot,
 };
 pub use policy::{Action, PermissionRule, QuestionPolicy};
 pub use request::{PendingRequest, Question, RequestKind};

@@ -409,6 +409,15 @@ impl Outbox for MemoryStore {
         Ok(())
     }
 
+    async fn depth(&self) -> Result<outbox::OutboxDepth> {
+        let inner = self.lock();
+        let count = |status| inner.deliveries.iter().filter(|d| d.status == status).count() as u64;
+        Ok(outbox::OutboxDepth {
+            pending: count(DeliveryStatus::Pending),
+            dead: count(DeliveryStatus::Dead),
+        })
+    }
+
     async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {
         let inner = self.lock();
         Ok(inner

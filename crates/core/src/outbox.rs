@@ -356,6 +356,16 @@ pub struct DeliveryQuery {
     pub status: Option<DeliveryStatus>,
 }
 
+/// How many deliveries wait to be sent and how many were given up on: what an
+/// operator watches ([`Outbox::depth`]). Delivered ones are history, not depth.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    /// Deliveries still to be (re)tried.
+    pub pending: u64,
+    /// Deliveries given up on (too old), until redelivered.
+    pub dead: u64,
+}
+
 /// The durable outbox of webhook deliveries, kept in the same store as the tasks
 /// (whose writes fill it, see the module docs).
 #[async_trait]
@@ -380,6 +390,10 @@ pub trait Outbox: Send + Sync {
     /// Records an attempt: one more attempt, and the status and schedule it implies.
     /// Fails with `NotFound` for an unknown id.
     async fn record_attempt(&self, id: &str, attempt: &Attempt, now: DateTime<Utc>) -> Result<()>;
+
+    /// How many deliveries are pending and dead now. Cheap: a count over the status
+    /// index, no delivery is read (`GET /metrics` asks on every scrape).
+    async fn depth(&self) -> Result<OutboxDepth>;
 
     /// Deliveries newest first.
     async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>>;

@@ -76,6 +76,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error's kind in one word, for metrics and logs (`unreachable`, `timeout`,
+    /// `unauthorized`, `not_found`, `upstream`, `unexpected_response`, `unsupported`,
+    /// `invalid_settings`): a bounded set, unlike the messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Unreachable { .. } => "unreachable",
+            Error::Timeout { .. } => "timeout",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::NotFound { .. } => "not_found",
+            Error::Upstream { .. } => "upstream",
+            Error::UnexpectedResponse { .. } => "unexpected_response",
+            Error::Unsupported { .. } => "unsupported",
+            Error::InvalidSettings { .. } => "invalid_settings",
+        }
+    }
+
     /// True when retrying later may succeed: unreachable, timed out, or an
     /// upstream 5xx, 429 (too many requests) or 408 (a proxy's request timeout).
     pub fn is_transient(&self) -> bool {

@@ -1,8 +1,10 @@
 //! The one place that talks HTTP: builds URLs, adds credentials, times and traces
 //! each request, and turns statuses and bodies into [`Error`]s.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openloom_core::{AgentCall, Meter};
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 use tracing::Instrument;
@@ -115,6 +117,7 @@ pub(crate) struct Transport {
     base: Url,
     username: String,
     password: Option<Secret>,
+    meter: Arc<dyn Meter>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -180,7 +183,7 @@ impl Transport {
             .map_err(|err| Error::InvalidSettings {
                 message: format!("cannot build HTTP client: {err}"),
             })?;
-        Ok(Transport { http, base, username, password })
+        Ok(Transport { http, base, username, password, meter: Arc::clone(&settings.meter) })
     }
 
     pub fn base(&self) -> &Url {
@@ -227,8 +230,15 @@ impl Transport {
         async {
             let started = Instant::now();
             let result = self.exchange(&request, &label).await;
+            let elapsed = started.elapsed();
             let span = tracing::Span::current();
-            span.record("elapsed_ms", started.elapsed().as_millis() as u64);
+            span.record("elapsed_ms", elapsed.as_millis() as u64);
+            self.meter.agent_request(&AgentCall {
+                method: request.method.as_str(),
+                endpoint: &endpoint(request.segments),
+                elapsed,
+                error: result.as_ref().err().map(|failure| failure.error.kind()),
+            });
             match &result {
                 Ok(reply) => {
                     span.record("status", reply.status.as_u16());
@@ -292,6 +302,24 @@ impl Transport {
             server_json: is_server_error_body(&body),
         })
     }
+}
+
+/// The request's path with its ids replaced by `{id}` (`/session/{id}/message`), for
+/// metrics: one series per endpoint, not per session. An id is the second segment
+/// under `session`, `permission` and `question`, except `/session/status`.
+fn endpoint(segments: &[&str]) -> String {
+    let mut path = String::new();
+    for (index, segment) in segments.iter().enumerate() {
+        let is_id = index == 1
+            && matches!(segments[0], "session" | "permission" | "question")
+            && *segment != "status";
+        path.push('/');
+        path.push_str(if is_id { "{id}" } else { segment });
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
 }
 
 /// Most of a 2xx body that is read. The largest real answers are message lists of
@@ -405,6 +433,22 @@ fn describe_body(status: StatusCode, content_type: &str, body: &[u8]) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_name_routes_not_ids() {
+        let cases: [(&[&str], &str); 7] = [
+            (&[], "/"),
+            (&["global", "health"], "/global/health"),
+            (&["session"], "/session"),
+            (&["session", "status"], "/session/status"),
+            (&["session", "ses_abc123", "message"], "/session/{id}/message"),
+            (&["session", "ses_abc123"], "/session/{id}"),
+            (&["permission", "per_9", "reply"], "/permission/{id}/reply"),
+        ];
+        for (segments, expected) in cases {
+            assert_eq!(endpoint(segments), expected, "{segments:?}");
+        }
+    }
 
     #[test]
     fn embedded_credentials_leave_the_url() {

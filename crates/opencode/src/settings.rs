@@ -1,8 +1,10 @@
 //! How to reach an OpenCode server, and the [`Secret`] that keeps its password out of logs.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use openloom_core::{Meter, NoMeter};
 use url::Url;
 
 /// A password that never shows up in `Debug` output, logs or error messages.
@@ -79,6 +81,9 @@ pub struct Settings {
     /// An event stream silent for this long is treated as dead and reopened.
     /// OpenCode sends a heartbeat every 10 s, so this should be well above that.
     pub event_idle_timeout: Duration,
+    /// Told the latency and outcome of every request (not of the event stream, which
+    /// stays open for hours), for an embedder's metrics. Default: counts nothing.
+    pub meter: Arc<dyn Meter>,
 }
 
 impl fmt::Debug for Settings {
@@ -95,6 +100,7 @@ impl fmt::Debug for Settings {
             event_reconnect_initial,
             event_reconnect_max,
             event_idle_timeout,
+            meter: _,
         } = self;
         f.debug_struct("Settings")
             .field("base_url", &redact_url(base_url))
@@ -142,6 +148,7 @@ impl Settings {
             event_reconnect_initial: Duration::from_millis(500),
             event_reconnect_max: Duration::from_secs(30),
             event_idle_timeout: Duration::from_secs(45),
+            meter: Arc::new(NoMeter),
         }
     }
 }

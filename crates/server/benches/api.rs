@@ -161,7 +161,9 @@ async fn main() {
     // Throughput of the routes themselves; the token check is one comparison.
     config.no_token = true;
     config.monitor.probes_per_refresh = SESSIONS;
-    let parts = ServerParts { harness, recent: store.clone(), outbox: store.clone(), client };
+    let metrics = openloom_server::Metrics::new();
+    let parts =
+        ServerParts { harness, recent: store.clone(), outbox: store.clone(), client, metrics };
     let server = Server::bind(config, parts).await.expect("bind");
     let addr = server.local_addr();
     server.state().monitor().refresh().await;

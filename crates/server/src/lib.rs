@@ -46,6 +46,7 @@ mod config;
 mod error;
 mod extract;
 mod listen;
+pub mod metrics;
 pub mod monitor;
 pub mod planner;
 pub mod routes;
@@ -58,6 +59,7 @@ pub use config::{
     Secret, ServerConfig, default_max_connections,
 };
 pub use error::{Error, Result};
+pub use metrics::Metrics;
 pub use monitor::{MonitorConfig, MonitorSnapshot, SessionMonitor};
 pub use routes::{OPENAPI_JSON, ROUTES};
 pub use state::{AppState, ServerParts};

@@ -8,6 +8,7 @@ use openloom_opencode::OpencodeClient;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::metrics::Metrics;
 use crate::monitor::SessionMonitor;
 
 /// The parts the server is built from; the binary creates them.
@@ -21,6 +22,9 @@ pub struct ServerParts {
     pub outbox: Arc<dyn Outbox>,
     /// The OpenCode client (cheap to clone; clones share one connection pool).
     pub client: OpencodeClient,
+    /// What `GET /metrics` shows: the same value the harness
+    /// ([`Harness::with_meter`]) and the client (`Settings::meter`) count into.
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for ServerParts {
@@ -41,6 +45,7 @@ struct Inner {
     recent: Arc<dyn RecentWorkspaces>,
     outbox: Arc<dyn Outbox>,
     client: OpencodeClient,
+    metrics: Metrics,
     monitor: Arc<SessionMonitor>,
     config: ServerConfig,
     /// Turns true when the server shuts down, so endless streams (SSE) end and the
@@ -119,6 +124,7 @@ impl AppState {
                 recent: parts.recent,
                 outbox: parts.outbox,
                 client: parts.client,
+                metrics: parts.metrics,
                 monitor,
                 config,
                 closing,
@@ -149,6 +155,11 @@ impl AppState {
     /// Webhook deliveries.
     pub fn outbox(&self) -> &Arc<dyn Outbox> {
         &self.inner.outbox
+    }
+
+    /// The worker's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The OpenCode client.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use openloom_core::outbox::{self, Attempt, Delivery, DeliveryQuery, Hook, Outbox};
+use openloom_core::outbox::{self, Attempt, Delivery, DeliveryQuery, Hook, Outbox, OutboxDepth};
 use openloom_core::{Result, Task};
 use sqlx::sqlite::SqliteConnection;
 
@@ -187,6 +187,26 @@ impl Outbox for SqliteStore {
         outbox::apply_attempt(&mut delivery, attempt, now);
         save(tx.conn(), self.path(), &delivery).await?;
         tx.commit_unversioned().await
+    }
+
+    async fn depth(&self) -> Result<OutboxDepth> {
+        // Covered by the (status, ...) index: no delivery body is read.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM webhook_deliveries \
+             WHERE status IN ('pending', 'dead') GROUP BY status",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.fail(e))?;
+        let mut depth = OutboxDepth::default();
+        for (status, count) in rows {
+            let count = u64::try_from(count).unwrap_or_default();
+            match status.as_str() {
+                "pending" => depth.pending = count,
+                _ => depth.dead = count,
+            }
+        }
+        Ok(depth)
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {

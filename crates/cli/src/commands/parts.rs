@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use openloom_checks::{CheckRunner, VerifyingChecker};
 use openloom_core::{
-    Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Outbox, RecentWorkspaces,
-    Store, TaskSpec,
+    Checker, EventBus, Harness, HarnessConfig, HarnessParts, Health, Meter, Outbox,
+    RecentWorkspaces, Store, TaskSpec,
 };
 use openloom_opencode::{OpencodeClient, Secret};
 use openloom_prompts::MarkerChecker;
@@ -84,7 +84,13 @@ pub async fn webhooks(
 
 /// The OpenCode client for these settings.
 pub fn client(settings: &Settings) -> Result<Arc<OpencodeClient>> {
+    metered_client(settings, Arc::new(openloom_core::NoMeter))
+}
+
+/// [`client`], reporting each request's latency and failure to `meter` (`/metrics`).
+pub fn metered_client(settings: &Settings, meter: Arc<dyn Meter>) -> Result<Arc<OpencodeClient>> {
     let mut options = openloom_opencode::Settings::new(settings.opencode_url.clone());
+    options.meter = meter;
     options.username = settings.opencode_username.clone();
     options.password = settings.opencode_password.clone().map(Secret::new);
     let client = OpencodeClient::new(options).map_err(|e| {
@@ -158,6 +164,7 @@ pub fn harness(
     client: Arc<OpencodeClient>,
     bus: EventBus,
     worker_name: String,
+    meter: Arc<dyn Meter>,
 ) -> Arc<Harness> {
     let checker: Arc<dyn Checker> =
         Arc::new(VerifyingChecker::new(Arc::new(MarkerChecker), Arc::new(CheckRunner::new())));
@@ -174,7 +181,7 @@ pub fn harness(
         worker_name: Some(worker_name),
         ..HarnessConfig::default()
     };
-    Arc::new(Harness::with_config(parts, config))
+    Arc::new(Harness::with_config(parts, config).with_meter(meter))
 }
 
 /// Loads a spec file (the [`openloom_sources::SpecFile`] source); a relative or empty

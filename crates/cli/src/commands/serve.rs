@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use openloom_core::{EventBus, Harness, Health, Source, Store, TaskStatus};
 use openloom_opencode::OpencodeClient;
-use openloom_server::{Server, ServerConfig, ServerParts};
+use openloom_server::{Metrics, Server, ServerConfig, ServerParts};
 use openloom_sources::{Inbox, InboxConfig};
 
 use super::parts;
@@ -15,15 +15,18 @@ use crate::config::Settings;
 use crate::exit::{self, coded};
 
 pub async fn run(settings: &Settings) -> Result<u8> {
-    let client = parts::client(settings)?;
+    // One set of metrics, counted into by the client and the harness, shown at /metrics.
+    let metrics = Metrics::new();
+    let client = parts::metered_client(settings, Arc::new(metrics.clone()))?;
     let store = parts::store(settings).await?;
     let webhooks = parts::webhooks(settings, store.outbox.clone()).await?;
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
     let bus = EventBus::new();
+    let meter = Arc::new(metrics.clone());
     let harness =
-        parts::harness(settings, store.tasks.clone(), client.clone(), bus.clone(), worker);
+        parts::harness(settings, store.tasks.clone(), client.clone(), bus.clone(), worker, meter);
     let inbox = open_inbox(settings)?;
-    let (server, access) = bind(settings, &harness, &store, &client, true).await?;
+    let (server, access) = bind(settings, &harness, &store, &client, &metrics, true).await?;
     print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;
 
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
@@ -95,6 +98,7 @@ pub async fn bind(
     harness: &Arc<Harness>,
     stores: &parts::Stores,
     client: &Arc<OpencodeClient>,
+    metrics: &Metrics,
     hooks: bool,
 ) -> Result<(Server, Access)> {
     let address = resolve(&settings.ui_host, settings.ui_port)?;
@@ -120,6 +124,7 @@ pub async fn bind(
         recent: stores.recent.clone(),
         outbox: stores.outbox.clone(),
         client: (**client).clone(),
+        metrics: metrics.clone(),
     };
     let server =
         Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;

@@ -26,7 +26,9 @@ pub async fn run(
         .workspace_policy()
         .resolve(&spec.workspace)
         .map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
-    let client = parts::client(settings)?;
+    // What `--ui`'s /metrics shows; counted into whether or not it is served.
+    let metrics = openloom_server::Metrics::new();
+    let client = parts::metered_client(settings, Arc::new(metrics.clone()))?;
     parts::require_opencode(&client, settings).await?;
     let store = parts::store(settings).await?;
     let webhooks = parts::webhooks(settings, store.outbox.clone()).await?;
@@ -36,9 +38,10 @@ pub async fn run(
     bus.add_sink(console.clone());
     let mut events = bus.receiver();
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
-    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus, worker);
+    let meter = Arc::new(metrics.clone());
+    let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus, worker, meter);
     let server = match &ui {
-        Some(ui) => Some(super::serve::bind(ui, &harness, &store, &client, false).await?),
+        Some(ui) => Some(super::serve::bind(ui, &harness, &store, &client, &metrics, false).await?),
         None => None,
     };
 

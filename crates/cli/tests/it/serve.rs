@@ -186,6 +186,19 @@ async fn a_task_created_over_http_completes_and_the_event_stream_shows_it() {
         .await
         .expect("json");
     assert_eq!(detail["task"]["status"], "completed", "{detail}");
+
+    // What an operator scrapes: the task completed, the real OpenCode's latency sampled.
+    let scraped =
+        client.get(format!("{}/metrics", served.base)).send().await.expect("GET /metrics");
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.expect("metrics text");
+    assert!(text.lines().any(|l| l == r#"openloom_tasks{status="completed"} 1"#), "{text}");
+    let latency_samples: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("openloom_opencode_request_duration_seconds_count{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(latency_samples > 0.0, "{text}");
     let run = served.stop().await;
     assert_eq!(run.code, Some(0), "{run:?}");
 }

@@ -87,7 +87,10 @@ impl Harness {
         let now = Utc::now();
         let until = after(now, self.config.claim_ttl.as_secs());
         match self.store.claim_task(id, &self.owner, now, until).await {
-            Ok(Some(lease)) => Some(lease),
+            Ok(Some(lease)) => {
+                self.note_lease(id, &lease);
+                Some(lease)
+            }
             Ok(None) => {
                 tracing::debug!(task_id = %id, "driven by another harness; not checked here");
                 None

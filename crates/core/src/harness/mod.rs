@@ -51,6 +51,7 @@ use crate::check::Checker;
 use crate::dialogue::Dialogue;
 use crate::error::Result;
 use crate::event::{Event, EventBus, EventPayload};
+use crate::meter::{Meter, NoMeter};
 use crate::spec::TaskSpec;
 use crate::store::Store;
 use crate::task::{Task, TaskId};
@@ -181,6 +182,11 @@ pub struct Harness {
     owner: String,
     /// When this harness was made, for its heartbeat row.
     started_at: chrono::DateTime<chrono::Utc>,
+    /// Told what the harness does, for an embedder's metrics ([`Harness::with_meter`]).
+    meter: Arc<dyn Meter>,
+    /// The epoch of the claim this harness last held per task, to tell a takeover
+    /// from its own renewal ([`crate::meter::is_takeover`]); dropped when a task ends.
+    epochs: Mutex<HashMap<TaskId, u64>>,
 }
 
 /// How many idle hints may wait for the run loop; more are dropped (the schedule
@@ -226,8 +232,34 @@ impl Harness {
                 format!("pid {} harness {}", std::process::id(), uuid::Uuid::new_v4().simple())
             }),
             started_at: chrono::Utc::now(),
+            meter: Arc::new(NoMeter),
+            epochs: Mutex::new(HashMap::new()),
             config,
         }
+    }
+
+    /// The same harness, telling `meter` about its checks and lease takeovers (the
+    /// default meter counts nothing). A builder step rather than a part: a meter is
+    /// optional, and embedders that build [`HarnessParts`] need not name it.
+    pub fn with_meter(mut self, meter: Arc<dyn Meter>) -> Self {
+        self.meter = meter;
+        self
+    }
+
+    /// Counts a claim granted on `id` as a takeover if another holder had it since
+    /// this harness last did, and remembers its epoch.
+    fn note_lease(&self, id: &TaskId, lease: &crate::store::Lease) {
+        let last = lock(&self.epochs).insert(id.clone(), lease.epoch);
+        if crate::meter::is_takeover(last, lease) {
+            tracing::info!(task_id = %id, epoch = lease.epoch, "took the task over from another holder");
+            self.meter.lease_taken_over();
+        }
+    }
+
+    /// This harness's name among the workers sharing its store (the owner of its
+    /// claims), e.g. for the `worker` label of `openloom_build_info`.
+    pub fn worker_name(&self) -> &str {
+        &self.owner
     }
 
     /// Drives only these tasks from now on (adding to any earlier restriction).
@@ -334,6 +366,7 @@ impl Harness {
     /// so a reconnect does not re-check every task ever driven.
     fn forget_sessions_of(&self, task: &TaskId) {
         lock(&self.sessions).retain(|_, id| id != task);
+        lock(&self.epochs).remove(task);
     }
 
     fn task_for_session(&self, session_id: &str) -> Option<TaskId> {

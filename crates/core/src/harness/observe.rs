@@ -10,6 +10,7 @@ use crate::harness::dispatch::Activity;
 use crate::harness::judge::{self, Observation, Triage, Verdict};
 use crate::harness::writer::{Decision, Writer};
 use crate::harness::{Harness, Trigger};
+use crate::meter::CheckRun;
 use crate::request::PendingRequest;
 use crate::store::Lease;
 use crate::task::{Task, TaskId, TaskStatus};
@@ -37,8 +38,12 @@ impl Harness {
         let span =
             tracing::info_span!("check", task_id = %task.id, status = %task.status, ?trigger);
         let check = async {
-            if let Err(error) = self.check_task(&task, &mut writer, activity, trigger).await {
-                self.record_error(&task, &mut writer, error).await;
+            match self.check_task(&task, &mut writer, activity, trigger).await {
+                Ok(()) => self.meter.check_ran(CheckRun::Done),
+                Err(error) => {
+                    self.meter.check_ran(CheckRun::Error);
+                    self.record_error(&task, &mut writer, error).await;
+                }
             }
         };
         tracing::Instrument::instrument(check, span).await;

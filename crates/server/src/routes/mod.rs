@@ -12,6 +12,7 @@ use crate::state::AppState;
 pub mod dashboard;
 pub mod events;
 pub mod hooks;
+pub mod metrics;
 pub mod requests;
 pub mod sessions;
 pub mod tasks;
@@ -56,6 +57,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/hooks/github"),
     ("GET", "/api/webhooks/deliveries"),
     ("POST", "/api/webhooks/deliveries/{id}/redeliver"),
+    ("GET", "/metrics"),
 ];
 
 /// The handlers, one per entry of [`ROUTES`] (same order).
@@ -92,6 +94,7 @@ pub fn route_table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)
         ("POST", hooks::GITHUB_PATH, post(hooks::github)),
         ("GET", "/api/webhooks/deliveries", get(webhooks::list)),
         ("POST", "/api/webhooks/deliveries/{id}/redeliver", post(webhooks::redeliver)),
+        ("GET", "/metrics", get(metrics::scrape)),
     ]
 }
 

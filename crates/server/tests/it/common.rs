@@ -13,7 +13,9 @@ use openloom_core::{
     WorkspacePolicy,
 };
 use openloom_opencode::{OpencodeClient, Secret, Settings};
-use openloom_server::{AppState, MonitorConfig, ServerConfig, ServerParts, SessionMonitor};
+use openloom_server::{
+    AppState, Metrics, MonitorConfig, ServerConfig, ServerParts, SessionMonitor,
+};
 use openloom_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -76,7 +78,16 @@ pub struct Fixture {
 }
 
 pub fn client_for(server: &MockServer) -> OpencodeClient {
+    metered_client_for(server, Arc::new(openloom_core::NoMeter))
+}
+
+/// [`client_for`], reporting its requests to `meter`.
+pub fn metered_client_for(
+    server: &MockServer,
+    meter: Arc<dyn openloom_core::Meter>,
+) -> OpencodeClient {
     let mut settings = Settings::new(server.uri());
+    settings.meter = meter;
     settings.password = Some(Secret::new(OPENCODE_PASSWORD));
     settings.connect_timeout = Duration::from_secs(2);
     settings.request_timeout = Duration::from_secs(2);
@@ -133,17 +144,27 @@ impl Fixture {
         std::fs::create_dir_all(&workspace).expect("mkdir");
         let outside = outside_dir.path().canonicalize().expect("canonical");
         let opencode = MockServer::start().await;
-        let client = client_for(&opencode);
-        let harness = Arc::new(Harness::new(HarnessParts {
-            agent: Arc::new(client.clone()),
-            store: store.clone(),
-            checker: Arc::new(openloom_prompts::MarkerChecker),
-            dialogue: Arc::new(PlainDialogue),
-            bus: EventBus::new(),
-            workspaces: WorkspacePolicy::within([root.clone()]),
-        }));
+        let metrics = Metrics::new();
+        let client = metered_client_for(&opencode, Arc::new(metrics.clone()));
+        let harness = Arc::new(
+            Harness::new(HarnessParts {
+                agent: Arc::new(client.clone()),
+                store: store.clone(),
+                checker: Arc::new(openloom_prompts::MarkerChecker),
+                dialogue: Arc::new(PlainDialogue),
+                bus: EventBus::new(),
+                workspaces: WorkspacePolicy::within([root.clone()]),
+            })
+            .with_meter(Arc::new(metrics.clone())),
+        );
         let monitor = Arc::new(SessionMonitor::new(client.clone(), config.monitor.clone()));
-        let parts = ServerParts { harness, recent: store.clone(), outbox: store.clone(), client };
+        let parts = ServerParts {
+            harness,
+            recent: store.clone(),
+            outbox: store.clone(),
+            client,
+            metrics: metrics.clone(),
+        };
         let state = AppState::new(config, parts, monitor);
         Fixture {
             app: openloom_server::router(state.clone()),
@@ -166,6 +187,7 @@ impl Fixture {
             recent: self.state.recent().clone(),
             outbox: self.state.outbox().clone(),
             client,
+            metrics: self.state.metrics().clone(),
         };
         let state = AppState::new(config, parts, monitor);
         Fixture { app: openloom_server::router(state.clone()), state, ..self }
@@ -180,6 +202,7 @@ impl Fixture {
             recent: self.state.recent().clone(),
             outbox: self.state.outbox().clone(),
             client: self.state.client().clone(),
+            metrics: self.state.metrics().clone(),
         };
         let server = openloom_server::Server::bind(config, parts).await.expect("bind");
         let addr = server.local_addr();

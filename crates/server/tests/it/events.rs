@@ -37,6 +37,7 @@ async fn a_client_sees_a_snapshot_then_task_events_and_a_snapshot_again_on_recon
         recent: fx.state.recent().clone(),
         outbox: fx.state.outbox().clone(),
         client: fx.state.client().clone(),
+        metrics: fx.state.metrics().clone(),
     };
     let server = Server::bind(config, parts).await.expect("bind");
     let addr = server.local_addr();

@@ -8,6 +8,7 @@ mod common;
 mod events;
 mod hooks;
 mod limits;
+mod metrics;
 mod openapi;
 mod requests;
 mod security;
