@@ -48,6 +48,7 @@ mod extract;
 mod listen;
 pub mod metrics;
 pub mod monitor;
+mod pages;
 pub mod planner;
 pub mod routes;
 mod security;

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::monitor::SessionMonitor;
+use crate::pages::PageCache;
 
 /// The parts the server is built from; the binary creates them.
 #[derive(Clone)]
@@ -51,7 +52,7 @@ struct Inner {
     /// Turns true when the server shuts down, so endless streams (SSE) end and the
     /// graceful shutdown does not wait for them for ever.
     closing: Arc<watch::Sender<bool>>,
-    /// Encoded task pages by query, with the store version they were read at.
+    /// Task pages by query, with the store version they were read at.
     pages: PageCache,
     /// One permit per open `/api/events` stream ([`ServerConfig::max_event_streams`]).
     event_streams: Arc<tokio::sync::Semaphore>,
@@ -63,41 +64,6 @@ struct Inner {
     /// ([`crate::changes`]), started with the first stream.
     changes:
         tokio::sync::OnceCell<tokio::sync::broadcast::Sender<Arc<crate::routes::events::Snapshot>>>,
-}
-
-/// Encoded answers of `GET /api/tasks`, keyed by query and valid while the store
-/// version is unchanged. Every store write bumps the version, so a hit is exactly
-/// what a fresh read would give; dashboards polling an idle server then cost one
-/// version read instead of a page read and its JSON encoding.
-#[derive(Default)]
-pub(crate) struct PageCache {
-    pages: std::sync::Mutex<std::collections::HashMap<String, (u64, axum::body::Bytes)>>,
-}
-
-impl PageCache {
-    /// Most distinct queries kept; past that the cache starts over.
-    const CAPACITY: usize = 64;
-    /// Largest encoded page kept (a page of 500 tasks with big specs is not).
-    const MAX_PAGE_BYTES: usize = 1024 * 1024;
-
-    pub(crate) fn get(&self, key: &str, version: u64) -> Option<axum::body::Bytes> {
-        let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        pages.get(key).filter(|(at, _)| *at == version).map(|(_, body)| body.clone())
-    }
-
-    pub(crate) fn put(&self, key: String, version: u64, body: axum::body::Bytes) {
-        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        // Only the newest version's pages are worth keeping; older ones can never be
-        // served again. Very large pages are not kept at all.
-        pages.retain(|_, (at, _)| *at == version);
-        if body.len() > Self::MAX_PAGE_BYTES {
-            return;
-        }
-        if pages.len() >= Self::CAPACITY && !pages.contains_key(&key) {
-            pages.clear();
-        }
-        pages.insert(key, (version, body));
-    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -177,7 +143,7 @@ impl AppState {
         &self.inner.config
     }
 
-    /// The cache of encoded task pages.
+    /// The cache of task pages.
     pub(crate) fn pages(&self) -> &PageCache {
         &self.inner.pages
     }

@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::State;
+use axum::response::IntoResponse;
 use chrono::Utc;
 use openloom_core::{Health, SessionActivity, TaskQuery, TaskStatus};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 fn activity_name(activity: &SessionActivity) -> &'static str {
@@ -34,12 +36,13 @@ pub fn without_credentials(url: &str) -> String {
 }
 
 /// The composite state.
-pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
+pub async fn state(State(state): State<AppState>) -> Result<axum::response::Response> {
     let snapshot = state.monitor().snapshot();
     let version = state.store().store_version().await?;
     // The first page, as `GET /api/tasks` gives it; older pages come from there.
     let limit = crate::routes::tasks::DEFAULT_PAGE;
-    let (tasks, next) = crate::routes::tasks::task_page(&state, TaskQuery::newest(limit)).await?;
+    let (tasks, next) =
+        crate::routes::tasks::task_page(&state, TaskQuery::newest(limit), version).await?;
     let counts = state.store().count_by_status().await?;
     let recent = state.recent().recent_workspaces().await?;
     let workers =
@@ -77,7 +80,7 @@ pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
         .map(|s| json!({ "id": s.id, "title": s.title, "directory": s.directory, "archived_at": s.archived_at }))
         .collect();
 
-    Ok(Json(json!({
+    let rest = json!({
         "server": {
             "ok": ok,
             "message": message,
@@ -87,7 +90,6 @@ pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
         },
         "recentWorkspaces": recent.iter().map(|w| w.path.as_str()).collect::<Vec<_>>(),
         "workers": workers,
-        "tasks": tasks,
         "nextCursor": next,
         "store_version": version,
         "sessions": snapshot.visible_sessions(),
@@ -108,7 +110,20 @@ pub async fn state(State(state): State<AppState>) -> Result<Json<Value>> {
         "usage": snapshot.usage,
         "monitorRefreshedAt": snapshot.refreshed_at,
         "now": Utc::now(),
-    })))
+    });
+    // The task page comes encoded (and usually cached, [`crate::pages`]): it is
+    // spliced in as it is rather than parsed into the answer and encoded again.
+    let body = serde_json::to_vec(&StateAnswer { tasks: &tasks, rest })
+        .map_err(|error| Error::Internal(format!("could not encode the state: {error}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `GET /api/state`'s answer: the encoded task page beside the other fields.
+#[derive(Serialize)]
+struct StateAnswer<'a> {
+    tasks: &'a RawValue,
+    #[serde(flatten)]
+    rest: Value,
 }
 
 #[cfg(test)]

@@ -33,7 +33,6 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use openloom_core::{StoreVersion, TaskQuery};
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{Error, Result};
@@ -64,9 +63,15 @@ impl Snapshot {
         let version = state.store().store_version().await?;
         let limit = state.config().snapshot_tasks;
         let (tasks, next) =
-            crate::routes::tasks::task_page(state, TaskQuery::newest(limit)).await?;
-        let data = json!({ "type": "snapshot", "store_version": version, "tasks": tasks, "next_cursor": next })
-            .to_string();
+            crate::routes::tasks::task_page(state, TaskQuery::newest(limit), version).await?;
+        let answer = crate::routes::tasks::PageAnswer {
+            kind: Some("snapshot"),
+            tasks: &tasks,
+            store_version: version,
+            next_cursor: next.as_ref(),
+        };
+        let data = serde_json::to_string(&answer)
+            .map_err(|error| Error::Internal(format!("could not encode a snapshot: {error}")))?;
         Ok(Snapshot { version, data })
     }
 

@@ -3,6 +3,7 @@
 //! `routes/tasks.py` (`ok`, `taskId`, `store_version`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -11,11 +12,13 @@ use chrono::Utc;
 use openloom_core::summary::clip;
 use openloom_core::{LogQuery, StoreVersion, TaskId, TaskQuery, TaskSpec, TaskStatus, TaskSummary};
 use openloom_prompts::{Plan, PromptOptions, SpecFormat};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::pages::{Page, PageCache};
 use crate::planner;
 use crate::state::AppState;
 
@@ -70,11 +73,34 @@ pub fn list_entry(mut task: TaskSummary) -> Result<Value> {
         .map_err(|error| Error::Internal(format!("could not encode a task: {error}")))
 }
 
-/// A page of tasks as [`list_entry`] shows them, newest first, and the cursor of the
-/// next page (`None` on the last page: one task more than asked is read, so a full
-/// last page never points at an empty one). An unknown `before` cursor is a bad
-/// request.
-pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Value>, Option<TaskId>)> {
+/// A page of tasks as [`list_entry`] shows them (each with `driven_by`), encoded as
+/// one JSON array, newest first, and the cursor of the next page (`None` on the last
+/// page: one task more than asked is read, so a full last page never points at an
+/// empty one). `version` is the store version read before this call: the page is
+/// kept under it ([`crate::pages`]). An unknown `before` cursor is a bad request.
+pub async fn task_page(
+    state: &AppState,
+    query: TaskQuery,
+    version: StoreVersion,
+) -> Result<(Arc<RawValue>, Option<TaskId>)> {
+    let key = PageCache::key(&query);
+    let page = match state.pages().get(&key, version) {
+        Some(page) => page,
+        None => {
+            let page = Arc::new(read_page(state, query).await?);
+            state.pages().put(key, version, Arc::clone(&page));
+            page
+        }
+    };
+    let drivers = state.store().drivers(&page.ids, Utc::now()).await?;
+    let tasks = page
+        .encoded(drivers)
+        .map_err(|error| Error::Internal(format!("could not encode a task page: {error}")))?;
+    Ok((tasks, page.next.clone()))
+}
+
+/// Reads a page from the store (see [`task_page`]).
+async fn read_page(state: &AppState, query: TaskQuery) -> Result<Page> {
     let limit = query.limit;
     let cursor = query.before.clone();
     let probe = TaskQuery { limit: limit.saturating_add(1), ..query };
@@ -92,15 +118,8 @@ pub async fn task_page(state: &AppState, query: TaskQuery) -> Result<(Vec<Value>
         None
     };
     let ids: Vec<TaskId> = tasks.iter().map(|task| task.id.clone()).collect();
-    let drivers = state.store().drivers(&ids, Utc::now()).await?;
-    let entries = tasks
-        .into_iter()
-        .map(|task| {
-            let driver = drivers.get(&task.id).cloned();
-            list_entry(task).map(|entry| with_driver(entry, driver))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((entries, next))
+    let entries = tasks.into_iter().map(list_entry).collect::<Result<Vec<_>>>()?;
+    Ok(Page::new(entries, ids, next))
 }
 
 /// `task` (as JSON) with `driven_by`: the worker whose claim it is under now, or null.
@@ -109,6 +128,17 @@ fn with_driver(mut task: Value, driver: Option<String>) -> Value {
         object.insert("driven_by".to_owned(), driver.map_or(Value::Null, Value::String));
     }
     task
+}
+
+/// A page as the lists answer it: `GET /api/tasks` (no `type`) and the SSE snapshot
+/// (`type: "snapshot"`).
+#[derive(Serialize)]
+pub(crate) struct PageAnswer<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub tasks: &'a RawValue,
+    pub store_version: StoreVersion,
+    pub next_cursor: Option<&'a TaskId>,
 }
 
 /// A page of tasks, newest first, and the cursor of the next page.
@@ -122,20 +152,16 @@ pub async fn list(
     }
     let statuses = parse_statuses(query.status.as_deref())?;
     let before = query.before.filter(|b| !b.is_empty()).map(TaskId::from);
-    let key = format!("{limit}|{before:?}|{statuses:?}");
     let version = state.store().store_version().await?;
-    let body = match state.pages().get(&key, version) {
-        Some(body) => body,
-        None => {
-            let (tasks, next) = task_page(&state, TaskQuery { limit, before, statuses }).await?;
-            let page = json!({ "tasks": tasks, "store_version": version, "next_cursor": next });
-            let body = axum::body::Bytes::from(serde_json::to_vec(&page).map_err(|error| {
-                Error::Internal(format!("could not encode a task page: {error}"))
-            })?);
-            state.pages().put(key, version, body.clone());
-            body
-        }
+    let (tasks, next) = task_page(&state, TaskQuery { limit, before, statuses }, version).await?;
+    let answer = PageAnswer {
+        kind: None,
+        tasks: &tasks,
+        store_version: version,
+        next_cursor: next.as_ref(),
     };
+    let body = serde_json::to_vec(&answer)
+        .map_err(|error| Error::Internal(format!("could not encode a task page: {error}")))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

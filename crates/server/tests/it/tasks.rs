@@ -427,3 +427,30 @@ async fn lists_summarise_specs_and_the_task_route_has_them_whole() {
     assert_eq!(detail.json["task"]["spec"]["goal"].as_str().map(str::len), Some(50_000));
     assert_eq!(detail.json["task"]["spec"]["steps"].as_array().map(Vec::len), Some(200));
 }
+
+/// Claims bump no store version, so a list served from the page cache must still show
+/// a new driver at once (a takeover), in every list: the page, `/api/state`, and again
+/// when the claim is gone.
+#[tokio::test]
+async fn lists_show_who_drives_a_task_as_soon_as_the_claim_changes() {
+    let fx = Fixture::new().await;
+    let id = fx.create_prompt_task("Drive me").await;
+    let driver = |reply: &Reply| reply.json["tasks"][0]["driven_by"].clone();
+    let before = fx.get("/api/tasks").await;
+    assert_eq!(driver(&before), Value::Null, "{}", before.text);
+    let version = before.json["store_version"].clone();
+
+    let now = chrono::Utc::now();
+    let task_id = openloom_core::TaskId::from(id.as_str());
+    let store = fx.state.store();
+    let lease = store.claim_task(&task_id, "w1", now, now + chrono::Duration::seconds(60)).await;
+    assert!(lease.expect("claim").is_some());
+    let claimed = fx.get("/api/tasks").await;
+    assert_eq!(claimed.json["store_version"], version, "a claim is not a task write");
+    assert_eq!(driver(&claimed), json!("w1"));
+    assert_eq!(driver(&fx.get("/api/state").await), json!("w1"));
+
+    store.release_claims("w1").await.expect("release");
+    assert_eq!(driver(&fx.get("/api/tasks").await), Value::Null);
+    assert_eq!(driver(&fx.get("/api/state").await), Value::Null);
+}
