@@ -150,16 +150,19 @@ mod tests {
     #[test]
     fn drivers_are_inserted_and_a_change_of_driver_re_encodes() {
         let page = page();
-        let first = page.encoded(Drivers::from([(TaskId::from("a"), "w1".to_owned())])).unwrap();
+        let first =
+            page.encoded(Drivers::from([(TaskId::from("a"), "w1".to_owned())])).expect("encodes");
         assert_eq!(
-            serde_json::from_str::<Value>(first.get()).unwrap(),
+            serde_json::from_str::<Value>(first.get()).expect("valid JSON"),
             json!([{ "id": "a", "driven_by": "w1" }, { "id": "b", "driven_by": null }])
         );
-        let same = page.encoded(Drivers::from([(TaskId::from("a"), "w1".to_owned())])).unwrap();
+        let same =
+            page.encoded(Drivers::from([(TaskId::from("a"), "w1".to_owned())])).expect("encodes");
         assert!(Arc::ptr_eq(&first, &same), "the same drivers reuse the encoding");
-        let moved = page.encoded(Drivers::from([(TaskId::from("a"), "w2".to_owned())])).unwrap();
+        let moved =
+            page.encoded(Drivers::from([(TaskId::from("a"), "w2".to_owned())])).expect("encodes");
         assert_eq!(
-            serde_json::from_str::<Value>(moved.get()).unwrap()[0]["driven_by"],
+            serde_json::from_str::<Value>(moved.get()).expect("valid JSON")[0]["driven_by"],
             json!("w2")
         );
     }
