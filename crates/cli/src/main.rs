@@ -22,8 +22,11 @@ fn main() -> ExitCode {
     if let Some(code) = opencode_child::guard_main() {
         return code;
     }
+    // Before any thread starts, so every arena is made under the same settings.
+    let tuned = openloom_malloc::tune();
     let cli = Cli::parse();
     install_tracing();
+    tracing::debug!(?tuned, "allocator settings");
     protect_secrets();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
