@@ -32,6 +32,10 @@ pub struct BurstFigures {
     pub after_reads: Memory,
     /// After [`SETTLE`] with no requests.
     pub settled: Memory,
+    /// After a second, identical burst and the same pause: what a first burst left
+    /// is memory kept for reuse (caches, free lists) if this is near [`Self::settled`],
+    /// and growth if it is not.
+    pub second: Memory,
     /// Bytes of one spec as sent.
     pub spec_bytes: usize,
     /// Bytes of one `GET /api/tasks` answer after the burst.
@@ -58,8 +62,26 @@ pub async fn measure(base: &str, pid: u32, workspace: &str) -> Result<BurstFigur
         .timeout(Duration::from_secs(30))
         .build()?;
     let before = memory(pid)?;
+    let (spec_bytes, list_bytes) = burst(&client, base, workspace, 0).await?;
+    let after_reads = memory(pid)?;
+    tokio::time::sleep(SETTLE).await;
+    let settled = memory(pid)?;
+    burst(&client, base, workspace, TASKS).await?;
+    tokio::time::sleep(SETTLE).await;
+    let second = memory(pid)?;
+    Ok(BurstFigures { before, after_reads, settled, second, spec_bytes, list_bytes })
+}
+
+/// Creates [`TASKS`] large tasks numbered from `first` and reads the lists; returns
+/// the bytes of one spec and of one list answer.
+async fn burst(
+    client: &reqwest::Client,
+    base: &str,
+    workspace: &str,
+    first: usize,
+) -> Result<(usize, usize)> {
     let mut spec_bytes = 0;
-    for i in 0..TASKS {
+    for i in first..first + TASKS {
         let spec = large_spec(i, workspace);
         spec_bytes = spec.len();
         let created: Value = send_json(
@@ -83,12 +105,9 @@ pub async fn measure(base: &str, pid: u32, workspace: &str) -> Result<BurstFigur
             .await
             .context("reading /api/tasks")?;
         list_bytes = body.len();
-        snapshot(&client, base).await?;
+        snapshot(client, base).await?;
     }
-    let after_reads = memory(pid)?;
-    tokio::time::sleep(SETTLE).await;
-    let settled = memory(pid)?;
-    Ok(BurstFigures { before, after_reads, settled, spec_bytes, list_bytes })
+    Ok((spec_bytes, list_bytes))
 }
 
 async fn send_json(request: reqwest::RequestBuilder) -> Result<Value> {

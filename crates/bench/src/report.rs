@@ -156,6 +156,7 @@ pub fn burst_table(figures: &[ServerFigures]) -> String {
         ("before the burst (after the load)".to_owned(), &burst.before),
         ("right after the last read".to_owned(), &burst.after_reads),
         (format!("{settle} s later, no requests"), &burst.settled),
+        (format!("after a second such burst and {settle} s"), &burst.second),
     ] {
         let _ = writeln!(
             out,
@@ -267,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn the_burst_table_shows_three_moments_or_nothing() {
+    fn the_burst_table_shows_four_moments_or_nothing() {
         let mut ours = server("ours (Rust)", 100, 9000);
         assert_eq!(burst_table(std::slice::from_ref(&ours)), "");
         let at = |rss_kib| Memory { rss_kib, peak_kib: 30_000, anon_kib: 1, file_kib: 2 };
@@ -275,12 +276,17 @@ mod tests {
             before: at(9000),
             after_reads: at(25_000),
             settled: at(12_000),
+            second: at(12_500),
             spec_bytes: 195_000,
             list_bytes: 40_000,
         });
         let table = burst_table(&[ours]);
-        assert_eq!(table.lines().filter(|l| l.starts_with("| ") && l.contains("KiB /")).count(), 3);
+        assert_eq!(table.lines().filter(|l| l.starts_with("| ") && l.contains("KiB /")).count(), 4);
         assert!(table.contains("25.6 MB (25000 KiB)"), "{table}");
+        assert!(
+            table.contains("| after a second such burst and 5 s | 12.8 MB (12500 KiB)"),
+            "{table}"
+        );
         assert!(table.contains("195 KB each"), "{table}");
     }
 
