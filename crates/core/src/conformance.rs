@@ -417,6 +417,14 @@ impl Store for PauseBeforeWrite {
     ) -> Result<Option<Lease>> {
         self.inner.claim_task(id, owner, now, until).await
     }
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        query: &crate::store::DueQuery,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(Task, Lease)>> {
+        self.inner.claim_due_tasks(owner, query, until).await
+    }
     async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
         self.inner.renew_claims(owner, until).await
     }
@@ -753,4 +761,73 @@ pub async fn outbox_scenario<S: Store + crate::Outbox + ?Sized>(store: &S) {
         deliveries.iter().any(|d| d.notice.task.id.as_str() == "task_imported"),
         "{deliveries:?}"
     );
+}
+
+/// Batch claims ([`Store::claim_due_tasks`]) on two handles to one store, as two
+/// workers would hold: claiming at once they never get one task; a task not due is
+/// not claimed; an owner's own valid claim is kept with its epoch; an expired one
+/// is taken by another owner with a greater epoch.
+pub async fn batch_claims_scenario(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    use crate::store::DueQuery;
+    use std::collections::HashSet;
+    let now = Utc::now();
+    let until = now + Duration::seconds(30);
+    for i in 0..10 {
+        store.create_task(&task(&format!("task_b{i:02}"), now)).await.expect("create");
+    }
+    let mut later = task("task_later", now);
+    later.next_check_at = Some(now + Duration::hours(1));
+    store.create_task(&later).await.expect("create");
+
+    let query = DueQuery::new(now, 20);
+    let (a, b) = tokio::join!(
+        store.claim_due_tasks("w1", &query, until),
+        other.claim_due_tasks("w2", &query, until),
+    );
+    let (a, b) = (a.expect("w1 claims"), b.expect("w2 claims"));
+    let ids = |claims: &[(Task, Lease)]| -> HashSet<TaskId> {
+        claims.iter().map(|(t, _)| t.id.clone()).collect()
+    };
+    let (ids_a, ids_b) = (ids(&a), ids(&b));
+    assert!(ids_a.is_disjoint(&ids_b), "one task claimed by two workers: {ids_a:?} {ids_b:?}");
+    assert!(!ids_a.is_empty() || !ids_b.is_empty(), "nothing claimed");
+    assert!(ids_a.len() + ids_b.len() <= 10, "claimed more tasks than are due");
+    let later_id = TaskId::from("task_later");
+    assert!(!ids_a.contains(&later_id) && !ids_b.contains(&later_id), "a task not due was claimed");
+    for (task, lease) in a.iter().chain(&b) {
+        assert!(lease.epoch >= 1, "{}: a claim taken anew has epoch {}", task.id, lease.epoch);
+    }
+
+    // My valid claims are kept, with their epochs; the other worker's stay theirs.
+    let again = store.claim_due_tasks("w1", &query, until).await.expect("w1 again");
+    let held: HashMap<TaskId, Lease> = a.iter().map(|(t, l)| (t.id.clone(), l.clone())).collect();
+    for (task, lease) in &again {
+        assert!(!ids_b.contains(&task.id), "{} is held by w2", task.id);
+        if let Some(before) = held.get(&task.id) {
+            assert_eq!(lease, before, "{}: a kept claim changed", task.id);
+        }
+    }
+    assert!(ids(&again).is_superset(&ids_a), "w1 lost a claim it still held");
+
+    // Past every claim's end, w2 takes all ten, each with a greater epoch.
+    let expired = DueQuery::new(until + Duration::seconds(1), 20);
+    let taken = other
+        .claim_due_tasks("w2", &expired, until + Duration::seconds(60))
+        .await
+        .expect("w2 takes over");
+    assert_eq!(ids(&taken).len(), 10, "expired claims are taken: {:?}", ids(&taken));
+    for (task, lease) in &taken {
+        assert_eq!(lease.owner, "w2");
+        if let Some(before) = held.get(&task.id) {
+            assert!(
+                lease.epoch > before.epoch,
+                "{}: epoch {} after {}",
+                task.id,
+                lease.epoch,
+                before.epoch
+            );
+        }
+    }
+    let none = store.claim_due_tasks("w1", &expired, until).await.expect("w1 after takeover");
+    assert!(none.is_empty(), "w1 claimed tasks w2 holds: {:?}", ids(&none));
 }

@@ -67,8 +67,8 @@ pub use request::{PendingRequest, Question, RequestKind};
 pub use source::{Admitted, Arrival, Feed, Feeder, Origin, Source, feed, take_in};
 pub use spec::{CheckDefinition, Step, TaskSpec};
 pub use store::{
-    Created, Guard, Lease, LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces, Rejection,
-    Store, StoredLogEntry, TaskQuery, WriteOutcome,
+    Created, DueQuery, Guard, Lease, LogQuery, MemoryStore, RecentWorkspace, RecentWorkspaces,
+    Rejection, Store, StoredLogEntry, TaskQuery, WriteOutcome,
 };
 pub use summary::SpecSummary;
 pub use task::{

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use crate::outbox::{self, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Hook, Outbox};
 use crate::store::{
-    Created, Guard, Lease, LogQuery, RECENT_WORKSPACES_KEPT, RecentWorkspace, RecentWorkspaces,
-    Store, StoredLogEntry, TaskQuery, WriteOutcome,
+    Created, DueQuery, Guard, Lease, LogQuery, RECENT_WORKSPACES_KEPT, RecentWorkspace,
+    RecentWorkspaces, Store, StoredLogEntry, TaskQuery, WriteOutcome,
 };
 use crate::task::{CheckLogEntry, StoreVersion, Task, TaskId, TaskStatus, TaskUpdate};
 use crate::worker::Worker;
@@ -254,6 +254,43 @@ impl Store for MemoryStore {
         Ok(Some(lease))
     }
 
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        query: &DueQuery,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(Task, Lease)>> {
+        // One lock held throughout: the list and the claims are one step, as a
+        // database's transaction makes them.
+        let mut inner = self.lock();
+        let now = query.now;
+        let mut due: Vec<Task> = inner
+            .tasks
+            .iter()
+            .filter(|t| t.status.is_active())
+            .filter(|t| t.next_check_at.is_none_or(|at| at <= now))
+            .filter(|t| t.status != TaskStatus::Running || t.check_interval_seconds > 0)
+            .filter(|t| inner.valid_claim(&t.id, now).is_none_or(|held| held.owner == owner))
+            .cloned()
+            .collect();
+        due.sort_by_key(|t| t.next_check_at.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        due.truncate(query.limit);
+        let mut claimed = Vec::with_capacity(due.len());
+        for task in due {
+            let lease = match inner.valid_claim(&task.id, now) {
+                Some(held) => held.clone(),
+                None => {
+                    let epoch = inner.epochs.get(&task.id).copied().unwrap_or(0) + 1;
+                    inner.epochs.insert(task.id.clone(), epoch);
+                    Lease { owner: owner.to_owned(), epoch }
+                }
+            };
+            inner.claims.insert(task.id.clone(), (lease.clone(), until));
+            claimed.push((task, lease));
+        }
+        Ok(claimed)
+    }
+
     async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {
         let now = Utc::now();
         for (lease, valid_until) in self.lock().claims.values_mut() {
@@ -466,6 +503,12 @@ mod tests {
 
     fn task(id: &str, now: DateTime<Utc>) -> Task {
         Task::new(TaskId::from(id), TaskSpec::new(id, "/w", "g"), now)
+    }
+
+    #[tokio::test]
+    async fn batch_claims_follow_the_conformance_scenario() {
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
+        crate::conformance::batch_claims_scenario(store.clone(), store).await;
     }
 
     #[tokio::test]

@@ -286,6 +286,35 @@ pub trait Store: Send + Sync {
     /// first.
     async fn list_due_tasks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>>;
 
+    /// Claims, for the harness `owner` until `until`, the tasks due by `query`
+    /// ([`Store::list_due_tasks`]'s rules, oldest due first, at most `query.limit`)
+    /// that no other owner holds a valid claim on at `query.now`, with the epoch
+    /// rules of [`Store::claim_task`]: `owner`'s own valid claim is extended and
+    /// keeps its epoch, one taken anew gets a greater epoch. A store that can does it
+    /// in one transaction, skipping rows another worker is claiming right now
+    /// (PostgreSQL's `FOR UPDATE SKIP LOCKED`), so two workers never get one task.
+    ///
+    /// The default lists due tasks and claims them one by one: correct (each claim
+    /// decides alone), only slower, so third-party stores keep working.
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        query: &DueQuery,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(Task, Lease)>> {
+        let mut claimed = Vec::new();
+        for task in self.list_due_tasks(query.now, query.limit).await? {
+            match self.claim_task(&task.id, owner, query.now, until).await {
+                Ok(Some(lease)) => claimed.push((task, lease)),
+                Ok(None) => {}
+                // Deleted between the list and the claim: nothing to drive.
+                Err(Error::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(claimed)
+    }
+
     /// Deletes a task and its check log. Fails with `NotFound` if it does not exist.
     async fn delete_task(&self, id: &TaskId) -> Result<StoreVersion>;
 
@@ -382,6 +411,25 @@ pub trait Store: Send + Sync {
     /// Must be called inside a tokio runtime (a store may spawn its listener here).
     fn version_hints(&self) -> Option<tokio::sync::watch::Receiver<StoreVersion>> {
         None
+    }
+}
+
+/// Which due tasks [`Store::claim_due_tasks`] asks for. A struct rather than
+/// arguments, so filters (say, only the tasks of this worker's agent servers) can
+/// join without changing every store's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DueQuery {
+    /// Due at or before this time; claims valid at this time are respected.
+    pub now: DateTime<Utc>,
+    /// At most this many tasks.
+    pub limit: usize,
+}
+
+impl DueQuery {
+    /// Tasks due at `now`, at most `limit`.
+    pub fn new(now: DateTime<Utc>, limit: usize) -> Self {
+        Self { now, limit }
     }
 }
 

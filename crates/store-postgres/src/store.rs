@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
-    CheckLogEntry, Created, Guard, Lease, LogQuery, Result, Store, StoreVersion, StoredLogEntry,
-    Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker, WriteOutcome,
+    CheckLogEntry, Created, DueQuery, Guard, Lease, LogQuery, Result, Store, StoreVersion,
+    StoredLogEntry, Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker,
+    WriteOutcome,
 };
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
@@ -247,6 +248,39 @@ fn due_sql() -> String {
            AND (next_check_at IS NULL OR next_check_at <= $1) \
            AND (status <> 'running' OR check_interval_seconds > 0) \
          ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $2 OFFSET $3"
+    )
+}
+
+/// Claims task `$1` for owner `$2` at `$3` until `$4`; returns the epoch, or no
+/// row when another owner's claim is valid. One statement decides and writes, under
+/// the claim row's lock: two workers claiming at once queue on it, and the second
+/// sees the first's claim. A claim still valid is extended only for its owner and
+/// keeps its epoch; one taken anew (none, expired, released) gets one more than any
+/// epoch the task ever had (`task_epochs` remembers released ones).
+const CLAIM_SQL: &str = "INSERT INTO task_claims AS c (task_id, owner, until, epoch) \
+     VALUES ($1, $2, $4, \
+             COALESCE((SELECT epoch FROM task_epochs WHERE task_id = $1), 0) + 1) \
+     ON CONFLICT (task_id) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until, \
+       epoch = CASE WHEN c.until > $3 THEN c.epoch \
+         ELSE GREATEST(c.epoch, \
+                COALESCE((SELECT epoch FROM task_epochs WHERE task_id = $1), 0)) + 1 END \
+     WHERE c.owner = EXCLUDED.owner OR c.until <= $3 \
+     RETURNING epoch";
+
+/// The due tasks (`due_sql`'s rules) not under another owner's claim valid at `$1`
+/// (owner `$2`), oldest due first, at most `$3`, locked; rows another worker is
+/// claiming right now are skipped rather than waited for, so concurrent workers
+/// take disjoint batches without queueing.
+fn claimable_sql() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks \
+         WHERE status IN ('pending', 'running', 'waiting') \
+           AND (next_check_at IS NULL OR next_check_at <= $1) \
+           AND (status <> 'running' OR check_interval_seconds > 0) \
+           AND NOT EXISTS (SELECT 1 FROM task_claims c \
+                           WHERE c.task_id = tasks.id AND c.until > $1 AND c.owner <> $2) \
+         ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $3 \
+         FOR UPDATE OF tasks SKIP LOCKED"
     )
 }
 
@@ -541,28 +575,18 @@ impl Store for PostgresStore {
         // claim still valid is extended only for its owner and keeps its epoch;
         // one taken anew (none, expired, released) gets one more than any epoch the
         // task ever had (`task_epochs` remembers released ones).
-        let epoch: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO task_claims AS c (task_id, owner, until, epoch) \
-             VALUES ($1, $2, $4, \
-                     COALESCE((SELECT epoch FROM task_epochs WHERE task_id = $1), 0) + 1) \
-             ON CONFLICT (task_id) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until, \
-               epoch = CASE WHEN c.until > $3 THEN c.epoch \
-                 ELSE GREATEST(c.epoch, \
-                        COALESCE((SELECT epoch FROM task_epochs WHERE task_id = $1), 0)) + 1 END \
-             WHERE c.owner = EXCLUDED.owner OR c.until <= $3 \
-             RETURNING epoch",
-        )
-        .bind(id.as_str())
-        .bind(owner)
-        .bind(&now)
-        .bind(&until)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| match e.as_database_error().and_then(|db| db.code()).as_deref() {
-            // The task was deleted between the check and the claim.
-            Some("23503") => not_found(id),
-            _ => self.fail(e),
-        })?;
+        let epoch: Option<i64> = sqlx::query_scalar(CLAIM_SQL)
+            .bind(id.as_str())
+            .bind(owner)
+            .bind(&now)
+            .bind(&until)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| match e.as_database_error().and_then(|db| db.code()).as_deref() {
+                // The task was deleted between the check and the claim.
+                Some("23503") => not_found(id),
+                _ => self.fail(e),
+            })?;
         epoch
             .map(|epoch| {
                 u64::try_from(epoch)
@@ -570,6 +594,53 @@ impl Store for PostgresStore {
                     .map_err(|_| Error::decode(self.target(), "task_claims.epoch", epoch).into())
             })
             .transpose()
+    }
+
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        query: &DueQuery,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(Task, Lease)>> {
+        let now = codec::timestamp(&query.now)?;
+        let until = codec::timestamp(&until)?;
+        // One transaction: the selected rows stay locked until the claims are
+        // written, so a concurrent batch skips them. Claims bump no store version.
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&claimable_sql())
+            .bind(&now)
+            .bind(owner)
+            .bind(sql_int(query.limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task: Task = match codec::task_from_row(self.target(), row) {
+                Ok(task) => task,
+                Err(error) => {
+                    tracing::error!(%error, "skipped a task that cannot be read");
+                    continue;
+                }
+            };
+            let epoch: Option<i64> = sqlx::query_scalar(CLAIM_SQL)
+                .bind(task.id.as_str())
+                .bind(owner)
+                .bind(&now)
+                .bind(&until)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.fail(e))?;
+            // The row lock and the NOT EXISTS filter leave no other owner's valid
+            // claim; `None` would mean one appeared anyway, and then it is theirs.
+            if let Some(epoch) = epoch {
+                let epoch = u64::try_from(epoch)
+                    .map_err(|_| Error::decode(self.target(), "task_claims.epoch", epoch))?;
+                claimed.push((task, Lease { owner: owner.to_owned(), epoch }));
+            }
+        }
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        Ok(claimed)
     }
 
     async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {

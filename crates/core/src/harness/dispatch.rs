@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use crate::agent::SessionActivity;
 use crate::error::Result;
 use crate::harness::{Harness, Trigger, after, lock};
-use crate::store::Lease;
+use crate::store::{DueQuery, Lease};
 use crate::task::{Task, TaskId, TaskStatus};
 
 /// Statuses of sessions by id, fetched once for many checks.
@@ -43,19 +43,42 @@ impl Harness {
     /// Starts checks of the due tasks that are not being checked already, without
     /// waiting for them. Session activity is fetched once for all of them.
     pub(super) async fn dispatch_due(self: &Arc<Self>) -> Result<JoinSet<()>> {
-        let due = self.store.list_due_tasks(Utc::now(), self.config.due_batch).await?;
-        let due: Vec<Task> =
-            due.into_iter().filter(|t| self.in_scope(&t.id) && !self.is_in_flight(&t.id)).collect();
-        let activity = self.activity_for(&due).await;
+        let due = self.due_claimed().await?;
+        let due: Vec<(Task, Option<Lease>)> =
+            due.into_iter().filter(|(t, _)| !self.is_in_flight(&t.id)).collect();
+        let tasks: Vec<Task> = due.iter().map(|(t, _)| t.clone()).collect();
+        let activity = self.activity_for(&tasks).await;
         let mut set = JoinSet::new();
-        for task in due {
+        for (task, lease) in due {
             let harness = Arc::clone(self);
             let activity = activity.clone();
-            set.spawn(
-                async move { harness.check_guarded(task, activity, Trigger::Scheduled).await },
-            );
+            set.spawn(async move {
+                harness.check_guarded(task, lease, activity, Trigger::Scheduled).await
+            });
         }
         Ok(set)
+    }
+
+    /// The due tasks in scope, each with its lease when claimed here already. An
+    /// unscoped harness claims its batch in one store call ([`Store::claim_due_tasks`]);
+    /// a scoped one must not claim tasks it will not drive (that would keep other
+    /// harnesses off them), so it lists and claims each task as it checks it.
+    ///
+    /// [`Store::claim_due_tasks`]: crate::store::Store::claim_due_tasks
+    async fn due_claimed(&self) -> Result<Vec<(Task, Option<Lease>)>> {
+        let now = Utc::now();
+        if lock(&self.scope).is_some() {
+            let due = self.store.list_due_tasks(now, self.config.due_batch).await?;
+            return Ok(due
+                .into_iter()
+                .filter(|t| self.in_scope(&t.id))
+                .map(|t| (t, None))
+                .collect());
+        }
+        let until = after(now, self.config.claim_ttl.as_secs());
+        let query = DueQuery::new(now, self.config.due_batch);
+        let claimed = self.store.claim_due_tasks(&self.owner, &query, until).await?;
+        Ok(claimed.into_iter().map(|(t, lease)| (t, Some(lease))).collect())
     }
 
     /// Session activity for the tasks that have a session. A failure here is not an
@@ -123,7 +146,7 @@ impl Harness {
     /// Checks one task now, whatever its schedule (an idle event, a user's request).
     pub async fn check_now(self: &Arc<Self>, id: &TaskId, trigger: Trigger) -> Result<()> {
         let task = self.require(id).await?;
-        self.check_guarded(task, None, trigger).await;
+        self.check_guarded(task, None, None, trigger).await;
         Ok(())
     }
 
@@ -160,14 +183,21 @@ impl Harness {
             return;
         };
         match self.require(&id).await {
-            Ok(task) => self.check_guarded(task, activity, Trigger::Event).await,
+            Ok(task) => self.check_guarded(task, None, activity, Trigger::Event).await,
             Err(error) => tracing::debug!(%error, task_id = %id, "idle session's task is gone"),
         }
     }
 
     /// Checks a task unless it is being checked (then an event asks for one more
-    /// look afterwards) or another harness holds it.
-    async fn check_guarded(&self, task: Task, activity: Activity, trigger: Trigger) {
+    /// look afterwards) or another harness holds it. `claimed` is the lease when the
+    /// task was claimed with its batch; otherwise it is claimed here.
+    async fn check_guarded(
+        &self,
+        task: Task,
+        claimed: Option<Lease>,
+        activity: Activity,
+        trigger: Trigger,
+    ) {
         {
             let mut in_flight = lock(&self.in_flight);
             if let Some(rerun) = in_flight.get_mut(&task.id) {
@@ -177,7 +207,13 @@ impl Harness {
             in_flight.insert(task.id.clone(), false);
         }
         let _guard = InFlight { harness: self, id: task.id.clone() };
-        let Some(lease) = self.claim(&task.id).await else { return };
+        let lease = match claimed {
+            Some(lease) => lease,
+            None => match self.claim(&task.id).await {
+                Some(lease) => lease,
+                None => return,
+            },
+        };
         let checks = async {
             let mut activity = activity;
             let mut trigger = trigger;

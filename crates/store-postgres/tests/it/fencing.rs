@@ -113,3 +113,12 @@ async fn of_workers_claiming_at_once_exactly_one_wins() {
     assert_eq!(winners, vec![1; 10], "each task has exactly one holder");
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn batch_claims_follow_the_conformance_scenario_across_workers() {
+    let db = database!();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(&db).await);
+    let other: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(&db).await);
+    openloom_core::conformance::batch_claims_scenario(store, other).await;
+    db.drop_database().await;
+}

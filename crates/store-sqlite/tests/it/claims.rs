@@ -58,3 +58,12 @@ async fn claims_need_the_task_and_go_with_it() {
     let fresh = store.claim_task(&id, "b", now, later).await.expect("the old claim went with it");
     assert_eq!(fresh.map(|l| l.epoch), Some(1), "epochs go with the task");
 }
+
+#[tokio::test]
+async fn batch_claims_follow_the_conformance_scenario_across_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = common::db_path(dir.path());
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(&path).await);
+    let other: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(&path).await);
+    openloom_core::conformance::batch_claims_scenario(store, other).await;
+}
