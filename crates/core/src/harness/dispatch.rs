@@ -78,7 +78,15 @@ impl Harness {
         let until = after(now, self.config.claim_ttl.as_secs());
         let query = DueQuery::new(now, self.config.due_batch);
         let claimed = self.store.claim_due_tasks(&self.owner, &query, until).await?;
-        Ok(claimed.into_iter().map(|(t, lease)| (t, Some(lease))).collect())
+        Ok(claimed
+            .into_iter()
+            .map(|(t, lease)| {
+                // Counted like a single claim's ([`Self::claim`]): a takeover is one
+                // however the lease was taken.
+                self.note_lease(&t.id, &lease);
+                (t, Some(lease))
+            })
+            .collect())
     }
 
     /// Session activity for the tasks that have a session. A failure here is not an
