@@ -791,7 +791,9 @@ pub async fn batch_claims_scenario(store: Arc<dyn Store>, other: Arc<dyn Store>)
     let (ids_a, ids_b) = (ids(&a), ids(&b));
     assert!(ids_a.is_disjoint(&ids_b), "one task claimed by two workers: {ids_a:?} {ids_b:?}");
     assert!(!ids_a.is_empty() || !ids_b.is_empty(), "nothing claimed");
-    assert!(ids_a.len() + ids_b.len() <= 10, "claimed more tasks than are due");
+    // Every due task is taken by one of them: a row one skips is one the other
+    // holds.
+    assert_eq!(ids_a.len() + ids_b.len(), 10, "due tasks left unclaimed: {ids_a:?} {ids_b:?}");
     let later_id = TaskId::from("task_later");
     assert!(!ids_a.contains(&later_id) && !ids_b.contains(&later_id), "a task not due was claimed");
     for (task, lease) in a.iter().chain(&b) {
@@ -830,4 +832,47 @@ pub async fn batch_claims_scenario(store: Arc<dyn Store>, other: Arc<dyn Store>)
     }
     let none = store.claim_due_tasks("w1", &expired, until).await.expect("w1 after takeover");
     assert!(none.is_empty(), "w1 claimed tasks w2 holds: {:?}", ids(&none));
+}
+
+/// Tasks bound to OpenCode servers ([`Task::opencode`]): the binding reads back as
+/// written, and a worker connected to one server claims its tasks and unbound ones,
+/// never another server's ([`crate::store::DueQuery::opencode`]).
+pub async fn opencode_binding_scenario(store: Arc<dyn Store>) {
+    use crate::store::DueQuery;
+    use std::collections::HashSet;
+    let now = Utc::now();
+    let until = now + Duration::seconds(30);
+    for (id, opencode) in
+        [("task_on_a", Some("a")), ("task_on_b", Some("b")), ("task_anywhere", None)]
+    {
+        let mut t = task(id, now);
+        t.opencode = opencode.map(str::to_owned);
+        store.create_task(&t).await.expect("create");
+    }
+    let read = store.get_task(&TaskId::from("task_on_a")).await.expect("get").expect("exists");
+    assert_eq!(read.opencode.as_deref(), Some("a"), "the binding reads back");
+    let ids = |claims: &[(Task, Lease)]| -> HashSet<String> {
+        claims.iter().map(|(t, _)| t.id.to_string()).collect()
+    };
+
+    let on_a = DueQuery::new(now, 10).on(Some("a".into()));
+    let claimed = store.claim_due_tasks("worker-a", &on_a, until).await.expect("claim on a");
+    assert_eq!(
+        ids(&claimed),
+        HashSet::from(["task_on_a".to_owned(), "task_anywhere".to_owned()]),
+        "a worker on OpenCode a takes a's tasks and unbound ones"
+    );
+    let on_b = DueQuery::new(now, 10).on(Some("b".into()));
+    let claimed = store.claim_due_tasks("worker-b", &on_b, until).await.expect("claim on b");
+    assert_eq!(ids(&claimed), HashSet::from(["task_on_b".to_owned()]), "b's task only");
+    let on_c = DueQuery::new(now + Duration::seconds(60), 10).on(Some("c".into()));
+    let claimed = store
+        .claim_due_tasks("worker-c", &on_c, until + Duration::seconds(60))
+        .await
+        .expect("claim on c");
+    assert_eq!(
+        ids(&claimed),
+        HashSet::from(["task_anywhere".to_owned()]),
+        "a worker on another server takes only unbound tasks, even once claims expire"
+    );
 }

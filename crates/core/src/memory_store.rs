@@ -271,6 +271,7 @@ impl Store for MemoryStore {
             .filter(|t| t.next_check_at.is_none_or(|at| at <= now))
             .filter(|t| t.status != TaskStatus::Running || t.check_interval_seconds > 0)
             .filter(|t| inner.valid_claim(&t.id, now).is_none_or(|held| held.owner == owner))
+            .filter(|t| t.runs_on(query.opencode.as_deref()))
             .cloned()
             .collect();
         due.sort_by_key(|t| t.next_check_at.unwrap_or(DateTime::<Utc>::MIN_UTC));
@@ -509,6 +510,12 @@ mod tests {
     async fn batch_claims_follow_the_conformance_scenario() {
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
         crate::conformance::batch_claims_scenario(store.clone(), store).await;
+    }
+
+    #[tokio::test]
+    async fn tasks_bound_to_opencode_servers_follow_the_conformance_scenario() {
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(MemoryStore::new());
+        crate::conformance::opencode_binding_scenario(store).await;
     }
 
     #[tokio::test]

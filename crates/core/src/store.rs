@@ -294,8 +294,11 @@ pub trait Store: Send + Sync {
     /// in one transaction, skipping rows another worker is claiming right now
     /// (PostgreSQL's `FOR UPDATE SKIP LOCKED`), so two workers never get one task.
     ///
+    /// Tasks bound to another OpenCode server than `query.opencode` are left alone.
+    ///
     /// The default lists due tasks and claims them one by one: correct (each claim
-    /// decides alone), only slower, so third-party stores keep working.
+    /// decides alone), only slower, so third-party stores keep working. It filters
+    /// the OpenCode binding after listing, so a batch may come back short.
     async fn claim_due_tasks(
         &self,
         owner: &str,
@@ -303,7 +306,8 @@ pub trait Store: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<Vec<(Task, Lease)>> {
         let mut claimed = Vec::new();
-        for task in self.list_due_tasks(query.now, query.limit).await? {
+        let due = self.list_due_tasks(query.now, query.limit).await?;
+        for task in due.into_iter().filter(|t| t.runs_on(query.opencode.as_deref())) {
             match self.claim_task(&task.id, owner, query.now, until).await {
                 Ok(Some(lease)) => claimed.push((task, lease)),
                 Ok(None) => {}
@@ -424,12 +428,22 @@ pub struct DueQuery {
     pub now: DateTime<Utc>,
     /// At most this many tasks.
     pub limit: usize,
+    /// Only tasks this worker can drive: bound to the OpenCode server of this name,
+    /// or to none ([`Task::runs_on`]). `None`: every task, bound or not.
+    pub opencode: Option<String>,
 }
 
 impl DueQuery {
-    /// Tasks due at `now`, at most `limit`.
+    /// Tasks due at `now`, at most `limit`, whatever OpenCode server they are bound to.
     pub fn new(now: DateTime<Utc>, limit: usize) -> Self {
-        Self { now, limit }
+        Self { now, limit, opencode: None }
+    }
+
+    /// The same query, for a worker connected to the OpenCode server named
+    /// `opencode` (when `Some`).
+    pub fn on(mut self, opencode: Option<String>) -> Self {
+        self.opencode = opencode;
+        self
     }
 }
 

@@ -186,6 +186,12 @@ pub struct Task<S = TaskSpec> {
     /// overwritten.
     #[serde(default)]
     pub revision: u64,
+    /// The name of the OpenCode server the task's sessions live in (see
+    /// [`crate::store::DueQuery::opencode`]): only a worker connected to it drives
+    /// the task. `None`: any worker may (tasks of a store with one OpenCode, and
+    /// tasks created before tasks were bound).
+    #[serde(default)]
+    pub opencode: Option<String>,
     /// What the agent waits on a person for (permissions, questions), as last seen;
     /// empty when nothing. The task is `waiting` while any is pending.
     #[serde(default)]
@@ -228,6 +234,7 @@ impl<S> Task<S> {
             last_verification,
             last_message_id,
             revision,
+            opencode,
             pending_requests,
             liveness,
             created_at,
@@ -255,10 +262,21 @@ impl<S> Task<S> {
             last_verification,
             last_message_id,
             revision,
+            opencode,
             pending_requests,
             liveness,
             created_at,
             updated_at,
+        }
+    }
+
+    /// Whether a worker connected to the OpenCode server named `opencode` may drive
+    /// this task: one bound to no server, or to that one. `None` (a worker that
+    /// names no server) may drive any.
+    pub fn runs_on(&self, opencode: Option<&str>) -> bool {
+        match (self.opencode.as_deref(), opencode) {
+            (Some(bound), Some(ours)) => bound == ours,
+            _ => true,
         }
     }
 }
@@ -293,6 +311,7 @@ impl Task {
             last_verification: None,
             last_message_id: None,
             revision: 0,
+            opencode: None,
             pending_requests: Vec::new(),
             liveness: Liveness::default(),
             created_at: now,

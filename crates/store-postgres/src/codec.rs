@@ -21,11 +21,11 @@ pub(crate) const TASK_COLUMNS: &str = "id, name, spec_json, workspace, status, c
      completed_steps_json, idle_checks, progress, check_interval_seconds, session_ids_json, \
      active_session_id, last_check_at, next_check_at, last_summary, error, consecutive_errors, \
      verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision, \
-     pending_requests_json, liveness_json";
+     pending_requests_json, liveness_json, opencode";
 
 /// `$1, $2, ... $25`: the placeholders for [`TASK_COLUMNS`].
 pub(crate) fn task_placeholders() -> String {
-    (1..=25).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+    (1..=TASK_COLUMNS.split(',').count()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
 /// A task's columns encoded for binding, in [`TASK_COLUMNS`] order.
@@ -55,6 +55,7 @@ pub(crate) struct TaskRow {
     revision: i64,
     pending_requests_json: String,
     liveness_json: String,
+    opencode: Option<String>,
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
@@ -88,6 +89,7 @@ impl TaskRow {
             revision: int("revision", task.revision)?,
             pending_requests_json: json(&task.pending_requests)?,
             liveness_json: json(&task.liveness)?,
+            opencode: task.opencode.clone(),
         })
     }
 
@@ -119,6 +121,7 @@ impl TaskRow {
             .bind(self.revision)
             .bind(self.pending_requests_json)
             .bind(self.liveness_json)
+            .bind(self.opencode)
     }
 }
 
@@ -204,6 +207,7 @@ fn decode_task<S: SpecColumn>(d: &Decoder<'_>, id: &str) -> Result<Task<S>> {
         revision: d.unsigned("revision")?,
         pending_requests: d.list("pending_requests_json")?,
         liveness: d.object("liveness_json")?,
+        opencode: d.get("opencode")?,
     })
 }
 

@@ -268,7 +268,8 @@ const CLAIM_SQL: &str = "INSERT INTO task_claims AS c (task_id, owner, until, ep
      RETURNING epoch";
 
 /// The due tasks (`due_sql`'s rules) not under another owner's claim valid at `$1`
-/// (owner `$2`), oldest due first, at most `$3`, locked; rows another worker is
+/// (owner `$2`), bound to the OpenCode server `$4` or to none (`$4` NULL: any),
+/// oldest due first, at most `$3`, locked; rows another worker is
 /// claiming right now are skipped rather than waited for, so concurrent workers
 /// take disjoint batches without queueing.
 fn claimable_sql() -> String {
@@ -279,6 +280,7 @@ fn claimable_sql() -> String {
            AND (status <> 'running' OR check_interval_seconds > 0) \
            AND NOT EXISTS (SELECT 1 FROM task_claims c \
                            WHERE c.task_id = tasks.id AND c.until > $1 AND c.owner <> $2) \
+           AND ($4::text IS NULL OR opencode IS NULL OR opencode = $4) \
          ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $3 \
          FOR UPDATE OF tasks SKIP LOCKED"
     )
@@ -502,7 +504,7 @@ impl Store for PostgresStore {
              last_summary = $15, error = $16, consecutive_errors = $17, \
              verification_rounds = $18, last_verification_json = $19, last_message_id = $20, \
              created_at = $21, updated_at = $22, revision = $23, pending_requests_json = $24, \
-             liveness_json = $25 WHERE id = $1";
+             liveness_json = $25, opencode = $26 WHERE id = $1";
         encoded.bind(sqlx::query(update_sql)).execute(&mut *tx).await.map_err(|e| self.fail(e))?;
         if let Some(entry) = log {
             insert_log(&mut tx, self.target(), id, std::slice::from_ref(entry)).await?;
@@ -611,6 +613,7 @@ impl Store for PostgresStore {
             .bind(&now)
             .bind(owner)
             .bind(sql_int(query.limit))
+            .bind(query.opencode.as_deref())
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| self.fail(e))?;

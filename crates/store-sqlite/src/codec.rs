@@ -21,7 +21,7 @@ pub(crate) const TASK_COLUMNS: &str = "id, name, spec_json, workspace, status, c
      completed_steps_json, idle_checks, progress, check_interval_seconds, session_ids_json, \
      active_session_id, last_check_at, next_check_at, last_summary, error, consecutive_errors, \
      verification_rounds, last_verification_json, last_message_id, created_at, updated_at, revision, \
-     pending_requests_json, liveness_json";
+     pending_requests_json, liveness_json, opencode";
 
 /// [`TASK_COLUMNS`] with the spec replaced by its [`SpecSummary`](openloom_core::SpecSummary) as JSON, computed
 /// by SQLite: a list never brings a whole spec into the process, only its counts and
@@ -72,6 +72,7 @@ pub(crate) struct TaskRow {
     pub revision: i64,
     pub pending_requests_json: String,
     pub liveness_json: String,
+    pub opencode: Option<String>,
 }
 
 impl TaskRow {
@@ -103,6 +104,7 @@ impl TaskRow {
             revision: int("revision", task.revision)?,
             pending_requests_json: json(&task.pending_requests)?,
             liveness_json: json(&task.liveness)?,
+            opencode: task.opencode.clone(),
         })
     }
 
@@ -137,6 +139,7 @@ impl TaskRow {
             .bind(self.revision)
             .bind(self.pending_requests_json)
             .bind(self.liveness_json)
+            .bind(self.opencode)
     }
 }
 
@@ -202,6 +205,7 @@ fn decode_task<S: DeserializeOwned>(d: &Decoder<'_>, id: &str) -> Result<Task<S>
         revision: d.unsigned("revision")?,
         pending_requests: d.list("pending_requests_json")?,
         liveness: d.object("liveness_json")?,
+        opencode: d.get("opencode")?,
     })
 }
 

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use openloom_core::task::truncate_tail;
 use openloom_core::{
-    CheckLogEntry, Created, Guard, Lease, LogQuery, Result, SpecSummary, Store, StoreVersion,
-    StoredLogEntry, Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate, Worker,
-    WriteOutcome,
+    CheckLogEntry, Created, DueQuery, Guard, Lease, LogQuery, Result, SpecSummary, Store,
+    StoreVersion, StoredLogEntry, Task, TaskId, TaskQuery, TaskStatus, TaskSummary, TaskUpdate,
+    Worker, WriteOutcome,
 };
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
@@ -101,6 +101,57 @@ impl SqliteStore {
         Error::classify(&self.path, err).into()
     }
 
+    /// Claims task `id` for `owner` inside the caller's write transaction (see
+    /// [`Store::claim_task`]); `None` when another owner's claim is valid at `now`.
+    async fn claim_in(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &TaskId,
+        owner: &str,
+        now: &str,
+        until: &str,
+    ) -> Result<Option<Lease>> {
+        Ok(match self.valid_claim(conn, id, now).await? {
+            Some(held) if held.owner != owner => None,
+            Some(held) => {
+                sqlx::query("UPDATE task_claims SET until = ? WHERE task_id = ?")
+                    .bind(until)
+                    .bind(id.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                Some(held)
+            }
+            None => {
+                // Taken anew: one more than any epoch the task's claims ever had,
+                // released ones included (`task_epochs`).
+                let epoch: i64 = sqlx::query_scalar(
+                    "SELECT MAX(COALESCE((SELECT epoch FROM task_claims WHERE task_id = ?1), 0), \
+                            COALESCE((SELECT epoch FROM task_epochs WHERE task_id = ?1), 0)) + 1",
+                )
+                .bind(id.as_str())
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+                sqlx::query(
+                    "INSERT INTO task_claims (task_id, owner, until, epoch) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (task_id) DO UPDATE SET owner = excluded.owner, \
+                     until = excluded.until, epoch = excluded.epoch",
+                )
+                .bind(id.as_str())
+                .bind(owner)
+                .bind(until)
+                .bind(epoch)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+                let epoch = u64::try_from(epoch)
+                    .map_err(|_| Error::decode(&self.path, "task_claims.epoch", epoch))?;
+                Some(Lease { owner: owner.to_owned(), epoch })
+            }
+        })
+    }
+
     /// Inserts `task` inside the caller's write transaction; `Conflict` if its id exists.
     async fn insert_task(&self, conn: &mut SqliteConnection, task: &Task) -> Result<()> {
         let row = TaskRow::encode(task)?;
@@ -114,7 +165,7 @@ impl SqliteStore {
         }
         let sql = format!(
             "INSERT INTO tasks ({TASK_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         row.bind(sqlx::query(&sql)).execute(&mut *conn).await.map_err(|e| self.fail(e))?;
         // The task's `task.created` deliveries, in the same transaction as the task.
@@ -178,6 +229,7 @@ impl SqliteStore {
                 query = match param {
                     Param::Int(value) => query.bind(*value),
                     Param::Text(text) => query.bind(*text),
+                    Param::Optional(text) => query.bind(*text),
                 };
             }
             let rows = query
@@ -260,6 +312,22 @@ fn due_sql() -> String {
     )
 }
 
+/// The due tasks at `?1` (`due_sql`'s rules) not under a claim of another owner than
+/// `?2` valid then, oldest due first, bound to the OpenCode
+/// server `?3` or to none (`?3` NULL: any). Then `LIMIT ?4 OFFSET ?5`.
+fn claimable_sql() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks \
+         WHERE status IN ('pending', 'running', 'waiting') \
+           AND (next_check_at IS NULL OR next_check_at <= ?1) \
+           AND (status <> 'running' OR check_interval_seconds > 0) \
+           AND NOT EXISTS (SELECT 1 FROM task_claims c \
+                           WHERE c.task_id = tasks.id AND c.until > ?1 AND c.owner <> ?2) \
+           AND (?3 IS NULL OR opencode IS NULL OR opencode = ?3) \
+         ORDER BY next_check_at ASC, seq ASC LIMIT ?4 OFFSET ?5"
+    )
+}
+
 /// A task's check log after a `seq`, oldest first.
 fn log_sql() -> String {
     format!(
@@ -272,6 +340,7 @@ fn log_sql() -> String {
 enum Param<'a> {
     Int(i64),
     Text(&'a str),
+    Optional(Option<&'a str>),
 }
 
 /// A write transaction holding both locks; dropping it uncommitted rolls back.
@@ -492,7 +561,7 @@ impl Store for SqliteStore {
              last_check_at = ?13, next_check_at = ?14, last_summary = ?15, error = ?16, \
              consecutive_errors = ?17, verification_rounds = ?18, last_verification_json = ?19, \
              last_message_id = ?20, created_at = ?21, updated_at = ?22, revision = ?23, \
-             pending_requests_json = ?24, liveness_json = ?25 WHERE id = ?1";
+             pending_requests_json = ?24, liveness_json = ?25, opencode = ?26 WHERE id = ?1";
         encoded.bind(sqlx::query(update_sql)).execute(tx.conn()).await.map_err(|e| self.fail(e))?;
         if let Some(entry) = log {
             insert_log(tx.conn(), &self.path, id, std::slice::from_ref(entry)).await?;
@@ -565,47 +634,34 @@ impl Store for SqliteStore {
         let until = codec::timestamp(&until)?;
         let mut tx = self.begin_write().await?;
         self.require_seq(tx.conn(), id).await?;
-        let lease = match self.valid_claim(tx.conn(), id, &now).await? {
-            Some(held) if held.owner != owner => None,
-            Some(held) => {
-                sqlx::query("UPDATE task_claims SET until = ? WHERE task_id = ?")
-                    .bind(&until)
-                    .bind(id.as_str())
-                    .execute(tx.conn())
-                    .await
-                    .map_err(|e| self.fail(e))?;
-                Some(held)
-            }
-            None => {
-                // Taken anew: one more than any epoch the task's claims ever had,
-                // released ones included (`task_epochs`).
-                let epoch: i64 = sqlx::query_scalar(
-                    "SELECT MAX(COALESCE((SELECT epoch FROM task_claims WHERE task_id = ?1), 0), \
-                            COALESCE((SELECT epoch FROM task_epochs WHERE task_id = ?1), 0)) + 1",
-                )
-                .bind(id.as_str())
-                .fetch_one(tx.conn())
-                .await
-                .map_err(|e| self.fail(e))?;
-                sqlx::query(
-                    "INSERT INTO task_claims (task_id, owner, until, epoch) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (task_id) DO UPDATE SET owner = excluded.owner, \
-                     until = excluded.until, epoch = excluded.epoch",
-                )
-                .bind(id.as_str())
-                .bind(owner)
-                .bind(&until)
-                .bind(epoch)
-                .execute(tx.conn())
-                .await
-                .map_err(|e| self.fail(e))?;
-                let epoch = u64::try_from(epoch)
-                    .map_err(|_| Error::decode(&self.path, "task_claims.epoch", epoch))?;
-                Some(Lease { owner: owner.to_owned(), epoch })
-            }
-        };
+        let lease = self.claim_in(tx.conn(), id, owner, &now, &until).await?;
         tx.commit_unversioned().await?;
         Ok(lease)
+    }
+
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        query: &DueQuery,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(Task, Lease)>> {
+        let now = codec::timestamp(&query.now)?;
+        let until = codec::timestamp(&until)?;
+        // One write transaction: SQLite has one writer at a time, so no other
+        // harness can claim between the list and the claims.
+        let mut tx = self.begin_write().await?;
+        let params =
+            [Param::Text(&now), Param::Text(owner), Param::Optional(query.opencode.as_deref())];
+        let due: Vec<Task> =
+            self.readable_tasks(tx.conn(), &claimable_sql(), &params, query.limit).await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for task in due {
+            if let Some(lease) = self.claim_in(tx.conn(), &task.id, owner, &now, &until).await? {
+                claimed.push((task, lease));
+            }
+        }
+        tx.commit_unversioned().await?;
+        Ok(claimed)
     }
 
     async fn renew_claims(&self, owner: &str, until: DateTime<Utc>) -> Result<()> {

@@ -76,7 +76,7 @@ impl Harness {
                 .collect());
         }
         let until = after(now, self.config.claim_ttl.as_secs());
-        let query = DueQuery::new(now, self.config.due_batch);
+        let query = DueQuery::new(now, self.config.due_batch).on(self.config.opencode.clone());
         let claimed = self.store.claim_due_tasks(&self.owner, &query, until).await?;
         Ok(claimed
             .into_iter()
@@ -206,6 +206,12 @@ impl Harness {
         activity: Activity,
         trigger: Trigger,
     ) {
+        if !task.runs_on(self.opencode()) {
+            // Its session lives in another OpenCode server: a worker connected to
+            // that one drives it (a check here would not find the session).
+            tracing::debug!(task_id = %task.id, opencode = ?task.opencode, "bound to another OpenCode server; not checked here");
+            return;
+        }
         {
             let mut in_flight = lock(&self.in_flight);
             if let Some(rerun) = in_flight.get_mut(&task.id) {

@@ -105,6 +105,11 @@ pub struct HarnessConfig {
     /// claims ("driven by") and its heartbeat row. It must be unique among live
     /// workers. `None`: a name unique to this process (`pid N harness <uuid>`).
     pub worker_name: Option<String>,
+    /// The name of the OpenCode server this harness's agent is, when the store is
+    /// shared by workers on several of them: tasks created here are bound to it
+    /// (unless created for another), and only tasks bound to it or to none are
+    /// driven ([`Task::runs_on`]). `None`: one OpenCode for every worker.
+    pub opencode: Option<String>,
 }
 
 impl Default for HarnessConfig {
@@ -122,6 +127,7 @@ impl Default for HarnessConfig {
             home: std::env::var("HOME").ok().filter(|home| !home.is_empty()),
             task_defaults: crate::spec::Unattended::default(),
             worker_name: None,
+            opencode: None,
         }
     }
 }
@@ -294,10 +300,26 @@ impl Harness {
         &self.workspaces
     }
 
-    /// Adds a pending task for `spec`, due now. The workspace must be allowed.
+    /// Adds a pending task for `spec`, due now, bound to this harness's OpenCode
+    /// server. The workspace must be allowed.
     pub async fn add_task(&self, spec: TaskSpec) -> Result<TaskId> {
+        self.add_task_on(spec, None).await
+    }
+
+    /// [`Harness::add_task`] bound to the OpenCode server named `opencode` (when
+    /// `Some`), for a worker connected to it to drive; `None` binds it to this
+    /// harness's own.
+    pub async fn add_task_on(&self, spec: TaskSpec, opencode: Option<String>) -> Result<TaskId> {
         self.workspaces.resolve(&spec.workspace)?;
-        self.insert(Task::new(TaskId::generate(), spec, Utc::now())).await
+        let mut task = Task::new(TaskId::generate(), spec, Utc::now());
+        task.opencode = opencode;
+        self.insert(task).await
+    }
+
+    /// The name of the OpenCode server this harness drives tasks on, if it has one
+    /// ([`HarnessConfig::opencode`]).
+    pub fn opencode(&self) -> Option<&str> {
+        self.config.opencode.as_deref()
     }
 
     /// Adds a pending task that drives an existing session instead of creating one.
@@ -338,10 +360,14 @@ impl Harness {
         Ok(task.id)
     }
 
-    /// The task with the harness's unattended defaults under its spec's own.
+    /// The task with the harness's unattended defaults under its spec's own, bound
+    /// to this harness's OpenCode server unless bound already.
     fn with_defaults(&self, mut task: Task) -> Task {
         let unattended = std::mem::take(&mut task.spec.unattended);
         task.spec.unattended = unattended.or(&self.config.task_defaults);
+        if task.opencode.is_none() {
+            task.opencode.clone_from(&self.config.opencode);
+        }
         task
     }
 

@@ -122,3 +122,11 @@ async fn batch_claims_follow_the_conformance_scenario_across_workers() {
     openloom_core::conformance::batch_claims_scenario(store, other).await;
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn tasks_bound_to_opencode_servers_follow_the_conformance_scenario() {
+    let db = database!();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(&db).await);
+    openloom_core::conformance::opencode_binding_scenario(store).await;
+    db.drop_database().await;
+}

@@ -83,6 +83,9 @@ async fn a_listener_whose_connection_is_killed_recovers() {
     let writer = common::open(&db).await;
     let mut hints = reader.version_hints().expect("PostgreSQL gives change hints");
     let first = listening(&reader, None).await;
+    // Marked seen before the kill: the listener may notice the loss (and wake the
+    // readers) before the terminating query even returns here.
+    let woken = *hints.borrow_and_update();
 
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(first)
@@ -91,7 +94,6 @@ async fn a_listener_whose_connection_is_killed_recovers() {
         .expect("terminate the listener");
     assert!(killed, "the listener's backend was killed");
     // The loss itself wakes readers (writes may have gone unheard meanwhile).
-    let woken = *hints.borrow_and_update();
     tokio::time::timeout(WAKE_WITHIN, hints.changed())
         .await
         .expect("the lost connection woke the readers")

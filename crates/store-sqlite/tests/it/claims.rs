@@ -67,3 +67,11 @@ async fn batch_claims_follow_the_conformance_scenario_across_connections() {
     let other: std::sync::Arc<dyn Store> = std::sync::Arc::new(common::open(&path).await);
     openloom_core::conformance::batch_claims_scenario(store, other).await;
 }
+
+#[tokio::test]
+async fn tasks_bound_to_opencode_servers_follow_the_conformance_scenario() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(common::open(&common::db_path(dir.path())).await);
+    openloom_core::conformance::opencode_binding_scenario(store).await;
+}
