@@ -66,6 +66,12 @@ pub struct GlobalArgs {
     /// workers. Must be unique among live workers [default: HOST:PID].
     #[arg(long, env = "OPENLOOM_WORKER_NAME", global = true, value_name = "NAME")]
     pub worker_name: Option<String>,
+    /// The name of this worker's OpenCode server, when workers on one database use
+    /// several (docs/team.md): tasks created here run on it, and this worker drives
+    /// only tasks bound to it or to none. A name in the config file's
+    /// `opencode_servers` also gives its URL [default: none, tasks are not bound].
+    #[arg(long, env = "OPENLOOM_OPENCODE", global = true, value_name = "NAME")]
+    pub opencode: Option<String>,
 }
 
 /// The config file's keys; every one optional.
@@ -85,6 +91,10 @@ struct FileConfig {
     start_opencode: Option<bool>,
     opencode_bin: Option<PathBuf>,
     worker_name: Option<String>,
+    /// This worker's OpenCode server, by name.
+    opencode: Option<String>,
+    /// The team's OpenCode servers: name → URL.
+    opencode_servers: Option<std::collections::BTreeMap<String, String>>,
     /// Unattended keys for every task whose spec leaves them unset.
     task_defaults: Option<serde_yaml::Value>,
     /// The inbox directory `serve` watches.
@@ -150,6 +160,11 @@ pub struct Settings {
     /// This worker's name, if one was given (else `HOST:PID`, see
     /// [`crate::commands::parts::worker_name`]).
     pub worker_name: Option<String>,
+    /// The name of this worker's OpenCode server, if one was given (tasks are then
+    /// bound to it).
+    pub opencode: Option<String>,
+    /// The team's OpenCode servers by name (`opencode_servers`): name → URL.
+    pub opencode_servers: std::collections::BTreeMap<String, String>,
     /// The inbox directory `serve` watches (absolute), if any.
     pub inbox: Option<PathBuf>,
     /// The workspace of inbox files that name none (absolute), if any.
@@ -182,6 +197,9 @@ impl std::fmt::Debug for Settings {
             .field("start_opencode", &self.start_opencode)
             .field("opencode_bin", &self.opencode_bin)
             .field("worker_name", &self.worker_name)
+            .field("opencode", &self.opencode)
+            // URLs may hold passwords: the names only.
+            .field("opencode_servers", &self.opencode_servers.keys().collect::<Vec<_>>())
             .field("inbox", &self.inbox)
             .field("inbox_workspace", &self.inbox_workspace)
             .field("github", &self.github)
@@ -225,7 +243,12 @@ impl Settings {
         } else {
             file.start_opencode.unwrap_or(true)
         };
-        let opencode_url_is_default = args.opencode_url.is_none() && file.opencode_url.is_none();
+        let servers = file.opencode_servers.clone().unwrap_or_default();
+        let opencode = args.opencode.clone().or(file.opencode.clone());
+        let served_url =
+            opencode_url_of(opencode.as_deref(), &servers, args.opencode_url.is_some())?;
+        let opencode_url_is_default =
+            args.opencode_url.is_none() && file.opencode_url.is_none() && served_url.is_none();
         let opencode_bin = args
             .opencode_bin
             .clone()
@@ -263,9 +286,12 @@ impl Settings {
             github,
             github_secret: env(openloom_server::GITHUB_SECRET_ENV).filter(|s| !s.trim().is_empty()),
             webhooks: file.webhooks.unwrap_or_default(),
+            opencode,
+            opencode_servers: servers,
             opencode_url: args
                 .opencode_url
                 .clone()
+                .or(served_url)
                 .or(file.opencode_url)
                 .unwrap_or_else(|| DEFAULT_OPENCODE_URL.to_owned())
                 .trim_end_matches('/')
@@ -365,12 +391,51 @@ fn load_file(explicit: Option<&Path>, cwd: &Path) -> Result<FileConfig> {
         format!(
             "config file {} is invalid; valid keys: opencode_url, opencode_username, opencode_password, \
              database, allowed_roots, strict_roots, ui_host, ui_port, api_token, public_hosts, start_opencode, \
-             opencode_bin, worker_name, task_defaults, inbox, inbox_workspace, github, webhooks",
+             opencode_bin, worker_name, opencode, opencode_servers, task_defaults, inbox, inbox_workspace, \
+             github, webhooks",
             path.display()
         )
     })?;
     file.origin = path.display().to_string();
     Ok(file)
+}
+
+/// The URL the worker's OpenCode name gives (`opencode_servers[name]`), after
+/// checking every name: `None` when no name is given, or a URL flag names the
+/// server (the flag wins). A name missing from a non-empty `opencode_servers` is an
+/// error naming the known ones.
+fn opencode_url_of(
+    name: Option<&str>,
+    servers: &std::collections::BTreeMap<String, String>,
+    url_flag: bool,
+) -> Result<Option<String>> {
+    for (server, url) in servers {
+        if let Some(problem) = openloom_core::worker::name_problem(server) {
+            bail!("opencode_servers in the config file: the name {server:?} {problem}");
+        }
+        if url.trim().is_empty() {
+            bail!(
+                "opencode_servers in the config file: {server:?} has no URL; give http://HOST:PORT"
+            );
+        }
+    }
+    let Some(name) = name else { return Ok(None) };
+    if let Some(problem) = openloom_core::worker::name_problem(name) {
+        bail!(
+            "the OpenCode server name (--opencode, OPENLOOM_OPENCODE or opencode in the config \
+             file) {problem}; give a short printable name such as \"build-1\""
+        );
+    }
+    match servers.get(name) {
+        Some(url) if !url_flag => Ok(Some(url.trim().to_owned())),
+        Some(_) => Ok(None),
+        None if servers.is_empty() || url_flag => Ok(None),
+        None => bail!(
+            "--opencode {name:?} is not one of opencode_servers in the config file ({}); \
+             add it there with its URL, or give --opencode-url",
+            servers.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 fn split_roots(joined: &str) -> Vec<PathBuf> {
@@ -488,6 +553,40 @@ mod tests {
             Database::Sqlite(cwd.join("state/ol.sqlite3"))
         );
         assert_eq!(with("~/ol.db").database, Database::Sqlite(PathBuf::from("/home/u/ol.db")));
+    }
+
+    #[test]
+    fn a_named_opencode_server_gives_its_url_and_an_unknown_name_lists_the_known() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            "opencode_url: http://file:1\nopencode_servers:\n  build-1: http://10.0.0.11:4096\n  \
+             build-2: http://10.0.0.12:4096/\n",
+        )
+        .expect("write");
+        let resolve = |opencode: Option<&str>, url: Option<&str>| {
+            let args = GlobalArgs {
+                config: Some(config.clone()),
+                opencode: opencode.map(str::to_owned),
+                opencode_url: url.map(str::to_owned),
+                ..GlobalArgs::default()
+            };
+            Settings::resolve(&args, &env_of(&[]), dir.path())
+        };
+        let named = resolve(Some("build-2"), None).expect("resolve");
+        assert_eq!(named.opencode.as_deref(), Some("build-2"));
+        assert_eq!(named.opencode_url, "http://10.0.0.12:4096");
+        assert!(!named.opencode_url_is_default, "a named server is never started by us");
+        let flagged = resolve(Some("build-2"), Some("http://flag:2")).expect("resolve");
+        assert_eq!(flagged.opencode_url, "http://flag:2", "the URL flag wins");
+        let unnamed = resolve(None, None).expect("resolve");
+        assert_eq!((unnamed.opencode, unnamed.opencode_url.as_str()), (None, "http://file:1"));
+        let error = resolve(Some("build-3"), None).expect_err("unknown name");
+        let text = format!("{error:#}");
+        assert!(text.contains("build-3") && text.contains("build-1, build-2"), "{text}");
+        let error = resolve(Some("bad\nname"), None).expect_err("unprintable");
+        assert!(format!("{error:#}").contains("--opencode"), "{error:#}");
     }
 
     #[test]

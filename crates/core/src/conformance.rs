@@ -875,4 +875,14 @@ pub async fn opencode_binding_scenario(store: Arc<dyn Store>) {
         HashSet::from(["task_anywhere".to_owned()]),
         "a worker on another server takes only unbound tasks, even once claims expire"
     );
+    let unnamed = DueQuery::new(now + Duration::seconds(120), 10);
+    let claimed = store
+        .claim_due_tasks("worker-unnamed", &unnamed, until + Duration::seconds(120))
+        .await
+        .expect("claim on no named server");
+    assert_eq!(
+        ids(&claimed),
+        HashSet::from(["task_anywhere".to_owned()]),
+        "a worker naming no server takes only unbound tasks"
+    );
 }

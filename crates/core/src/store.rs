@@ -428,13 +428,13 @@ pub struct DueQuery {
     pub now: DateTime<Utc>,
     /// At most this many tasks.
     pub limit: usize,
-    /// Only tasks this worker can drive: bound to the OpenCode server of this name,
-    /// or to none ([`Task::runs_on`]). `None`: every task, bound or not.
+    /// Only tasks this worker can drive ([`Task::runs_on`]): bound to the OpenCode
+    /// server of this name, or to none. `None`: unbound tasks only.
     pub opencode: Option<String>,
 }
 
 impl DueQuery {
-    /// Tasks due at `now`, at most `limit`, whatever OpenCode server they are bound to.
+    /// Tasks due at `now`, at most `limit`, bound to no OpenCode server.
     pub fn new(now: DateTime<Utc>, limit: usize) -> Self {
         Self { now, limit, opencode: None }
     }

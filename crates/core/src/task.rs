@@ -271,12 +271,13 @@ impl<S> Task<S> {
     }
 
     /// Whether a worker connected to the OpenCode server named `opencode` may drive
-    /// this task: one bound to no server, or to that one. `None` (a worker that
-    /// names no server) may drive any.
+    /// this task: one bound to no server, or to that one. A worker that names no
+    /// server (`None`) drives unbound tasks only: a bound task's session is in its
+    /// own server, which that worker cannot tell apart from its own.
     pub fn runs_on(&self, opencode: Option<&str>) -> bool {
-        match (self.opencode.as_deref(), opencode) {
-            (Some(bound), Some(ours)) => bound == ours,
-            _ => true,
+        match self.opencode.as_deref() {
+            None => true,
+            Some(bound) => opencode == Some(bound),
         }
     }
 }
@@ -499,6 +500,16 @@ pub fn truncate_tail(text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_task_runs_only_on_its_own_opencode_and_an_unbound_one_anywhere() {
+        let mut task = Task::new(TaskId::from("task_o"), TaskSpec::new("o", "/w", "g"), Utc::now());
+        assert!(task.runs_on(None) && task.runs_on(Some("a")), "unbound: any worker");
+        task.opencode = Some("a".into());
+        assert!(task.runs_on(Some("a")));
+        assert!(!task.runs_on(Some("b")), "another server's worker");
+        assert!(!task.runs_on(None), "a worker naming no server");
+    }
 
     #[test]
     fn status_round_trips_through_its_name() {

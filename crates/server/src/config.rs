@@ -70,6 +70,10 @@ pub struct ServerConfig {
     /// The secret GitHub signs its deliveries with ([`GITHUB_SECRET_ENV`]); `None`
     /// refuses the route, whatever `github` says.
     pub github_secret: Option<Secret>,
+    /// The names of the other OpenCode servers of the team (`opencode_servers` in
+    /// the config file) that `POST /api/tasks` may create tasks for (`opencode`);
+    /// the harness's own ([`openloom_core::Harness::opencode`]) is always allowed.
+    pub opencode_servers: Vec<String>,
 }
 
 impl ServerConfig {
@@ -92,6 +96,7 @@ impl ServerConfig {
             monitor: MonitorConfig::default(),
             github: None,
             github_secret: None,
+            opencode_servers: Vec::new(),
         }
     }
 

@@ -667,6 +667,7 @@ function renderTaskBody() {
     fill(body, pendingRequests(task), h('dl', { class: 'facts' },
       fact('Status', badge(task.status)),
       fact('Driven by', task.driven_by ? h('span', { class: 'mono', text: task.driven_by }) : h('span', { class: 'muted', text: 'no worker now' })),
+      task.opencode ? fact('OpenCode', h('span', { class: 'mono', text: task.opencode })) : null,
       fact('Progress', progressBar((task.completed_steps || []).length, steps.length, task.progress)),
       fact('Last check', h('div', null, h('div', { class: 'pre', text: task.last_summary || '—' }), timeAgo(task.last_check_at))),
       fact('Next up', current ? `Step ${Number(task.current_step) + 1}: ${current.title}` : (ACTIVE.has(task.status) ? 'Final verification' : '—')),

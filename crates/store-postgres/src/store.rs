@@ -268,7 +268,7 @@ const CLAIM_SQL: &str = "INSERT INTO task_claims AS c (task_id, owner, until, ep
      RETURNING epoch";
 
 /// The due tasks (`due_sql`'s rules) not under another owner's claim valid at `$1`
-/// (owner `$2`), bound to the OpenCode server `$4` or to none (`$4` NULL: any),
+/// (owner `$2`), bound to the OpenCode server `$4` or to none (`$4` NULL: to none),
 /// oldest due first, at most `$3`, locked; rows another worker is
 /// claiming right now are skipped rather than waited for, so concurrent workers
 /// take disjoint batches without queueing.
@@ -280,7 +280,7 @@ fn claimable_sql() -> String {
            AND (status <> 'running' OR check_interval_seconds > 0) \
            AND NOT EXISTS (SELECT 1 FROM task_claims c \
                            WHERE c.task_id = tasks.id AND c.until > $1 AND c.owner <> $2) \
-           AND ($4::text IS NULL OR opencode IS NULL OR opencode = $4) \
+           AND (opencode IS NULL OR opencode = $4::text) \
          ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $3 \
          FOR UPDATE OF tasks SKIP LOCKED"
     )

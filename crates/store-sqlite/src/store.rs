@@ -314,7 +314,7 @@ fn due_sql() -> String {
 
 /// The due tasks at `?1` (`due_sql`'s rules) not under a claim of another owner than
 /// `?2` valid then, oldest due first, bound to the OpenCode
-/// server `?3` or to none (`?3` NULL: any). Then `LIMIT ?4 OFFSET ?5`.
+/// server `?3` or to none (`?3` NULL: to none). Then `LIMIT ?4 OFFSET ?5`.
 fn claimable_sql() -> String {
     format!(
         "SELECT {TASK_COLUMNS} FROM tasks \
@@ -323,7 +323,7 @@ fn claimable_sql() -> String {
            AND (status <> 'running' OR check_interval_seconds > 0) \
            AND NOT EXISTS (SELECT 1 FROM task_claims c \
                            WHERE c.task_id = tasks.id AND c.until > ?1 AND c.owner <> ?2) \
-           AND (?3 IS NULL OR opencode IS NULL OR opencode = ?3) \
+           AND (opencode IS NULL OR opencode = ?3) \
          ORDER BY next_check_at ASC, seq ASC LIMIT ?4 OFFSET ?5"
     )
 }

@@ -179,6 +179,7 @@ pub fn harness(
     let config = HarnessConfig {
         task_defaults: settings.task_defaults.clone(),
         worker_name: Some(worker_name),
+        opencode: settings.opencode.clone(),
         ..HarnessConfig::default()
     };
     Arc::new(Harness::with_config(parts, config).with_meter(meter))

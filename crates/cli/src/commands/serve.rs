@@ -110,6 +110,12 @@ pub async fn bind(
         _ => config.no_token = true,
     }
     config.public_hosts = settings.public_hosts.clone();
+    config.opencode_servers = settings
+        .opencode_servers
+        .keys()
+        .filter(|name| Some(name.as_str()) != settings.opencode.as_deref())
+        .cloned()
+        .collect();
     if hooks {
         config.github = settings.github.clone();
         config.github_secret = settings.github_secret.clone().map(Into::into);
@@ -237,7 +243,13 @@ async fn print_banner(
         "  tasks:     {}",
         if summary.is_empty() { "none yet".to_owned() } else { summary.join(", ") }
     );
-    println!("  opencode:  {} — {opencode}", settings.opencode_url);
+    match &settings.opencode {
+        Some(name) => println!(
+            "  opencode:  {name} at {} — {opencode}; tasks created here run on it",
+            settings.opencode_url
+        ),
+        None => println!("  opencode:  {} — {opencode}", settings.opencode_url),
+    }
     for line in access_lines(server, access) {
         println!("{line}");
     }

@@ -108,7 +108,8 @@ pub struct HarnessConfig {
     /// The name of the OpenCode server this harness's agent is, when the store is
     /// shared by workers on several of them: tasks created here are bound to it
     /// (unless created for another), and only tasks bound to it or to none are
-    /// driven ([`Task::runs_on`]). `None`: one OpenCode for every worker.
+    /// driven ([`Task::runs_on`]). `None`: tasks are not bound, and only unbound
+    /// ones are driven (one OpenCode for every worker).
     pub opencode: Option<String>,
 }
 
@@ -309,10 +310,24 @@ impl Harness {
     /// [`Harness::add_task`] bound to the OpenCode server named `opencode` (when
     /// `Some`), for a worker connected to it to drive; `None` binds it to this
     /// harness's own.
+    ///
+    /// The workspace is resolved against the allowed roots here for a task this
+    /// harness will drive; one for another server's worker (which may run on
+    /// another machine) must be an absolute path, resolved by that worker when it
+    /// starts the task.
     pub async fn add_task_on(&self, spec: TaskSpec, opencode: Option<String>) -> Result<TaskId> {
-        self.workspaces.resolve(&spec.workspace)?;
         let mut task = Task::new(TaskId::generate(), spec, Utc::now());
         task.opencode = opencode;
+        if task.runs_on(self.opencode()) {
+            self.workspaces.resolve(&task.spec.workspace)?;
+        } else if !std::path::Path::new(&task.spec.workspace).is_absolute() {
+            return Err(crate::error::Error::Invalid(format!(
+                "the workspace {:?} of a task for the OpenCode server {:?} must be an absolute \
+                 path: the worker connected to that server resolves it on its machine",
+                task.spec.workspace,
+                task.opencode.as_deref().unwrap_or_default()
+            )));
+        }
         self.insert(task).await
     }
 

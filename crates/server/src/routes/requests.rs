@@ -84,6 +84,15 @@ pub async fn answer(
     let (answer, by) = body.parse()?;
     let id = openloom_core::TaskId::from(id);
     let harness = state.harness();
+    if let Some(task) = state.store().get_task(&id).await? {
+        if let Some(bound) = task.opencode.as_deref().filter(|_| !task.runs_on(harness.opencode()))
+        {
+            return Err(Error::Conflict(format!(
+                "task {id} runs on the OpenCode server {bound:?}, and its requests are there; \
+                 answer it through a worker connected to {bound:?}; nothing was answered"
+            )));
+        }
+    }
     let answered = answer_pending(
         state.store().as_ref(),
         harness.agent().as_ref(),

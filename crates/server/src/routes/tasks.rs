@@ -243,6 +243,9 @@ pub struct CreateTask {
     pub mode: Option<String>,
     /// Task name (prompt tasks).
     pub name: Option<String>,
+    /// The OpenCode server to run the task on, by name: this worker's own (the
+    /// default) or one of `opencode_servers`, for a worker connected to it.
+    pub opencode: Option<String>,
 }
 
 impl CreateTask {
@@ -365,7 +368,12 @@ pub async fn create(
         )));
     }
     let session_id = CreateTask::text(&body.session_id).map(str::to_owned);
+    let elsewhere = placement(&state, CreateTask::text(&body.opencode), session_id.is_some())?;
     let id = match &session_id {
+        None if elsewhere.is_some() => {
+            // Its worker resolves the workspace, on its machine.
+            state.harness().add_task_on(spec.clone(), elsewhere.clone()).await?
+        }
         Some(session_id) => {
             spec.workspace = session_workspace(&state, session_id, &spec.workspace).await?;
             state.harness().add_task_for_session(spec.clone(), session_id).await?
@@ -387,9 +395,44 @@ pub async fn create(
         "name": spec.name,
         "watch": spec.check_interval_seconds > 0,
         "sessionId": session_id,
+        "opencode": elsewhere.as_deref().or(state.harness().opencode()),
         "steps": spec.steps.len(),
         "acceptance": spec.acceptance.len(),
     })))
+}
+
+/// Which OpenCode server a new task runs on: `None` for this worker's own, or the
+/// name of another of `opencode_servers`. Unknown names are refused with the known
+/// ones, and so is an existing session (`sessionId`) with another server's name: the
+/// session is looked up in this worker's OpenCode.
+fn placement(state: &AppState, asked: Option<&str>, has_session: bool) -> Result<Option<String>> {
+    let ours = state.harness().opencode();
+    let Some(asked) = asked else { return Ok(None) };
+    if Some(asked) == ours {
+        return Ok(None);
+    }
+    let others = &state.config().opencode_servers;
+    if !others.iter().any(|name| name == asked) {
+        let known: Vec<&str> = ours.into_iter().chain(others.iter().map(String::as_str)).collect();
+        return Err(Error::BadRequest(if known.is_empty() {
+            format!(
+                "opencode {asked:?}: this worker names no OpenCode servers; set `opencode` and \
+                 `opencode_servers` in the config file (docs/team.md) or leave opencode out"
+            )
+        } else {
+            format!(
+                "opencode {asked:?} is not a known OpenCode server; known: {}",
+                known.join(", ")
+            )
+        }));
+    }
+    if has_session {
+        return Err(Error::BadRequest(format!(
+            "sessionId names a session of this worker's OpenCode server; leave opencode out, or \
+             create the task on a worker connected to {asked:?}"
+        )));
+    }
+    Ok(Some(asked.to_owned()))
 }
 
 /// `POST /api/tasks/plan` body.

@@ -454,3 +454,42 @@ async fn lists_show_who_drives_a_task_as_soon_as_the_claim_changes() {
     assert_eq!(driver(&fx.get("/api/tasks").await), Value::Null);
     assert_eq!(driver(&fx.get("/api/state").await), Value::Null);
 }
+
+#[tokio::test]
+async fn a_task_is_created_for_a_named_opencode_server_or_refused_with_the_known_ones() {
+    let config =
+        openloom_server::ServerConfig { opencode_servers: vec!["build-2".into()], ..test_config() };
+    let fx = Fixture::with_config(config).await;
+
+    let unknown = fx
+        .post("/api/tasks", json!({ "prompt": "p", "workspace": fx.ws(), "opencode": "nope" }))
+        .await;
+    let message = unknown.error(StatusCode::BAD_REQUEST);
+    assert!(message.contains("\"nope\"") && message.contains("build-2"), "{message}");
+
+    // A workspace on the other server's machine: not resolved here, only absolute.
+    let elsewhere = "/srv/on-build-2/project";
+    let relative = fx
+        .post("/api/tasks", json!({ "prompt": "p", "workspace": "project", "opencode": "build-2" }))
+        .await;
+    assert!(relative.error(StatusCode::BAD_REQUEST).contains("absolute"), "{}", relative.text);
+    let created = fx
+        .post("/api/tasks", json!({ "prompt": "p", "workspace": elsewhere, "opencode": "build-2" }))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert_eq!(created.json["opencode"], "build-2");
+    let id = created.json["taskId"].as_str().expect("id").to_owned();
+
+    // This worker (connected to no named server) leaves it alone: no claim, no session.
+    fx.state.harness().tick().await.expect("tick");
+    let task = fx.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(task.json["task"]["opencode"], "build-2", "{}", task.text);
+    assert_eq!(task.json["task"]["status"], "pending", "{}", task.text);
+    assert!(task.json["task"]["driven_by"].is_null(), "{}", task.text);
+    assert_eq!(fx.opencode_requests().await, 0, "nothing was asked of this worker's OpenCode");
+
+    // An unbound task made here is still driven here.
+    let reply = fx.post("/api/tasks", json!({ "prompt": "p", "workspace": fx.ws() })).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(reply.json["opencode"].is_null(), "{}", reply.text);
+}
