@@ -83,7 +83,8 @@ fn ci(root: &Path) -> Result<()> {
     // The PostgreSQL store's tests need a server: CI starts one (they must not skip
     // there); locally one is started when PostgreSQL is installed and none is named.
     let mut test_env: Vec<(&str, String)> = Vec::new();
-    if std::env::var_os(PG_TEST_ENV).is_none()
+    // Empty counts as unset, as the tests read it.
+    if std::env::var_os(PG_TEST_ENV).is_none_or(|url| url.is_empty())
         && (std::env::var("OPENLOOM_E2E").is_ok_and(|v| v == "required") || postgres_bin().is_ok())
     {
         test_env.push((PG_TEST_ENV, pg_setup()?));

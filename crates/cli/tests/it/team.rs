@@ -130,3 +130,98 @@ async fn a_killed_workers_tasks_are_finished_by_the_other_with_one_session_each(
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     db.drop_database().await;
 }
+
+/// Two workers on one database, each on its own OpenCode server by name (here two
+/// names for one real OpenCode, so the test needs one): a task created on the
+/// second for the first's server is driven by the first only, to the end; the
+/// second never claims it.
+#[tokio::test]
+async fn a_task_bound_to_an_opencode_server_is_driven_only_by_its_worker() {
+    let launcher = require_opencode!();
+    let Some(db) = fresh_database().await else { return };
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    env.model.push_turn(
+        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says(BOOTSTRAP)
+            .repeating(),
+    );
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    let url = env.opencode.base_url();
+    std::fs::create_dir_all(sandbox.path().join(".openloom")).expect("mkdir");
+    std::fs::write(
+        sandbox.path().join(".openloom/config.yaml"),
+        format!("opencode_servers:\n  one: {url}\n  two: {url}\n"),
+    )
+    .expect("config");
+    let vars = [("OPENLOOM_DATABASE", db.url.as_str()), ("OPENLOOM_API_TOKEN", TOKEN)];
+    let one =
+        Served::start_with(&sandbox, &["--worker-name", "w-one", "--opencode", "one"], &vars).await;
+    let two =
+        Served::start_with(&sandbox, &["--worker-name", "w-two", "--opencode", "two"], &vars).await;
+    let client = two.client();
+
+    let unknown = client
+        .post(format!("{}/api/tasks", two.base))
+        .json(&serde_json::json!({"prompt": "p", "workspace": env.workspace.directory(), "opencode": "three"}))
+        .send()
+        .await
+        .expect("POST /api/tasks");
+    assert_eq!(unknown.status(), 400);
+    let said = unknown.text().await.expect("body");
+    assert!(said.contains("one") && said.contains("two"), "the known servers are named: {said}");
+
+    let spec = "name: Bound task\ngoal: g\nsteps: [Do it]\n";
+    let created: serde_json::Value = client
+        .post(format!("{}/api/tasks", two.base))
+        .json(&serde_json::json!({"spec": spec, "workspace": env.workspace.directory(), "opencode": "one"}))
+        .send()
+        .await
+        .expect("POST /api/tasks")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(created["opencode"], "one", "{created}");
+    let id = created["taskId"].as_str().expect("task id").to_owned();
+
+    let mut task = serde_json::Value::Null;
+    let mut drivers = std::collections::BTreeSet::new();
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let reply: serde_json::Value = client
+            .get(format!("{}/api/tasks/{id}", two.base))
+            .send()
+            .await
+            .expect("GET task")
+            .json()
+            .await
+            .expect("JSON");
+        task = reply["task"].clone();
+        if let Some(driver) = task["driven_by"].as_str() {
+            drivers.insert(driver.to_owned());
+        }
+        if task["status"] == "completed" {
+            break;
+        }
+    }
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["opencode"], "one", "{task}");
+    assert!(!drivers.contains("w-two"), "the other server's worker claimed it: {drivers:?}");
+    assert!(drivers.contains("w-one"), "its own worker drove it: {drivers:?}");
+    let log: serde_json::Value = client
+        .get(format!("{}/api/tasks/{id}", one.base))
+        .send()
+        .await
+        .expect("GET task")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(log["task"]["session_ids"].as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(prompts_containing(&env, BOOTSTRAP), 1, "started once");
+
+    let run = two.stop().await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = one.stop().await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    db.drop_database().await;
+}
