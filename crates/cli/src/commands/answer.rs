@@ -138,6 +138,33 @@ fn agent_failure(settings: &Settings, error: &openloom_core::Error) -> anyhow::E
     }
 }
 
+/// The settings that reach the OpenCode server `task` runs on: these, unless it is
+/// bound to another server of `opencode_servers`, whose URL is then used. A task
+/// bound to a server these settings cannot reach is an error naming it.
+fn on_the_tasks_opencode(settings: &Settings, task: &openloom_core::Task) -> Result<Settings> {
+    let Some(bound) =
+        task.opencode.as_deref().filter(|_| !task.runs_on(settings.opencode.as_deref()))
+    else {
+        return Ok(settings.clone());
+    };
+    let Some(url) = settings.opencode_servers.get(bound) else {
+        return Err(coded(
+            exit::BAD_INPUT,
+            format!(
+                "task {} runs on the OpenCode server {bound:?}, which opencode_servers in the \
+                 config file does not list; add it with its URL, or answer on a worker connected \
+                 to it",
+                printable(task.id.as_str())
+            ),
+        ));
+    };
+    let mut ours = settings.clone();
+    ours.opencode = Some(bound.to_owned());
+    ours.opencode_url = url.trim().trim_end_matches('/').to_owned();
+    ours.opencode_url_is_default = false;
+    Ok(ours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,31 +219,4 @@ mod tests {
         assert_eq!(code(&unknown), Some(exit::NOT_FOUND));
         assert!(unknown.to_string().contains("que_1"), "{unknown}");
     }
-}
-
-/// The settings that reach the OpenCode server `task` runs on: these, unless it is
-/// bound to another server of `opencode_servers`, whose URL is then used. A task
-/// bound to a server these settings cannot reach is an error naming it.
-fn on_the_tasks_opencode(settings: &Settings, task: &openloom_core::Task) -> Result<Settings> {
-    let Some(bound) =
-        task.opencode.as_deref().filter(|_| !task.runs_on(settings.opencode.as_deref()))
-    else {
-        return Ok(settings.clone());
-    };
-    let Some(url) = settings.opencode_servers.get(bound) else {
-        return Err(coded(
-            exit::BAD_INPUT,
-            format!(
-                "task {} runs on the OpenCode server {bound:?}, which opencode_servers in the \
-                 config file does not list; add it with its URL, or answer on a worker connected \
-                 to it",
-                printable(task.id.as_str())
-            ),
-        ));
-    };
-    let mut ours = settings.clone();
-    ours.opencode = Some(bound.to_owned());
-    ours.opencode_url = url.trim().trim_end_matches('/').to_owned();
-    ours.opencode_url_is_default = false;
-    Ok(ours)
 }
