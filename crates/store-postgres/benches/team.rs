@@ -539,7 +539,7 @@ async fn idle_to_prompt(store: Arc<dyn Store>, workspace: &str) -> Result<IdleFi
     let sim = Arc::new(Sim::new(false, Some(prompted)));
     let now = Utc::now();
     // Scheduled checks spread over the default five minutes, as in a running server.
-    let ids = seed(store.as_ref(), &sim, workspace, |i| {
+    seed(store.as_ref(), &sim, workspace, |i| {
         now + chrono::Duration::milliseconds((i as i64 * 300_000) / TASKS as i64)
     })
     .await?;
@@ -549,7 +549,6 @@ async fn idle_to_prompt(store: Arc<dyn Store>, workspace: &str) -> Result<IdleFi
         sessions.sort();
         sessions
     };
-    drop(ids);
     let (rss_before, _) = memory();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let harness = harness(sim.clone(), store, 0, &seen);
@@ -616,10 +615,11 @@ async fn idle_to_prompt(store: Arc<dyn Store>, workspace: &str) -> Result<IdleFi
 // ---------------------------------------------------------------------------------
 // The stores and the report.
 
-/// Opens a store for each of `workers` workers on one database.
+/// Opens a store (a worker's own connections) on the database being measured.
 type Opener<'a> =
     &'a (dyn Fn() -> futures::future::BoxFuture<'static, Result<Arc<dyn Store>>> + Sync);
 
+/// A store for each of `workers` workers on one database.
 async fn workers(open: Opener<'_>, workers: usize) -> Result<Vec<Arc<dyn Store>>> {
     let mut stores = Vec::with_capacity(workers);
     for _ in 0..workers {
