@@ -160,13 +160,27 @@ fn e2e_setup(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The store and server benches, then the side-by-side comparison with the Python
-/// original (release builds of `openloom` and `openloom-bench`). The comparison needs
+/// The store and server benches, the team-mode bench (PostgreSQL from
+/// `OPENLOOM_TEST_POSTGRES` or started here; SQLite alone if neither works), then the
+/// side-by-side comparison with the Python original (release builds of `openloom` and
+/// `openloom-bench`). The comparison needs
 /// OpenCode (`cargo xtask e2e-setup`) and, for the reference columns, a Python whose
 /// path is in `OPENLOOM_REFERENCE_PYTHON`; without one it measures ours alone.
 fn bench(root: &Path) -> Result<()> {
     run(root, "cargo", &["bench", "-p", "openloom-store-sqlite"], &[])?;
     run(root, "cargo", &["bench", "-p", "openloom-server", "--bench", "api"], &[])?;
+    let mut team_env = Vec::new();
+    if std::env::var(PG_TEST_ENV).map_or(true, |url| url.is_empty()) {
+        match pg_setup() {
+            Ok(url) => team_env.push((PG_TEST_ENV, url)),
+            Err(error) => eprintln!(
+                "bench: no PostgreSQL for the team bench ({error:#}); it measures SQLite only"
+            ),
+        }
+    }
+    let team_env: Vec<(&str, &str)> = team_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let team = ["bench", "-p", "openloom-store-postgres", "--bench", "team"];
+    run(root, "cargo", &team, &team_env)?;
     run(root, "cargo", &["build", "--release", "-p", "openloom", "-p", "openloom-bench"], &[])?;
     if std::env::var_os("OPENLOOM_REFERENCE_PYTHON").is_none() {
         eprintln!(
