@@ -267,22 +267,39 @@ const CLAIM_SQL: &str = "INSERT INTO task_claims AS c (task_id, owner, until, ep
      WHERE c.owner = EXCLUDED.owner OR c.until <= $3 \
      RETURNING epoch";
 
-/// The due tasks (`due_sql`'s rules) not under another owner's claim valid at `$1`
-/// (owner `$2`), bound to the OpenCode server `$4` or to none (`$4` NULL: to none),
-/// oldest due first, at most `$3`, locked; rows another worker is
-/// claiming right now are skipped rather than waited for, so concurrent workers
-/// take disjoint batches without queueing.
-fn claimable_sql() -> String {
+/// Claims, in one statement, the due tasks (`due_sql`'s rules) not under another
+/// owner's claim valid at `$1` (owner `$2`), bound to the OpenCode server `$4` or to
+/// none (`$4` NULL: to none), oldest due first, at most `$3`, until `$5`; returns
+/// them with their epochs (`claimed_epoch`). The due rows are locked, and rows
+/// another worker is claiming right now are skipped rather than waited for, so
+/// concurrent workers take disjoint batches without queueing. The claim is
+/// [`CLAIM_SQL`]'s, for the whole batch: one round trip instead of one per task.
+fn claim_batch_sql() -> String {
     format!(
-        "SELECT {TASK_COLUMNS} FROM tasks \
-         WHERE status IN ('pending', 'running', 'waiting') \
-           AND (next_check_at IS NULL OR next_check_at <= $1) \
-           AND (status <> 'running' OR check_interval_seconds > 0) \
-           AND NOT EXISTS (SELECT 1 FROM task_claims c \
-                           WHERE c.task_id = tasks.id AND c.until > $1 AND c.owner <> $2) \
-           AND (opencode IS NULL OR opencode = $4::text) \
-         ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $3 \
-         FOR UPDATE OF tasks SKIP LOCKED"
+        "WITH due AS ( \
+           SELECT id FROM tasks \
+           WHERE status IN ('pending', 'running', 'waiting') \
+             AND (next_check_at IS NULL OR next_check_at <= $1) \
+             AND (status <> 'running' OR check_interval_seconds > 0) \
+             AND NOT EXISTS (SELECT 1 FROM task_claims c \
+                             WHERE c.task_id = tasks.id AND c.until > $1 AND c.owner <> $2) \
+             AND (opencode IS NULL OR opencode = $4::text) \
+           ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $3 \
+           FOR UPDATE OF tasks SKIP LOCKED), \
+         claimed AS ( \
+           INSERT INTO task_claims AS c (task_id, owner, until, epoch) \
+           SELECT due.id, $2, $5, \
+                  COALESCE((SELECT e.epoch FROM task_epochs e WHERE e.task_id = due.id), 0) + 1 \
+           FROM due \
+           ON CONFLICT (task_id) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until, \
+             epoch = CASE WHEN c.until > $1 THEN c.epoch \
+               ELSE GREATEST(c.epoch, COALESCE((SELECT e.epoch FROM task_epochs e \
+                                                WHERE e.task_id = c.task_id), 0)) + 1 END \
+           WHERE c.owner = EXCLUDED.owner OR c.until <= $1 \
+           RETURNING c.task_id, c.epoch) \
+         SELECT {TASK_COLUMNS}, claimed.epoch AS claimed_epoch \
+         FROM tasks JOIN claimed ON claimed.task_id = tasks.id \
+         ORDER BY tasks.next_check_at ASC NULLS FIRST, tasks.seq ASC"
     )
 }
 
@@ -606,15 +623,17 @@ impl Store for PostgresStore {
     ) -> Result<Vec<(Task, Lease)>> {
         let now = codec::timestamp(&query.now)?;
         let until = codec::timestamp(&until)?;
-        // One transaction: the selected rows stay locked until the claims are
-        // written, so a concurrent batch skips them. Claims bump no store version.
-        let mut tx = self.begin().await?;
-        let rows = sqlx::query(&claimable_sql())
+        // One statement: the selected rows stay locked until the claims are written
+        // (its own transaction), so a concurrent batch skips them. Claims bump no
+        // store version.
+        let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+        let rows = sqlx::query(&claim_batch_sql())
             .bind(&now)
             .bind(owner)
             .bind(sql_int(query.limit))
             .bind(query.opencode.as_deref())
-            .fetch_all(&mut *tx)
+            .bind(&until)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.fail(e))?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -622,27 +641,16 @@ impl Store for PostgresStore {
             let task: Task = match codec::task_from_row(self.target(), row) {
                 Ok(task) => task,
                 Err(error) => {
+                    // Claimed and left alone: no worker could read it either.
                     tracing::error!(%error, "skipped a task that cannot be read");
                     continue;
                 }
             };
-            let epoch: Option<i64> = sqlx::query_scalar(CLAIM_SQL)
-                .bind(task.id.as_str())
-                .bind(owner)
-                .bind(&now)
-                .bind(&until)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| self.fail(e))?;
-            // The row lock and the NOT EXISTS filter leave no other owner's valid
-            // claim; `None` would mean one appeared anyway, and then it is theirs.
-            if let Some(epoch) = epoch {
-                let epoch = u64::try_from(epoch)
-                    .map_err(|_| Error::decode(self.target(), "task_claims.epoch", epoch))?;
-                claimed.push((task, Lease { owner: owner.to_owned(), epoch }));
-            }
+            let epoch: i64 = sqlx::Row::try_get(row, "claimed_epoch").map_err(|e| self.fail(e))?;
+            let epoch = u64::try_from(epoch)
+                .map_err(|_| Error::decode(self.target(), "task_claims.epoch", epoch))?;
+            claimed.push((task, Lease { owner: owner.to_owned(), epoch }));
         }
-        tx.commit().await.map_err(|e| self.fail(e))?;
         Ok(claimed)
     }
 
