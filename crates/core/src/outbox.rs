@@ -366,6 +366,23 @@ pub struct OutboxDepth {
     pub dead: u64,
 }
 
+impl OutboxDepth {
+    /// The depth from a store's `(status, count)` rows (`pending` and `dead`; other
+    /// statuses are not depth). A count below zero, which no store returns, is 0.
+    pub fn from_counts<S: AsRef<str>>(rows: impl IntoIterator<Item = (S, i64)>) -> Self {
+        let mut depth = OutboxDepth::default();
+        for (status, count) in rows {
+            let count = u64::try_from(count).unwrap_or_default();
+            match status.as_ref() {
+                "pending" => depth.pending = count,
+                "dead" => depth.dead = count,
+                _ => {}
+            }
+        }
+        depth
+    }
+}
+
 /// The durable outbox of webhook deliveries, kept in the same store as the tasks
 /// (whose writes fill it, see the module docs).
 #[async_trait]
@@ -460,6 +477,15 @@ fn clip(error: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn depth_reads_pending_and_dead_counts_and_ignores_the_rest() {
+        let rows = [("pending", 3_i64), ("dead", 2), ("delivered", 40)];
+        assert_eq!(
+            super::OutboxDepth::from_counts(rows),
+            super::OutboxDepth { pending: 3, dead: 2 }
+        );
+        assert_eq!(super::OutboxDepth::from_counts([("dead", -1)]), super::OutboxDepth::default());
+    }
     use super::*;
     use crate::request::RequestKind;
     use crate::spec::TaskSpec;

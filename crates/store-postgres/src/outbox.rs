@@ -173,15 +173,7 @@ impl Outbox for PostgresStore {
         .fetch_all(self.pool())
         .await
         .map_err(|e| self.fail(e))?;
-        let mut depth = OutboxDepth::default();
-        for (status, count) in rows {
-            let count = u64::try_from(count).unwrap_or_default();
-            match status.as_str() {
-                "pending" => depth.pending = count,
-                _ => depth.dead = count,
-            }
-        }
-        Ok(depth)
+        Ok(OutboxDepth::from_counts(rows))
     }
 
     async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>> {

@@ -26,6 +26,18 @@ async fn all_tasks(client: &reqwest::Client, base: &str) -> Vec<serde_json::Valu
     page["tasks"].as_array().cloned().unwrap_or_default()
 }
 
+async fn one_task(client: &reqwest::Client, base: &str, id: &str) -> serde_json::Value {
+    let reply: serde_json::Value = client
+        .get(format!("{base}/api/tasks/{id}"))
+        .send()
+        .await
+        .expect("GET /api/tasks/{id}")
+        .json()
+        .await
+        .expect("JSON");
+    reply["task"].clone()
+}
+
 #[tokio::test]
 async fn a_killed_workers_tasks_are_finished_by_the_other_with_one_session_each() {
     let launcher = require_opencode!();
@@ -188,15 +200,7 @@ async fn a_task_bound_to_an_opencode_server_is_driven_only_by_its_worker() {
     let mut drivers = std::collections::BTreeSet::new();
     for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let reply: serde_json::Value = client
-            .get(format!("{}/api/tasks/{id}", two.base))
-            .send()
-            .await
-            .expect("GET task")
-            .json()
-            .await
-            .expect("JSON");
-        task = reply["task"].clone();
+        task = one_task(&client, &two.base, &id).await;
         if let Some(driver) = task["driven_by"].as_str() {
             drivers.insert(driver.to_owned());
         }
@@ -208,15 +212,8 @@ async fn a_task_bound_to_an_opencode_server_is_driven_only_by_its_worker() {
     assert_eq!(task["opencode"], "one", "{task}");
     assert!(!drivers.contains("w-two"), "the other server's worker claimed it: {drivers:?}");
     assert!(drivers.contains("w-one"), "its own worker drove it: {drivers:?}");
-    let log: serde_json::Value = client
-        .get(format!("{}/api/tasks/{id}", one.base))
-        .send()
-        .await
-        .expect("GET task")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(log["task"]["session_ids"].as_array().map(Vec::len), Some(1), "{log}");
+    let seen_by_one = one_task(&client, &one.base, &id).await;
+    assert_eq!(seen_by_one["session_ids"].as_array().map(Vec::len), Some(1), "{seen_by_one}");
     assert_eq!(prompts_containing(&env, BOOTSTRAP), 1, "started once");
 
     let run = two.stop().await;
