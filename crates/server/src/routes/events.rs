@@ -9,7 +9,7 @@
 //! # Other processes' changes: a `snapshot` again, mid-stream
 //! The bus announces only this process's writes. Another worker on the same
 //! PostgreSQL database, or `openloom watch` on the same SQLite file, writes the
-//! store without a word to it. The server's one change watcher ([`crate::changes`])
+//! store without a word to it. The server's one change watcher (`changes.rs`)
 //! notices those writes (a store version no local event announced; on PostgreSQL
 //! woken by LISTEN/NOTIFY, on any store by polling each second), reads one snapshot
 //! for all streams, and every stream sends it as another `snapshot` event: the

@@ -77,7 +77,7 @@ pub fn list_entry(mut task: TaskSummary) -> Result<Value> {
 /// one JSON array, newest first, and the cursor of the next page (`None` on the last
 /// page: one task more than asked is read, so a full last page never points at an
 /// empty one). `version` is the store version read before this call: the page is
-/// kept under it ([`crate::pages`]). An unknown `before` cursor is a bad request.
+/// kept under it (`pages.rs`). An unknown `before` cursor is a bad request.
 pub async fn task_page(
     state: &AppState,
     query: TaskQuery,
