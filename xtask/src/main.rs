@@ -196,10 +196,17 @@ fn bench(root: &Path) -> Result<()> {
     let binary = binary.to_str().context("the target directory is not valid UTF-8")?;
     let report_arg = report.to_str().context("the target directory is not valid UTF-8")?;
     run(root, binary, &["--output", report_arg], &[])?;
+    // `openloom serve` with 1,000 running tasks on a simulated OpenCode (issue #14),
+    // on SQLite and on the team bench's PostgreSQL when there is one.
+    let serve_report = target.join("bench-serve-1k.md");
+    let serve_arg = serve_report.to_str().context("the target directory is not valid UTF-8")?;
+    run(root, binary, &["serve-1k", "--output", serve_arg], &team_env)?;
     eprintln!(
         "\nbench: store and server (in-process) tables are above; the comparison with the \
-         reference is in {}. Copy them into docs/benchmarks.md with the machine and date.",
-        report.display()
+         reference is in {}, serve-1k's in {}. Copy them into docs/benchmarks.md with the machine \
+         and date.",
+        report.display(),
+        serve_report.display()
     );
     Ok(())
 }

@@ -11,7 +11,10 @@
 //!    (ours only);
 //! 5. **webhooks** — a task event reaching a webhook receiver, and the cost of
 //!    1,000 deliveries queued for a dead receiver (ours only, in process, no
-//!    OpenCode needed: `openloom-bench webhooks`).
+//!    OpenCode needed: `openloom-bench webhooks`);
+//! 6. **serve-1k** — `openloom serve` over HTTP with 1,000 running tasks against a
+//!    simulated OpenCode (`fake_opencode.rs`): idle event → next prompt and resident
+//!    memory (issue #14; ours only, no real OpenCode: `openloom-bench serve-1k`).
 //!
 //! Design decision: both programs run as separate processes through their own
 //! command lines (`openloom watch` / `openloom serve` and `python -m openloom …`)
@@ -26,12 +29,14 @@
 //! in time and in count.
 
 mod burst;
+mod fake_opencode;
 mod load;
 mod machine;
 mod process;
 mod report;
 mod requests;
 mod seed;
+mod serve1k;
 mod server;
 mod stats;
 mod subject;
@@ -99,6 +104,9 @@ enum Which {
     Requests,
     /// A task event reaching a webhook receiver; a dead receiver's cost (ours only).
     Webhooks,
+    /// `openloom serve` with 1,000 running tasks on a simulated OpenCode (ours only).
+    #[value(name = "serve-1k")]
+    Serve1k,
 }
 
 #[tokio::main]
@@ -133,6 +141,25 @@ async fn main() -> Result<()> {
         report.push_str(&webhooks::table(&figures));
         println!("{report}");
         return Ok(());
+    }
+    if args.which.contains(&Which::Serve1k) {
+        // Against a simulated OpenCode: needs neither OpenCode nor the reference.
+        let setup = serve1k::Setup { tasks: args.tasks, turns: 3, limit: Duration::from_secs(600) };
+        let figures = serve1k::measure(&ours, setup).await?;
+        let mut report = format!(
+            "\n### `openloom serve` over HTTP with {} running tasks (simulated OpenCode)\n\n- machine: {}\n- ours: {}\n\n",
+            args.tasks,
+            machine::Machine::read(),
+            subject::our_version(&ours).await,
+        );
+        report.push_str(&serve1k::table(&figures));
+        println!("{report}");
+        if let Some(path) = &args.output {
+            std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if args.which == [Which::Serve1k] {
+            return Ok(());
+        }
     }
     let launcher = match Launcher::find() {
         Ok(launcher) => launcher,
