@@ -25,6 +25,8 @@ pub async fn run(settings: &Settings) -> Result<u8> {
     let meter = Arc::new(metrics.clone());
     let harness =
         parts::harness(settings, store.tasks.clone(), client.clone(), bus.clone(), worker, meter);
+    // Listed among the live workers before it answers anyone.
+    harness.beat(chrono::Utc::now()).await.context("could not record this worker's heartbeat")?;
     let inbox = open_inbox(settings)?;
     let (server, access) = bind(settings, &harness, &store, &client, &metrics, true).await?;
     print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;

@@ -263,6 +263,14 @@ impl Harness {
         }
     }
 
+    /// Records this harness's heartbeat row as of `now` (so it is listed among the
+    /// live workers). [`Harness::run`] does it every third of the claim time; a binary
+    /// that serves an API calls it once before, so the worker is listed as soon as
+    /// it answers.
+    pub async fn beat(&self, now: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        self.store.beat_worker(&self.owner, self.started_at, now).await
+    }
+
     /// This harness's name among the workers sharing its store (the owner of its
     /// claims), e.g. for the `worker` label of `openloom_build_info`.
     pub fn worker_name(&self) -> &str {

@@ -65,8 +65,7 @@ impl Harness {
                         if let Err(error) = harness.store.renew_claims(&harness.owner, until).await {
                             tracing::warn!(%error, "could not renew this harness's task claims");
                         }
-                        let beat = harness.store.beat_worker(&harness.owner, harness.started_at, now);
-                        if let Err(error) = beat.await {
+                        if let Err(error) = harness.beat(now).await {
                             tracing::warn!(%error, "could not record this worker's heartbeat");
                         }
                     });
