@@ -209,14 +209,7 @@ impl Store for MemoryStore {
 
     async fn list_due_tasks(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Task>> {
         let inner = self.lock();
-        let mut due: Vec<Task> = inner
-            .tasks
-            .iter()
-            .filter(|t| t.status.is_active())
-            .filter(|t| t.next_check_at.is_none_or(|at| at <= now))
-            .filter(|t| t.status != TaskStatus::Running || t.check_interval_seconds > 0)
-            .cloned()
-            .collect();
+        let mut due: Vec<Task> = inner.tasks.iter().filter(|t| t.is_due(now)).cloned().collect();
         due.sort_by_key(|t| t.next_check_at.unwrap_or(DateTime::<Utc>::MIN_UTC));
         due.truncate(limit);
         Ok(due)
@@ -267,9 +260,7 @@ impl Store for MemoryStore {
         let mut due: Vec<Task> = inner
             .tasks
             .iter()
-            .filter(|t| t.status.is_active())
-            .filter(|t| t.next_check_at.is_none_or(|at| at <= now))
-            .filter(|t| t.status != TaskStatus::Running || t.check_interval_seconds > 0)
+            .filter(|t| t.is_due(now))
             .filter(|t| inner.valid_claim(&t.id, now).is_none_or(|held| held.owner == owner))
             .filter(|t| t.runs_on(query.opencode.as_deref()))
             .cloned()

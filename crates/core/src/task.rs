@@ -270,6 +270,15 @@ impl<S> Task<S> {
         }
     }
 
+    /// Whether the harness should check this task at `now`, by
+    /// [`crate::Store::list_due_tasks`]'s rules: an active status; never checked or
+    /// due; a running task with interval 0 only when its session goes idle.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.status.is_active()
+            && self.next_check_at.is_none_or(|at| at <= now)
+            && (self.status != TaskStatus::Running || self.check_interval_seconds > 0)
+    }
+
     /// Whether a worker connected to the OpenCode server named `opencode` may drive
     /// this task: one bound to no server, or to that one. A worker that names no
     /// server (`None`) drives unbound tasks only: a bound task's session is in its

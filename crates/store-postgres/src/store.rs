@@ -238,15 +238,20 @@ fn status_list(statuses: &[TaskStatus]) -> String {
     names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",")
 }
 
+/// The rules for a task due at `$1` (the SQLite store's): an active status; never
+/// checked or due; a one-shot task (interval 0) only while pending. One text for
+/// every due query.
+const DUE_AT_1: &str = "status IN ('pending', 'running', 'waiting') \
+     AND (next_check_at IS NULL OR next_check_at <= $1) \
+     AND (status <> 'running' OR check_interval_seconds > 0)";
+
 /// The harness's due tasks at `$1`, by the reference's rules (see the SQLite
 /// store): NULL sorts first, like "due since forever" (PostgreSQL sorts NULL last by
 /// default); `seq` keeps creation order among equal times.
 fn due_sql() -> String {
     format!(
         "SELECT {TASK_COLUMNS} FROM tasks \
-         WHERE status IN ('pending', 'running', 'waiting') \
-           AND (next_check_at IS NULL OR next_check_at <= $1) \
-           AND (status <> 'running' OR check_interval_seconds > 0) \
+         WHERE {DUE_AT_1} \
          ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $2 OFFSET $3"
     )
 }
@@ -278,9 +283,7 @@ fn claim_batch_sql() -> String {
     format!(
         "WITH due AS ( \
            SELECT id FROM tasks \
-           WHERE status IN ('pending', 'running', 'waiting') \
-             AND (next_check_at IS NULL OR next_check_at <= $1) \
-             AND (status <> 'running' OR check_interval_seconds > 0) \
+           WHERE {DUE_AT_1} \
              AND NOT EXISTS (SELECT 1 FROM task_claims c \
                              WHERE c.task_id = tasks.id AND c.until > $1 AND c.owner <> $2) \
              AND (opencode IS NULL OR opencode = $4::text) \

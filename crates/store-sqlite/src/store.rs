@@ -299,15 +299,18 @@ fn prefix_sql() -> String {
     )
 }
 
-/// The harness's due tasks at `?1`, by the reference's rules: active statuses;
-/// never checked or due; one-shot tasks (interval 0) only while pending. NULL sorts
-/// first, like "due since forever"; `seq` keeps creation order among equal times.
+/// The reference's rules for a task due at `?1`: an active status; never checked or
+/// due; a one-shot task (interval 0) only while pending. One text for every due query.
+const DUE_AT_1: &str = "status IN ('pending', 'running', 'waiting') \
+     AND (next_check_at IS NULL OR next_check_at <= ?1) \
+     AND (status <> 'running' OR check_interval_seconds > 0)";
+
+/// The harness's due tasks at `?1` ([`DUE_AT_1`]). NULL sorts first, like "due since
+/// forever"; `seq` keeps creation order among equal times.
 fn due_sql() -> String {
     format!(
         "SELECT {TASK_COLUMNS} FROM tasks \
-         WHERE status IN ('pending', 'running', 'waiting') \
-           AND (next_check_at IS NULL OR next_check_at <= ?1) \
-           AND (status <> 'running' OR check_interval_seconds > 0) \
+         WHERE {DUE_AT_1} \
          ORDER BY next_check_at ASC, seq ASC LIMIT ?2 OFFSET ?3"
     )
 }
@@ -318,9 +321,7 @@ fn due_sql() -> String {
 fn claimable_sql() -> String {
     format!(
         "SELECT {TASK_COLUMNS} FROM tasks \
-         WHERE status IN ('pending', 'running', 'waiting') \
-           AND (next_check_at IS NULL OR next_check_at <= ?1) \
-           AND (status <> 'running' OR check_interval_seconds > 0) \
+         WHERE {DUE_AT_1} \
            AND NOT EXISTS (SELECT 1 FROM task_claims c \
                            WHERE c.task_id = tasks.id AND c.until > ?1 AND c.owner <> ?2) \
            AND (opencode IS NULL OR opencode = ?3) \
