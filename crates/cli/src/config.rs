@@ -69,9 +69,18 @@ pub struct GlobalArgs {
     /// The name of this worker's OpenCode server, when workers on one database use
     /// several (docs/team.md): tasks created here run on it, and this worker drives
     /// only tasks bound to it or to none. A name in the config file's
-    /// `opencode_servers` also gives its URL [default: none, tasks are not bound].
-    #[arg(long, env = "OPENLOOM_OPENCODE", global = true, value_name = "NAME")]
-    pub opencode: Option<String>,
+    /// `opencode_servers` also gives its URL. Several names, comma-separated
+    /// (`build-1,build-2`): `serve` drives the tasks of each (every name after the
+    /// first must be in `opencode_servers`); the first is the one tasks run on unless
+    /// they name another [default: none, tasks are not bound].
+    #[arg(
+        long,
+        env = "OPENLOOM_OPENCODE",
+        global = true,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ','
+    )]
+    pub opencode: Vec<String>,
 }
 
 /// The config file's keys; every one optional.
@@ -91,8 +100,8 @@ struct FileConfig {
     start_opencode: Option<bool>,
     opencode_bin: Option<PathBuf>,
     worker_name: Option<String>,
-    /// This worker's OpenCode server, by name.
-    opencode: Option<String>,
+    /// This worker's OpenCode server by name, or its servers (a list).
+    opencode: Option<Names>,
     /// The team's OpenCode servers: name → URL.
     opencode_servers: Option<std::collections::BTreeMap<String, String>>,
     /// Unattended keys for every task whose spec leaves them unset.
@@ -110,12 +119,38 @@ struct FileConfig {
     origin: String,
 }
 
+/// One name or a YAML list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Names {
+    One(String),
+    List(Vec<String>),
+}
+
+impl Names {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Names::One(name) => vec![name],
+            Names::List(names) => names,
+        }
+    }
+}
+
 /// Roots as a YAML list or a ':'-separated string.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Roots {
     List(Vec<PathBuf>),
     Joined(String),
+}
+
+/// One of the team's OpenCode servers, by its name in `opencode_servers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedOpencode {
+    /// Its name.
+    pub name: String,
+    /// Its URL, without a trailing slash.
+    pub url: String,
 }
 
 /// Effective settings after applying the precedence.
@@ -160,9 +195,12 @@ pub struct Settings {
     /// This worker's name, if one was given (else `HOST:PID`, see
     /// [`crate::commands::parts::worker_name`]).
     pub worker_name: Option<String>,
-    /// The name of this worker's OpenCode server, if one was given (tasks are then
-    /// bound to it).
+    /// The name of this worker's (first) OpenCode server, if one was given (tasks
+    /// are then bound to it).
     pub opencode: Option<String>,
+    /// The further OpenCode servers `serve` drives tasks on (the names after the
+    /// first in `--opencode`), each with its URL from `opencode_servers`.
+    pub more_opencode: Vec<NamedOpencode>,
     /// The team's OpenCode servers by name (`opencode_servers`): name → URL.
     pub opencode_servers: std::collections::BTreeMap<String, String>,
     /// The inbox directory `serve` watches (absolute), if any.
@@ -198,6 +236,7 @@ impl std::fmt::Debug for Settings {
             .field("opencode_bin", &self.opencode_bin)
             .field("worker_name", &self.worker_name)
             .field("opencode", &self.opencode)
+            .field("more_opencode", &self.more_opencode.iter().map(|s| &s.name).collect::<Vec<_>>())
             // URLs may hold passwords: the names only.
             .field("opencode_servers", &self.opencode_servers.keys().collect::<Vec<_>>())
             .field("inbox", &self.inbox)
@@ -244,7 +283,12 @@ impl Settings {
             file.start_opencode.unwrap_or(true)
         };
         let servers = file.opencode_servers.clone().unwrap_or_default();
-        let opencode = args.opencode.clone().or(file.opencode.clone());
+        let names = match (&args.opencode, file.opencode) {
+            (flag, _) if !flag.is_empty() => flag.clone(),
+            (_, Some(names)) => names.into_vec(),
+            (_, None) => Vec::new(),
+        };
+        let (opencode, more_opencode) = split_opencode(names, &servers)?;
         let served_url =
             opencode_url_of(opencode.as_deref(), &servers, args.opencode_url.is_some())?;
         let opencode_url_is_default =
@@ -287,6 +331,7 @@ impl Settings {
             github_secret: env(openloom_server::GITHUB_SECRET_ENV).filter(|s| !s.trim().is_empty()),
             webhooks: file.webhooks.unwrap_or_default(),
             opencode,
+            more_opencode,
             opencode_servers: servers,
             opencode_url: args
                 .opencode_url
@@ -316,6 +361,18 @@ impl Settings {
             start_opencode,
             opencode_bin,
         })
+    }
+
+    /// These settings as seen from the further OpenCode server `name` at `url` of
+    /// this worker: its URL and name in place of the first server's (credentials
+    /// are shared).
+    pub fn on_opencode(&self, name: &str, url: &str) -> Settings {
+        let mut settings = self.clone();
+        settings.opencode = Some(name.to_owned());
+        settings.opencode_url = url.to_owned();
+        settings.opencode_url_is_default = false;
+        settings.more_opencode = Vec::new();
+        settings
     }
 
     /// These settings with the server flags applied (flags and their environment
@@ -436,6 +493,42 @@ fn opencode_url_of(
             servers.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
         ),
     }
+}
+
+/// The first of this worker's OpenCode server names, and the others with their URLs
+/// from `opencode_servers`: the first may get its URL from `--opencode-url`, the
+/// others have no other place to get one. Blank names (`a,,b`, a trailing comma) are
+/// skipped; a name given twice is refused.
+fn split_opencode(
+    names: Vec<String>,
+    servers: &std::collections::BTreeMap<String, String>,
+) -> Result<(Option<String>, Vec<NamedOpencode>)> {
+    let names: Vec<String> =
+        names.into_iter().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect();
+    let mut names = names.into_iter();
+    let first = names.next();
+    let mut more: Vec<NamedOpencode> = Vec::new();
+    for name in names {
+        if first.as_deref() == Some(name.as_str()) || more.iter().any(|s| s.name == name) {
+            bail!(
+                "the OpenCode server {name:?} is named twice in --opencode (OPENLOOM_OPENCODE or \
+                 opencode in the config file); name each server once"
+            );
+        }
+        let Some(url) = servers.get(&name) else {
+            bail!(
+                "--opencode names {name:?}, which is not one of opencode_servers in the config \
+                 file ({}); every server after the first needs its URL there",
+                if servers.is_empty() {
+                    "none is configured".to_owned()
+                } else {
+                    servers.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                }
+            );
+        };
+        more.push(NamedOpencode { name, url: url.trim().trim_end_matches('/').to_owned() });
+    }
+    Ok((first, more))
 }
 
 fn split_roots(joined: &str) -> Vec<PathBuf> {
@@ -568,7 +661,7 @@ mod tests {
         let resolve = |opencode: Option<&str>, url: Option<&str>| {
             let args = GlobalArgs {
                 config: Some(config.clone()),
-                opencode: opencode.map(str::to_owned),
+                opencode: opencode.map(str::to_owned).into_iter().collect(),
                 opencode_url: url.map(str::to_owned),
                 ..GlobalArgs::default()
             };
@@ -587,6 +680,38 @@ mod tests {
         assert!(text.contains("build-3") && text.contains("build-1, build-2"), "{text}");
         let error = resolve(Some("bad\nname"), None).expect_err("unprintable");
         assert!(format!("{error:#}").contains("--opencode"), "{error:#}");
+    }
+
+    #[test]
+    fn a_worker_on_several_opencode_servers_gets_each_url_and_a_bad_list_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        let servers = "opencode_servers:\n  a: http://10.0.0.1:4096\n  b: http://10.0.0.2:4096/\n";
+        std::fs::write(&config, format!("{servers}opencode: [a, b]\n")).expect("write");
+        let resolve = |names: &[&str]| {
+            let args = GlobalArgs {
+                config: Some(config.clone()),
+                opencode: names.iter().map(|n| (*n).to_owned()).collect(),
+                ..GlobalArgs::default()
+            };
+            Settings::resolve(&args, &env_of(&[]), dir.path())
+        };
+        let from_file = resolve(&[]).expect("a list in the file");
+        assert_eq!(from_file.opencode.as_deref(), Some("a"));
+        assert_eq!(from_file.opencode_url, "http://10.0.0.1:4096");
+        let b = NamedOpencode { name: "b".into(), url: "http://10.0.0.2:4096".into() };
+        assert_eq!(from_file.more_opencode, vec![b]);
+        let flag = resolve(&["b", "a"]).expect("the flag wins");
+        assert_eq!(flag.opencode.as_deref(), Some("b"));
+        assert_eq!(flag.more_opencode.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        let error = resolve(&["a", "c"]).expect_err("c has no URL");
+        let text = format!("{error:#}");
+        assert!(text.contains("\"c\"") && text.contains("a, b"), "{text}");
+        let error = resolve(&["a", "b", "a"]).expect_err("named twice");
+        assert!(format!("{error:#}").contains("twice"), "{error:#}");
+        std::fs::write(&config, format!("{servers}opencode: b\n")).expect("write");
+        let one = resolve(&[]).expect("one name in the file");
+        assert_eq!((one.opencode.as_deref(), one.more_opencode.len()), (Some("b"), 0));
     }
 
     #[test]

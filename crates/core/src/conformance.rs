@@ -885,4 +885,15 @@ pub async fn opencode_binding_scenario(store: Arc<dyn Store>) {
         HashSet::from(["task_anywhere".to_owned()]),
         "a worker naming no server takes only unbound tasks"
     );
+    let a_only =
+        DueQuery::new(now + Duration::seconds(180), 10).on(Some("a".into())).unbound(false);
+    let claimed = store
+        .claim_due_tasks("worker-a2", &a_only, until + Duration::seconds(180))
+        .await
+        .expect("claim a's bound tasks only");
+    assert_eq!(
+        ids(&claimed),
+        HashSet::from(["task_on_a".to_owned()]),
+        "a harness that takes no unbound tasks takes only its server's"
+    );
 }

@@ -262,7 +262,7 @@ impl Store for MemoryStore {
             .iter()
             .filter(|t| t.is_due(now))
             .filter(|t| inner.valid_claim(&t.id, now).is_none_or(|held| held.owner == owner))
-            .filter(|t| t.runs_on(query.opencode.as_deref()))
+            .filter(|t| query.drives(t))
             .cloned()
             .collect();
         due.sort_by_key(|t| t.next_check_at.unwrap_or(DateTime::<Utc>::MIN_UTC));

@@ -307,7 +307,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<(Task, Lease)>> {
         let mut claimed = Vec::new();
         let due = self.list_due_tasks(query.now, query.limit).await?;
-        for task in due.into_iter().filter(|t| t.runs_on(query.opencode.as_deref())) {
+        for task in due.into_iter().filter(|t| query.drives(t)) {
             match self.claim_task(&task.id, owner, query.now, until).await {
                 Ok(Some(lease)) => claimed.push((task, lease)),
                 Ok(None) => {}
@@ -431,12 +431,16 @@ pub struct DueQuery {
     /// Only tasks this worker can drive ([`Task::runs_on`]): bound to the OpenCode
     /// server of this name, or to none. `None`: unbound tasks only.
     pub opencode: Option<String>,
+    /// Whether tasks bound to no OpenCode server are included (the default). A
+    /// worker connected to several servers asks for them with one of its harnesses
+    /// only ([`Task::driven_on`]).
+    pub unbound: bool,
 }
 
 impl DueQuery {
     /// Tasks due at `now`, at most `limit`, bound to no OpenCode server.
     pub fn new(now: DateTime<Utc>, limit: usize) -> Self {
-        Self { now, limit, opencode: None }
+        Self { now, limit, opencode: None, unbound: true }
     }
 
     /// The same query, for a worker connected to the OpenCode server named
@@ -444,6 +448,17 @@ impl DueQuery {
     pub fn on(mut self, opencode: Option<String>) -> Self {
         self.opencode = opencode;
         self
+    }
+
+    /// The same query, with or without the tasks bound to no OpenCode server.
+    pub fn unbound(mut self, included: bool) -> Self {
+        self.unbound = included;
+        self
+    }
+
+    /// Whether `task` is one this query asks for, due or not ([`Task::driven_on`]).
+    pub fn drives(&self, task: &Task) -> bool {
+        task.driven_on(self.opencode.as_deref(), self.unbound)
     }
 }
 

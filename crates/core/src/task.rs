@@ -284,8 +284,16 @@ impl<S> Task<S> {
     /// server (`None`) drives unbound tasks only: a bound task's session is in its
     /// own server, which that worker cannot tell apart from its own.
     pub fn runs_on(&self, opencode: Option<&str>) -> bool {
+        self.driven_on(opencode, true)
+    }
+
+    /// Whether a harness on the OpenCode server named `opencode` drives this task,
+    /// when it takes unbound tasks only if `unbound`: [`Task::runs_on`] for a worker
+    /// connected to several servers, which gives its unbound tasks to one of its
+    /// harnesses (they share one claim owner, so two must never take one task).
+    pub fn driven_on(&self, opencode: Option<&str>, unbound: bool) -> bool {
         match self.opencode.as_deref() {
-            None => true,
+            None => unbound,
             Some(bound) => opencode == Some(bound),
         }
     }
@@ -518,6 +526,16 @@ mod tests {
         assert!(task.runs_on(Some("a")));
         assert!(!task.runs_on(Some("b")), "another server's worker");
         assert!(!task.runs_on(None), "a worker naming no server");
+    }
+
+    #[test]
+    fn a_harness_that_takes_no_unbound_tasks_drives_only_its_own_servers() {
+        let mut task = Task::new(TaskId::from("task_u"), TaskSpec::new("u", "/w", "g"), Utc::now());
+        assert!(!task.driven_on(Some("a"), false), "unbound: left to the harness that takes them");
+        assert!(task.driven_on(Some("a"), true));
+        task.opencode = Some("a".into());
+        assert!(task.driven_on(Some("a"), false));
+        assert!(!task.driven_on(Some("b"), false) && !task.driven_on(Some("b"), true));
     }
 
     #[test]

@@ -162,8 +162,14 @@ async fn main() {
     config.no_token = true;
     config.monitor.probes_per_refresh = SESSIONS;
     let metrics = openloom_server::Metrics::new();
-    let parts =
-        ServerParts { harness, recent: store.clone(), outbox: store.clone(), client, metrics };
+    let parts = ServerParts {
+        harness,
+        recent: store.clone(),
+        outbox: store.clone(),
+        client,
+        metrics,
+        others: Vec::new(),
+    };
     let server = Server::bind(config, parts).await.expect("bind");
     let addr = server.local_addr();
     server.state().monitor().refresh().await;

@@ -63,7 +63,7 @@ pub use error::{Error, Result};
 pub use metrics::Metrics;
 pub use monitor::{MonitorConfig, MonitorSnapshot, SessionMonitor};
 pub use routes::{OPENAPI_JSON, ROUTES};
-pub use state::{AppState, ServerParts};
+pub use state::{AppState, Connection, ServerParts};
 
 /// The API's router for `state`: every route of [`ROUTES`], JSON 404/405 fallbacks,
 /// the security guard, the body limit and request tracing.

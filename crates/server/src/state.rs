@@ -26,11 +26,38 @@ pub struct ServerParts {
     /// What `GET /metrics` shows: the same value the harness
     /// ([`Harness::with_meter`]) and the client (`Settings::meter`) count into.
     pub metrics: Metrics,
+    /// The further OpenCode servers this worker drives tasks on, each with its own
+    /// harness over the same store and bus, under the same worker name, taking no
+    /// unbound tasks ([`openloom_core::HarnessConfig::unbound_tasks`]). Usually
+    /// empty: `harness` and `client` are the worker's first server.
+    pub others: Vec<Connection>,
 }
 
 impl std::fmt::Debug for ServerParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerParts").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("ServerParts")
+            .field("client", &self.client)
+            .field("others", &self.others)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One OpenCode server a worker is connected to: the harness driving its tasks and
+/// the client for the routes that read its sessions.
+#[derive(Clone)]
+pub struct Connection {
+    /// Drives the tasks of this server ([`Harness::drives`]).
+    pub harness: Arc<Harness>,
+    /// The server's client.
+    pub client: OpencodeClient,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("opencode", &self.harness.opencode())
+            .field("client", &self.client)
+            .finish()
     }
 }
 
@@ -41,11 +68,11 @@ pub struct AppState {
 }
 
 struct Inner {
-    harness: Arc<Harness>,
+    /// The worker's OpenCode servers, its first one (`ServerParts::harness`) first.
+    connections: Vec<Connection>,
     store: Arc<dyn Store>,
     recent: Arc<dyn RecentWorkspaces>,
     outbox: Arc<dyn Outbox>,
-    client: OpencodeClient,
     metrics: Metrics,
     monitor: Arc<SessionMonitor>,
     config: ServerConfig,
@@ -83,13 +110,13 @@ impl AppState {
         let event_streams = Arc::new(tokio::sync::Semaphore::new(config.max_event_streams));
         let closing = Arc::new(watch::channel(false).0);
         let github = github_intake(&config, &parts.harness, &closing);
+        let first = Connection { harness: parts.harness, client: parts.client };
         AppState {
             inner: Arc::new(Inner {
-                harness: parts.harness,
+                connections: std::iter::once(first).chain(parts.others).collect(),
                 store,
                 recent: parts.recent,
                 outbox: parts.outbox,
-                client: parts.client,
                 metrics: parts.metrics,
                 monitor,
                 config,
@@ -103,9 +130,31 @@ impl AppState {
         }
     }
 
-    /// The harness.
+    /// The harness of the worker's first OpenCode server: it creates the tasks that
+    /// name no server and drives the unbound ones.
     pub fn harness(&self) -> &Arc<Harness> {
-        &self.inner.harness
+        &self.first().harness
+    }
+
+    fn first(&self) -> &Connection {
+        // Never empty: `new` puts the parts' own harness first.
+        &self.inner.connections[0]
+    }
+
+    /// Every OpenCode server this worker is connected to, its first one first.
+    pub fn connections(&self) -> &[Connection] {
+        &self.inner.connections
+    }
+
+    /// The connection whose harness drives `task`, if this worker drives it at all
+    /// (a task of another server's worker: `None`).
+    pub fn connection_for(&self, task: &openloom_core::Task) -> Option<&Connection> {
+        self.inner.connections.iter().find(|c| c.harness.drives(task))
+    }
+
+    /// The connection to the OpenCode server named `name`, if this worker has one.
+    pub fn connection_named(&self, name: &str) -> Option<&Connection> {
+        self.inner.connections.iter().find(|c| c.harness.opencode() == Some(name))
     }
 
     /// The task store.
@@ -128,9 +177,9 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The OpenCode client.
+    /// The client of the worker's first OpenCode server (the session monitor's).
     pub fn client(&self) -> &OpencodeClient {
-        &self.inner.client
+        &self.first().client
     }
 
     /// The session monitor.

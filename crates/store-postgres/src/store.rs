@@ -273,20 +273,22 @@ const CLAIM_SQL: &str = "INSERT INTO task_claims AS c (task_id, owner, until, ep
      RETURNING epoch";
 
 /// Claims, in one statement, the due tasks (`due_sql`'s rules) not under another
-/// owner's claim valid at `$1` (owner `$2`), bound to the OpenCode server `$4` or to
-/// none (`$4` NULL: to none), oldest due first, at most `$3`, until `$5`; returns
+/// owner's claim valid at `$1` (owner `$2`), bound to the OpenCode server `$4`, or to
+/// none when `unbound` (`$4` NULL: to none; [`DueQuery::drives`]), oldest due first, at most `$3`, until `$5`; returns
 /// them with their epochs (`claimed_epoch`). The due rows are locked, and rows
 /// another worker is claiming right now are skipped rather than waited for, so
 /// concurrent workers take disjoint batches without queueing. The claim is
 /// [`CLAIM_SQL`]'s, for the whole batch: one round trip instead of one per task.
-fn claim_batch_sql() -> String {
+fn claim_batch_sql(unbound: bool) -> String {
+    let bound =
+        if unbound { "(opencode IS NULL OR opencode = $4::text)" } else { "opencode = $4::text" };
     format!(
         "WITH due AS ( \
            SELECT id FROM tasks \
            WHERE {DUE_AT_1} \
              AND NOT EXISTS (SELECT 1 FROM task_claims c \
                              WHERE c.task_id = tasks.id AND c.until > $1 AND c.owner <> $2) \
-             AND (opencode IS NULL OR opencode = $4::text) \
+             AND {bound} \
            ORDER BY next_check_at ASC NULLS FIRST, seq ASC LIMIT $3 \
            FOR UPDATE OF tasks SKIP LOCKED), \
          claimed AS ( \
@@ -630,7 +632,7 @@ impl Store for PostgresStore {
         // (its own transaction), so a concurrent batch skips them. Claims bump no
         // store version.
         let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
-        let rows = sqlx::query(&claim_batch_sql())
+        let rows = sqlx::query(&claim_batch_sql(query.unbound))
             .bind(&now)
             .bind(owner)
             .bind(sql_int(query.limit))

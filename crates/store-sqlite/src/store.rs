@@ -316,15 +316,16 @@ fn due_sql() -> String {
 }
 
 /// The due tasks at `?1` (`due_sql`'s rules) not under a claim of another owner than
-/// `?2` valid then, oldest due first, bound to the OpenCode
-/// server `?3` or to none (`?3` NULL: to none). Then `LIMIT ?4 OFFSET ?5`.
-fn claimable_sql() -> String {
+/// `?2` valid then, oldest due first, bound to the OpenCode server `?3`, or to none
+/// when `unbound` (`?3` NULL: to none; [`DueQuery::drives`]). Then `LIMIT ?4 OFFSET ?5`.
+fn claimable_sql(unbound: bool) -> String {
+    let bound = if unbound { "(opencode IS NULL OR opencode = ?3)" } else { "opencode = ?3" };
     format!(
         "SELECT {TASK_COLUMNS} FROM tasks \
          WHERE {DUE_AT_1} \
            AND NOT EXISTS (SELECT 1 FROM task_claims c \
                            WHERE c.task_id = tasks.id AND c.until > ?1 AND c.owner <> ?2) \
-           AND (opencode IS NULL OR opencode = ?3) \
+           AND {bound} \
          ORDER BY next_check_at ASC, seq ASC LIMIT ?4 OFFSET ?5"
     )
 }
@@ -653,8 +654,9 @@ impl Store for SqliteStore {
         let mut tx = self.begin_write().await?;
         let params =
             [Param::Text(&now), Param::Text(owner), Param::Optional(query.opencode.as_deref())];
-        let due: Vec<Task> =
-            self.readable_tasks(tx.conn(), &claimable_sql(), &params, query.limit).await?;
+        let due: Vec<Task> = self
+            .readable_tasks(tx.conn(), &claimable_sql(query.unbound), &params, query.limit)
+            .await?;
         let mut claimed = Vec::with_capacity(due.len());
         for task in due {
             if let Some(lease) = self.claim_in(tx.conn(), &task.id, owner, &now, &until).await? {

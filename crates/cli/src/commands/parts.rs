@@ -166,6 +166,51 @@ pub fn harness(
     worker_name: String,
     meter: Arc<dyn Meter>,
 ) -> Arc<Harness> {
+    harness_taking(settings, store, client, bus, worker_name, meter, true)
+}
+
+/// One connection per further OpenCode server of the worker
+/// ([`Settings::more_opencode`]): its client (counting into `meter`, like the first
+/// server's) and a harness over the same store and bus, under the same worker name,
+/// driving only the tasks bound to that server (the first server's harness takes the
+/// unbound ones).
+pub fn more_connections(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    bus: &EventBus,
+    worker_name: &str,
+    meter: &Arc<dyn Meter>,
+) -> Result<Vec<openloom_server::Connection>> {
+    settings
+        .more_opencode
+        .iter()
+        .map(|server| {
+            let on = settings.on_opencode(&server.name, &server.url);
+            let client = metered_client(&on, Arc::clone(meter))?;
+            let harness = harness_taking(
+                &on,
+                Arc::clone(store),
+                Arc::clone(&client),
+                bus.clone(),
+                worker_name.to_owned(),
+                Arc::clone(meter),
+                false,
+            );
+            Ok(openloom_server::Connection { harness, client: (*client).clone() })
+        })
+        .collect()
+}
+
+/// [`harness`], taking the tasks bound to no OpenCode server only if `unbound_tasks`.
+fn harness_taking(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    client: Arc<OpencodeClient>,
+    bus: EventBus,
+    worker_name: String,
+    meter: Arc<dyn Meter>,
+    unbound_tasks: bool,
+) -> Arc<Harness> {
     let checker: Arc<dyn Checker> =
         Arc::new(VerifyingChecker::new(Arc::new(MarkerChecker), Arc::new(CheckRunner::new())));
     let parts = HarnessParts {
@@ -180,6 +225,7 @@ pub fn harness(
         task_defaults: settings.task_defaults.clone(),
         worker_name: Some(worker_name),
         opencode: settings.opencode.clone(),
+        unbound_tasks,
         ..HarnessConfig::default()
     };
     Arc::new(Harness::with_config(parts, config).with_meter(meter))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use openloom_core::{EventBus, Harness, Health, Source, Store, TaskStatus};
 use openloom_opencode::OpencodeClient;
-use openloom_server::{Metrics, Server, ServerConfig, ServerParts};
+use openloom_server::{Connection, Metrics, Server, ServerConfig, ServerParts};
 use openloom_sources::{Inbox, InboxConfig};
 
 use super::parts;
@@ -23,13 +23,16 @@ pub async fn run(settings: &Settings) -> Result<u8> {
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
     let bus = EventBus::new();
     let meter = Arc::new(metrics.clone());
+    let meter: Arc<dyn openloom_core::Meter> = meter;
+    let others = parts::more_connections(settings, &store.tasks, &bus, &worker, &meter)?;
     let harness =
         parts::harness(settings, store.tasks.clone(), client.clone(), bus.clone(), worker, meter);
     // Listed among the live workers before it answers anyone.
     harness.beat(chrono::Utc::now()).await.context("could not record this worker's heartbeat")?;
     let inbox = open_inbox(settings)?;
-    let (server, access) = bind(settings, &harness, &store, &client, &metrics, true).await?;
-    print_banner(&server, &access, settings, store.tasks.as_ref(), &client).await?;
+    let (server, access) =
+        bind(settings, &harness, &store, &client, &metrics, true, others.clone()).await?;
+    print_banner(&server, &access, settings, store.tasks.as_ref(), &client, &others).await?;
 
     let (stop, stop_signal) = tokio::sync::watch::channel(false);
     if let Some(sender) = webhooks {
@@ -39,14 +42,20 @@ pub async fn run(settings: &Settings) -> Result<u8> {
     let intake = inbox.map(|inbox| {
         tokio::spawn(openloom_core::take_in(inbox, Arc::clone(&harness), stop_signal.clone()))
     });
-    let driver = tokio::spawn(Arc::clone(&harness).run(stop_signal));
+    // One run loop per OpenCode server, all under this worker's name.
+    let drivers: Vec<_> = std::iter::once(Arc::clone(&harness))
+        .chain(others.iter().map(|other| Arc::clone(&other.harness)))
+        .map(|harness| tokio::spawn(harness.run(stop_signal.clone())))
+        .collect();
     server.run(shutdown_signal()).await.context("the server failed")?;
     // Requests are done; let checks in flight write their results, then stop.
     let _ = stop.send(true);
     if let Some(intake) = intake {
         let _ = intake.await;
     }
-    let _ = driver.await;
+    for driver in drivers {
+        let _ = driver.await;
+    }
     println!("openloom: stopped; every task is in {}", settings.database);
     Ok(exit::OK)
 }
@@ -93,8 +102,9 @@ fn open_inbox(settings: &Settings) -> Result<Option<Arc<dyn Source>>> {
     Ok(Some(Arc::new(inbox)))
 }
 
-/// Validates the settings and binds the API server next to `harness`; `hooks`
-/// enables the GitHub hook (`serve` only: `watch --ui` drives its one task).
+/// Validates the settings and binds the API server next to `harness` (and the
+/// harnesses of the worker's `others` OpenCode servers); `hooks` enables the GitHub
+/// hook (`serve` only: `watch --ui` drives its one task).
 pub async fn bind(
     settings: &Settings,
     harness: &Arc<Harness>,
@@ -102,6 +112,7 @@ pub async fn bind(
     client: &Arc<OpencodeClient>,
     metrics: &Metrics,
     hooks: bool,
+    others: Vec<Connection>,
 ) -> Result<(Server, Access)> {
     let address = resolve(&settings.ui_host, settings.ui_port)?;
     let access = Access::resolve(settings)?;
@@ -116,6 +127,7 @@ pub async fn bind(
         .opencode_servers
         .keys()
         .filter(|name| Some(name.as_str()) != settings.opencode.as_deref())
+        .filter(|name| !settings.more_opencode.iter().any(|connected| connected.name == **name))
         .cloned()
         .collect();
     if hooks {
@@ -133,6 +145,7 @@ pub async fn bind(
         outbox: stores.outbox.clone(),
         client: (**client).clone(),
         metrics: metrics.clone(),
+        others,
     };
     let server =
         Server::bind(config, parts).await.map_err(|e| coded(exit::BAD_INPUT, e.to_string()))?;
@@ -220,13 +233,45 @@ async fn print_banner(
     settings: &Settings,
     store: &dyn Store,
     client: &OpencodeClient,
+    others: &[Connection],
 ) -> Result<()> {
     let counts = store.count_by_status().await.context("could not count tasks")?;
     let summary: Vec<String> = TaskStatus::ALL
         .iter()
         .filter_map(|status| counts.get(status).map(|n| format!("{n} {status}")))
         .collect();
-    let opencode = match client.health().await {
+    println!("openloom: serving http://{}", server.local_addr());
+    println!("  database:  {}", settings.database);
+    println!(
+        "  tasks:     {}",
+        if summary.is_empty() { "none yet".to_owned() } else { summary.join(", ") }
+    );
+    let first = health_text(client).await;
+    match &settings.opencode {
+        Some(name) => println!(
+            "  opencode:  {name} at {} — {first}; tasks created here run on it",
+            settings.opencode_url
+        ),
+        None => println!("  opencode:  {} — {first}", settings.opencode_url),
+    }
+    for (other, server) in others.iter().zip(&settings.more_opencode) {
+        let health = health_text(&other.client).await;
+        let (name, url) = (&server.name, &server.url);
+        println!("  opencode:  {name} at {url} — {health}; its tasks are driven here too");
+    }
+    for line in access_lines(server, access) {
+        println!("{line}");
+    }
+    for line in intake_lines(settings) {
+        println!("{line}");
+    }
+    println!("Stop with Ctrl-C.");
+    Ok(())
+}
+
+/// What the banner says about an OpenCode server.
+async fn health_text(client: &OpencodeClient) -> String {
+    match client.health().await {
         Health::Reachable { version } => match version.as_deref() {
             Some(version) => match openloom_opencode::check_version(version) {
                 Ok(()) => format!("reachable (version {version})"),
@@ -238,28 +283,7 @@ async fn print_banner(
             format!("NOT reachable: {reason} (tasks wait until it is)")
         }
         Health::Unauthorized { reason } => format!("refuses the credentials: {reason}"),
-    };
-    println!("openloom: serving http://{}", server.local_addr());
-    println!("  database:  {}", settings.database);
-    println!(
-        "  tasks:     {}",
-        if summary.is_empty() { "none yet".to_owned() } else { summary.join(", ") }
-    );
-    match &settings.opencode {
-        Some(name) => println!(
-            "  opencode:  {name} at {} — {opencode}; tasks created here run on it",
-            settings.opencode_url
-        ),
-        None => println!("  opencode:  {} — {opencode}", settings.opencode_url),
     }
-    for line in access_lines(server, access) {
-        println!("{line}");
-    }
-    for line in intake_lines(settings) {
-        println!("{line}");
-    }
-    println!("Stop with Ctrl-C.");
-    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -41,7 +41,9 @@ pub async fn run(
     let meter = Arc::new(metrics.clone());
     let harness = parts::harness(settings, store.tasks.clone(), client.clone(), bus, worker, meter);
     let server = match &ui {
-        Some(ui) => Some(super::serve::bind(ui, &harness, &store, &client, &metrics, false).await?),
+        Some(ui) => Some(
+            super::serve::bind(ui, &harness, &store, &client, &metrics, false, Vec::new()).await?,
+        ),
         None => None,
     };
 

@@ -126,6 +126,8 @@ pub struct Served {
     pub dashboard: String,
     /// The token: `OPENLOOM_API_TOKEN` when given, else the one the URL carries.
     pub token: String,
+    /// The banner's lines up to the dashboard line.
+    pub banner: Vec<String>,
     log: PathBuf,
 }
 
@@ -168,10 +170,15 @@ impl Served {
                 .expect("banner names the URL")
                 .trim()
                 .to_owned();
+            let mut banner = vec![first];
             let dashboard = lines
                 .by_ref()
                 .map_while(std::result::Result::ok)
-                .find_map(|line| line.trim().strip_prefix("dashboard: ").map(str::to_owned))
+                .find_map(|line| {
+                    let dashboard = line.trim().strip_prefix("dashboard: ").map(str::to_owned);
+                    banner.push(line);
+                    dashboard
+                })
                 .expect("the banner has a dashboard line");
             let token = extra_env
                 .iter()
@@ -181,7 +188,7 @@ impl Served {
                 .unwrap_or_default();
             // Keep draining stdout so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
-            Served { child: Some(child), base, dashboard, token, log }
+            Served { child: Some(child), base, dashboard, token, banner, log }
         })
         .await
         .expect("join")

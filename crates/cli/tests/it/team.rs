@@ -1,13 +1,14 @@
 //! Two `openloom serve` workers on one PostgreSQL database, with the real OpenCode
 //! and the scripted model: tasks created on one worker, that worker killed with
-//! SIGKILL mid-way, the other finishes every task, one session each.
+//! SIGKILL mid-way, the other finishes every task, one session each. Tasks bound to
+//! an OpenCode server, and one worker driving two real OpenCode servers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openloom_store_postgres::testing::fresh_database;
-use openloom_testkit::{E2e, Reply, Script, Turn, require_opencode};
+use openloom_testkit::{E2e, OpencodeOptions, Reply, Script, Turn, require_opencode};
 
 use crate::common::{BOOTSTRAP, Sandbox, Served, prompts_containing};
 
@@ -221,4 +222,96 @@ async fn a_task_bound_to_an_opencode_server_is_driven_only_by_its_worker() {
     let run = one.stop().await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     db.drop_database().await;
+}
+
+/// Waits until the task is completed (or 30 s pass) and returns it as last read.
+async fn completed(client: &reqwest::Client, base: &str, id: &str) -> serde_json::Value {
+    let mut task = serde_json::Value::Null;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        task = one_task(client, base, id).await;
+        if task["status"] == "completed" {
+            break;
+        }
+    }
+    task
+}
+
+#[tokio::test]
+async fn one_worker_on_two_opencode_servers_runs_each_task_in_its_own() {
+    let launcher = require_opencode!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode a starts");
+    env.model.push_turn(
+        Turn::reply(Reply::text("STEP DONE: 1\nTASK COMPLETE"))
+            .when_user_says(BOOTSTRAP)
+            .repeating(),
+    );
+    // A second real OpenCode (its own data directories) on the same scripted model.
+    let second =
+        launcher.start(&env.model, OpencodeOptions::default()).await.expect("OpenCode b starts");
+    let (url_a, url_b) = (env.opencode.base_url(), second.base_url());
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = url_a.clone();
+    std::fs::create_dir_all(sandbox.path().join(".openloom")).expect("mkdir");
+    std::fs::write(
+        sandbox.path().join(".openloom/config.yaml"),
+        format!("opencode_servers:\n  a: {url_a}\n  b: {url_b}\n"),
+    )
+    .expect("config");
+    let vars = [("OPENLOOM_API_TOKEN", TOKEN)];
+    let worker =
+        Served::start_with(&sandbox, &["--worker-name", "w", "--opencode", "a,b"], &vars).await;
+    let client = worker.client();
+
+    let spec = "name: Two servers\ngoal: g\nsteps: [Do it]\n";
+    let mut ids = Vec::new();
+    for opencode in [None, Some("b")] {
+        let mut body = serde_json::json!({"spec": spec, "workspace": env.workspace.directory()});
+        if let Some(name) = opencode {
+            body["opencode"] = name.into();
+        }
+        let created: serde_json::Value = client
+            .post(format!("{}/api/tasks", worker.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /api/tasks")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(created["opencode"], opencode.unwrap_or("a"), "{created}");
+        ids.push(created["taskId"].as_str().expect("task id").to_owned());
+    }
+
+    for (id, own, other) in [(&ids[0], &url_a, &url_b), (&ids[1], &url_b, &url_a)] {
+        let task = completed(&client, &worker.base, id).await;
+        assert_eq!(task["status"], "completed", "{task}");
+        assert_eq!(task["driven_by"], "w", "{task}");
+        let sessions = task["session_ids"].as_array().cloned().unwrap_or_default();
+        assert_eq!(sessions.len(), 1, "one session: {task}");
+        let session = sessions[0].as_str().expect("session id");
+        let http = reqwest::Client::new();
+        let status = |url: &str| {
+            let request = http.get(format!("{url}/session/{session}")).send();
+            async move { request.await.expect("GET /session/{id}").status().as_u16() }
+        };
+        assert_eq!(status(own).await, 200, "session {session} is in its own server ({own})");
+        assert_ne!(status(other).await, 200, "session {session} is not in {other}");
+        // The worker reads the session from the server it is in.
+        let messages = client
+            .get(format!("{}/api/sessions/{session}/messages", worker.base))
+            .send()
+            .await
+            .expect("GET messages");
+        assert_eq!(messages.status(), 200, "{session}");
+    }
+    assert_eq!(prompts_containing(&env, BOOTSTRAP), 2, "each task started once");
+
+    let banner = worker.banner.join("\n");
+    assert!(
+        banner.contains(&format!("a at {url_a}")) && banner.contains(&format!("b at {url_b}")),
+        "the banner names both servers: {banner}"
+    );
+    let run = worker.stop().await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
 }

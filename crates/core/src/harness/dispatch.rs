@@ -76,7 +76,9 @@ impl Harness {
                 .collect());
         }
         let until = after(now, self.config.claim_ttl.as_secs());
-        let query = DueQuery::new(now, self.config.due_batch).on(self.config.opencode.clone());
+        let query = DueQuery::new(now, self.config.due_batch)
+            .on(self.config.opencode.clone())
+            .unbound(self.config.unbound_tasks);
         let claimed = self.store.claim_due_tasks(&self.owner, &query, until).await?;
         Ok(claimed
             .into_iter()
@@ -206,10 +208,11 @@ impl Harness {
         activity: Activity,
         trigger: Trigger,
     ) {
-        if !task.runs_on(self.opencode()) {
-            // Its session lives in another OpenCode server: a worker connected to
-            // that one drives it (a check here would not find the session).
-            tracing::debug!(task_id = %task.id, opencode = ?task.opencode, "bound to another OpenCode server; not checked here");
+        if !self.drives(&task) {
+            // Its session lives in another OpenCode server: a harness connected to
+            // that one drives it (a check here would not find the session). Or it is
+            // unbound, and this worker's harness that takes unbound tasks drives it.
+            tracing::debug!(task_id = %task.id, opencode = ?task.opencode, "driven by another harness; not checked here");
             return;
         }
         {

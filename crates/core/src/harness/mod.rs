@@ -111,6 +111,11 @@ pub struct HarnessConfig {
     /// driven ([`Task::runs_on`]). `None`: tasks are not bound, and only unbound
     /// ones are driven (one OpenCode for every worker).
     pub opencode: Option<String>,
+    /// Whether this harness drives tasks bound to no OpenCode server (default
+    /// `true`). A worker connected to several servers runs one harness per server
+    /// under one worker name; exactly one of them takes the unbound tasks, since
+    /// two harnesses with one claim owner would both hold such a task.
+    pub unbound_tasks: bool,
 }
 
 impl Default for HarnessConfig {
@@ -129,6 +134,7 @@ impl Default for HarnessConfig {
             task_defaults: crate::spec::Unattended::default(),
             worker_name: None,
             opencode: None,
+            unbound_tasks: true,
         }
     }
 }
@@ -343,6 +349,14 @@ impl Harness {
     /// ([`HarnessConfig::opencode`]).
     pub fn opencode(&self) -> Option<&str> {
         self.config.opencode.as_deref()
+    }
+
+    /// Whether this harness drives `task`: it is bound to this harness's OpenCode
+    /// server, or to none and this harness takes unbound tasks
+    /// ([`HarnessConfig::unbound_tasks`]). Of the harnesses of one worker, at most one
+    /// drives a given task; route a task's actions and answers to that one.
+    pub fn drives(&self, task: &Task) -> bool {
+        task.driven_on(self.opencode(), self.config.unbound_tasks)
     }
 
     /// Adds a pending task that drives an existing session instead of creating one.

@@ -83,14 +83,18 @@ pub async fn answer(
 ) -> Result<Json<Value>> {
     let (answer, by) = body.parse()?;
     let id = openloom_core::TaskId::from(id);
-    let harness = state.harness();
+    // The agent of the OpenCode server the task's session is in.
+    let mut harness = state.harness();
     if let Some(task) = state.store().get_task(&id).await? {
-        if let Some(bound) = task.opencode.as_deref().filter(|_| !task.runs_on(harness.opencode()))
-        {
-            return Err(Error::Conflict(format!(
-                "task {id} runs on the OpenCode server {bound:?}, and its requests are there; \
-                 answer it through a worker connected to {bound:?}; nothing was answered"
-            )));
+        match state.connection_for(&task) {
+            Some(connection) => harness = &connection.harness,
+            None => {
+                let bound = task.opencode.as_deref().unwrap_or_default();
+                return Err(Error::Conflict(format!(
+                    "task {id} runs on the OpenCode server {bound:?}, and its requests are there; \
+                     answer it through a worker connected to {bound:?}; nothing was answered"
+                )));
+            }
         }
     }
     let answered = answer_pending(

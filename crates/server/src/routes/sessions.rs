@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use openloom_core::{Role, SessionRef};
+use openloom_opencode::OpencodeClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,12 +17,30 @@ const DEFAULT_MESSAGES: usize = 50;
 /// Most messages a client may ask for.
 const MAX_MESSAGES: usize = 1000;
 
-/// The session's reference: from the monitor's snapshot, else asked of OpenCode.
-async fn session_ref(state: &AppState, id: &str) -> Result<SessionRef> {
+/// The session's reference and the client of the OpenCode server it is in: from the
+/// monitor's snapshot (the first server's), else asked of each server this worker is
+/// connected to in turn (session ids are unique across servers). Not found anywhere:
+/// the first server's answer.
+async fn session_ref<'a>(
+    state: &'a AppState,
+    id: &str,
+) -> Result<(&'a OpencodeClient, SessionRef)> {
     if let Some(session) = state.monitor().snapshot().find(id) {
-        return Ok(session.as_ref());
+        return Ok((state.client(), session.as_ref()));
     }
-    Ok(state.client().session(id).await?.as_ref())
+    let mut first_error = None;
+    for connection in state.connections() {
+        match connection.client.session(id).await {
+            Ok(session) => return Ok((&connection.client, session.as_ref())),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error.into()),
+        None => Err(Error::NotFound { what: "session", id: id.to_owned() }),
+    }
 }
 
 /// Sessions from the monitor: visible ones, grouped by directory, and statuses.
@@ -52,8 +71,8 @@ pub async fn messages(
     if limit == 0 || limit > MAX_MESSAGES {
         return Err(Error::BadRequest(format!("limit must be between 1 and {MAX_MESSAGES}")));
     }
-    let session = session_ref(&state, &id).await?;
-    let messages = state.client().messages(&session, limit).await?;
+    let (client, session) = session_ref(&state, &id).await?;
+    let messages = client.messages(&session, limit).await?;
     Ok(Json(json!({ "messages": messages })))
 }
 
@@ -71,24 +90,24 @@ pub async fn diff(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DiffQuery>,
 ) -> Result<Json<Value>> {
-    let session = session_ref(&state, &id).await?;
+    let (client, session) = session_ref(&state, &id).await?;
     let message_id = match query.message_id.filter(|m| !m.is_empty()) {
         Some(id) => Some(id),
         None => {
-            let messages = state.client().messages(&session, 20).await?;
+            let messages = client.messages(&session, 20).await?;
             messages.into_iter().rev().find(|m| m.role == Role::User).map(|m| m.id)
         }
     };
     let diff = match &message_id {
-        Some(message_id) => state.client().diff(&session, Some(message_id)).await?,
+        Some(message_id) => client.diff(&session, Some(message_id)).await?,
         None => Vec::new(),
     };
     Ok(Json(json!({ "diff": diff, "messageId": message_id })))
 }
 
 async fn set_archived(state: &AppState, id: &str, archived: bool) -> Result<Json<Value>> {
-    let session = session_ref(state, id).await?;
-    state.client().set_archived(&session, archived).await?;
+    let (client, session) = session_ref(state, id).await?;
+    client.set_archived(&session, archived).await?;
     state.monitor().poke();
     Ok(Json(json!({ "ok": true, "sessionId": id, "archived": archived })))
 }
@@ -114,8 +133,8 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>> {
-    let session = session_ref(&state, &id).await?;
-    state.client().delete_session(&session).await?;
+    let (client, session) = session_ref(&state, &id).await?;
+    client.delete_session(&session).await?;
     state.monitor().poke();
     Ok(Json(json!({ "ok": true, "sessionId": id, "deleted": true })))
 }

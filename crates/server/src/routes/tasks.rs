@@ -337,10 +337,16 @@ pub fn resolve_workspace(state: &AppState, raw: &str) -> Result<String> {
     Ok(path_text(&resolved))
 }
 
-/// The resolved workspace of an existing session: its directory, or `fallback` when
-/// OpenCode does not say (the reference's rule), through the same policy.
-async fn session_workspace(state: &AppState, session_id: &str, fallback: &str) -> Result<String> {
-    let session = state.client().session(session_id).await?;
+/// The resolved workspace of an existing session of `client`'s OpenCode: its
+/// directory, or `fallback` when OpenCode does not say (the reference's rule),
+/// through the same policy.
+async fn session_workspace(
+    state: &AppState,
+    client: &openloom_opencode::OpencodeClient,
+    session_id: &str,
+    fallback: &str,
+) -> Result<String> {
+    let session = client.session(session_id).await?;
     let directory = if session.directory.is_empty() { fallback } else { &session.directory };
     if directory.trim().is_empty() {
         return Err(Error::BadRequest("cannot resolve the workspace of the session".into()));
@@ -368,23 +374,38 @@ pub async fn create(
         )));
     }
     let session_id = CreateTask::text(&body.session_id).map(str::to_owned);
-    let elsewhere = placement(&state, CreateTask::text(&body.opencode), session_id.is_some())?;
-    let id = match &session_id {
-        None if elsewhere.is_some() => {
-            // Its worker resolves the workspace, on its machine.
-            state.harness().add_task_on(spec.clone(), elsewhere.clone()).await?
-        }
-        Some(session_id) => {
-            spec.workspace = session_workspace(&state, session_id, &spec.workspace).await?;
-            state.harness().add_task_for_session(spec.clone(), session_id).await?
-        }
-        None => {
-            spec.workspace = resolve_workspace(&state, &spec.workspace)?;
-            let id = state.harness().add_task(spec.clone()).await?;
-            if let Err(error) = state.recent().record_workspace(&spec.workspace, Utc::now()).await {
-                tracing::warn!(%error, "could not record a recent workspace");
+    let (id, opencode) = match placement(&state, CreateTask::text(&body.opencode))? {
+        Placement::Elsewhere(name) => {
+            if session_id.is_some() {
+                return Err(Error::BadRequest(format!(
+                    "sessionId names a session of an OpenCode server this worker is connected \
+                     to, not of {name:?}; leave opencode out, or create the task on a worker \
+                     connected to {name:?}"
+                )));
             }
-            id
+            // Its worker resolves the workspace, on its machine.
+            (state.harness().add_task_on(spec.clone(), Some(name.clone())).await?, Some(name))
+        }
+        Placement::Connected(connection) => {
+            let harness = &connection.harness;
+            let id = match &session_id {
+                Some(session_id) => {
+                    spec.workspace =
+                        session_workspace(&state, &connection.client, session_id, &spec.workspace)
+                            .await?;
+                    harness.add_task_for_session(spec.clone(), session_id).await?
+                }
+                None => {
+                    spec.workspace = resolve_workspace(&state, &spec.workspace)?;
+                    let id = harness.add_task(spec.clone()).await?;
+                    let recorded = state.recent().record_workspace(&spec.workspace, Utc::now());
+                    if let Err(error) = recorded.await {
+                        tracing::warn!(%error, "could not record a recent workspace");
+                    }
+                    id
+                }
+            };
+            (id, harness.opencode().map(str::to_owned))
         }
     };
     tracing::info!(task_id = %id, workspace = %spec.workspace, "task created");
@@ -395,44 +416,47 @@ pub async fn create(
         "name": spec.name,
         "watch": spec.check_interval_seconds > 0,
         "sessionId": session_id,
-        "opencode": elsewhere.as_deref().or(state.harness().opencode()),
+        "opencode": opencode,
         "steps": spec.steps.len(),
         "acceptance": spec.acceptance.len(),
     })))
 }
 
-/// Which OpenCode server a new task runs on: `None` for this worker's own, or the
-/// name of another of `opencode_servers`. Unknown names are refused with the known
-/// ones, and so is an existing session (`sessionId`) with another server's name: the
-/// session is looked up in this worker's OpenCode.
-fn placement(state: &AppState, asked: Option<&str>, has_session: bool) -> Result<Option<String>> {
-    let ours = state.harness().opencode();
-    let Some(asked) = asked else { return Ok(None) };
-    if Some(asked) == ours {
-        return Ok(None);
+/// Where a new task runs.
+enum Placement<'a> {
+    /// On an OpenCode server this worker is connected to: its harness creates it.
+    Connected(&'a crate::state::Connection),
+    /// On another of `opencode_servers`, for a worker connected to it.
+    Elsewhere(String),
+}
+
+/// Which OpenCode server a new task runs on: the worker's first one unless the
+/// request names another it is connected to, or another of `opencode_servers`.
+/// Unknown names are refused with the known ones.
+fn placement<'a>(state: &'a AppState, asked: Option<&str>) -> Result<Placement<'a>> {
+    let Some(asked) = asked else { return Ok(Placement::Connected(&state.connections()[0])) };
+    if let Some(connection) = state.connection_named(asked) {
+        return Ok(Placement::Connected(connection));
     }
     let others = &state.config().opencode_servers;
-    if !others.iter().any(|name| name == asked) {
-        let known: Vec<&str> = ours.into_iter().chain(others.iter().map(String::as_str)).collect();
-        return Err(Error::BadRequest(if known.is_empty() {
-            format!(
-                "opencode {asked:?}: this worker names no OpenCode servers; set `opencode` and \
-                 `opencode_servers` in the config file (docs/team.md) or leave opencode out"
-            )
-        } else {
-            format!(
-                "opencode {asked:?} is not a known OpenCode server; known: {}",
-                known.join(", ")
-            )
-        }));
+    if others.iter().any(|name| name == asked) {
+        return Ok(Placement::Elsewhere(asked.to_owned()));
     }
-    if has_session {
-        return Err(Error::BadRequest(format!(
-            "sessionId names a session of this worker's OpenCode server; leave opencode out, or \
-             create the task on a worker connected to {asked:?}"
-        )));
+    let mut known: Vec<&str> =
+        state.connections().iter().filter_map(|c| c.harness.opencode()).collect();
+    for name in others {
+        if !known.contains(&name.as_str()) {
+            known.push(name);
+        }
     }
-    Ok(Some(asked.to_owned()))
+    Err(Error::BadRequest(if known.is_empty() {
+        format!(
+            "opencode {asked:?}: this worker names no OpenCode servers; set `opencode` and \
+             `opencode_servers` in the config file (docs/team.md) or leave opencode out"
+        )
+    } else {
+        format!("opencode {asked:?} is not a known OpenCode server; known: {}", known.join(", "))
+    }))
 }
 
 /// `POST /api/tasks/plan` body.
@@ -457,7 +481,8 @@ pub async fn plan(
         .to_owned();
     let workspace = match CreateTask::text(&body.session_id) {
         Some(session_id) => {
-            session_workspace(&state, session_id, body.workspace.as_deref().unwrap_or("")).await?
+            let fallback = body.workspace.as_deref().unwrap_or("");
+            session_workspace(&state, state.client(), session_id, fallback).await?
         }
         None => resolve_workspace(&state, body.workspace.as_deref().unwrap_or(""))?,
     };

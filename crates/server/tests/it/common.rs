@@ -164,6 +164,7 @@ impl Fixture {
             outbox: store.clone(),
             client,
             metrics: metrics.clone(),
+            others: Vec::new(),
         };
         let state = AppState::new(config, parts, monitor);
         Fixture {
@@ -188,9 +189,47 @@ impl Fixture {
             outbox: self.state.outbox().clone(),
             client,
             metrics: self.state.metrics().clone(),
+            others: Vec::new(),
         };
         let state = AppState::new(config, parts, monitor);
         Fixture { app: openloom_server::router(state.clone()), state, ..self }
+    }
+
+    /// The same harness, store and directories, with this worker also connected to a
+    /// second (mock) OpenCode server named `name`, returned with the fixture: its own
+    /// harness under the same store and bus, taking no unbound tasks.
+    pub async fn with_another_opencode(self, name: &str) -> (Fixture, MockServer) {
+        let second = MockServer::start().await;
+        let client = client_for(&second);
+        let first = self.state.harness();
+        let harness = Arc::new(Harness::with_config(
+            HarnessParts {
+                agent: Arc::new(client.clone()),
+                store: first.store().clone(),
+                checker: Arc::new(openloom_prompts::MarkerChecker),
+                dialogue: Arc::new(PlainDialogue),
+                bus: first.bus().clone(),
+                workspaces: first.workspaces().clone(),
+            },
+            openloom_core::HarnessConfig {
+                opencode: Some(name.to_owned()),
+                unbound_tasks: false,
+                ..openloom_core::HarnessConfig::default()
+            },
+        ));
+        let config = test_config();
+        let monitor =
+            Arc::new(SessionMonitor::new(self.state.client().clone(), config.monitor.clone()));
+        let parts = ServerParts {
+            harness: first.clone(),
+            recent: self.state.recent().clone(),
+            outbox: self.state.outbox().clone(),
+            client: self.state.client().clone(),
+            metrics: self.state.metrics().clone(),
+            others: vec![openloom_server::Connection { harness, client }],
+        };
+        let state = AppState::new(config, parts, monitor);
+        (Fixture { app: openloom_server::router(state.clone()), state, ..self }, second)
     }
 
     /// Serves this fixture's harness on a real loopback socket under `config` (its
@@ -203,6 +242,7 @@ impl Fixture {
             outbox: self.state.outbox().clone(),
             client: self.state.client().clone(),
             metrics: self.state.metrics().clone(),
+            others: Vec::new(),
         };
         let server = openloom_server::Server::bind(config, parts).await.expect("bind");
         let addr = server.local_addr();

@@ -38,6 +38,7 @@ async fn a_client_sees_a_snapshot_then_task_events_and_a_snapshot_again_on_recon
         outbox: fx.state.outbox().clone(),
         client: fx.state.client().clone(),
         metrics: fx.state.metrics().clone(),
+        others: Vec::new(),
     };
     let server = Server::bind(config, parts).await.expect("bind");
     let addr = server.local_addr();

@@ -268,6 +268,7 @@ async fn a_server_without_a_long_token_refuses_to_start() {
         outbox: fx.state.outbox().clone(),
         client: fx.state.client().clone(),
         metrics: fx.state.metrics().clone(),
+        others: Vec::new(),
     };
     let waived =
         ServerConfig { no_token: true, ..ServerConfig::new("0.0.0.0:0".parse().expect("addr")) };

@@ -493,3 +493,45 @@ async fn a_task_is_created_for_a_named_opencode_server_or_refused_with_the_known
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert!(reply.json["opencode"].is_null(), "{}", reply.text);
 }
+
+#[tokio::test]
+async fn a_worker_on_two_opencode_servers_creates_and_reads_on_the_one_named() {
+    let (fx, second) = Fixture::new().await.with_another_opencode("b").await;
+    let created = fx
+        .post("/api/tasks", json!({ "prompt": "p", "workspace": fx.ws(), "opencode": "b" }))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert_eq!(created.json["opencode"], "b");
+    let id = created.json["taskId"].as_str().expect("id").to_owned();
+    let task = fx.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(task.json["task"]["opencode"], "b", "{}", task.text);
+    assert_eq!(task.json["task"]["workspace"], fx.ws(), "resolved here: b is connected here");
+
+    // The first server's harness leaves it to b's.
+    fx.state.harness().tick().await.expect("tick");
+    let task = fx.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(task.json["task"]["status"], "pending", "{}", task.text);
+    assert_eq!(fx.opencode_requests().await, 0, "nothing was asked of the first server");
+
+    let unknown = fx
+        .post("/api/tasks", json!({ "prompt": "p", "workspace": fx.ws(), "opencode": "c" }))
+        .await;
+    assert!(unknown.error(StatusCode::BAD_REQUEST).contains("known: b"), "{}", unknown.text);
+
+    // A session only b has: the sessions routes find it there.
+    Mock::given(method("GET"))
+        .and(path("/session/ses_on_b"))
+        .respond_with(json_reply(session_json("ses_on_b", &fx.ws(), 0)))
+        .mount(&second)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session/ses_on_b/message"))
+        .respond_with(json_reply(json!([user_message("msg_1", "hello from b")])))
+        .mount(&second)
+        .await;
+    let messages = fx.get("/api/sessions/ses_on_b/messages").await;
+    assert_eq!(messages.status, StatusCode::OK, "{}", messages.text);
+    assert!(messages.text.contains("hello from b"), "{}", messages.text);
+    let missing = fx.get("/api/sessions/ses_nowhere/messages").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+}

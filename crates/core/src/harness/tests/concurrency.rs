@@ -235,3 +235,46 @@ async fn a_possible_idle_notice_asks_for_the_status_before_judging() {
     f.harness.notify_possibly_idle(&session).await;
     assert_eq!(f.prompts().last().expect("prompt"), "NEXT step 2");
 }
+
+#[tokio::test]
+async fn one_worker_on_two_opencode_servers_drives_each_task_on_its_own() {
+    // One worker name, two harnesses (one per OpenCode server); only the first takes
+    // unbound tasks, so no task is held by both under the one claim owner.
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let on = |opencode: &str, unbound_tasks: bool| HarnessConfig {
+        worker_name: Some("w-one".into()),
+        opencode: Some(opencode.into()),
+        unbound_tasks,
+        ..test_config()
+    };
+    let first = f.another_harness(WorkspacePolicy::any(), on("a", true));
+    let other_agent = Arc::new(MemoryAgent::replying(&["working"]));
+    let second = harness_over(
+        other_agent.clone(),
+        f.store.clone(),
+        Arc::new(Markers),
+        EventBus::new(),
+        WorkspacePolicy::any(),
+        on("b", false),
+    );
+    let workspace = f.workspace.path();
+    let on_a = first.add_task(three_steps(&workspace)).await.expect("a's task");
+    let on_b = second.add_task(three_steps(&workspace)).await.expect("b's task");
+    let mut unbound = Task::new(TaskId::generate(), three_steps(&workspace), Utc::now());
+    unbound.opencode = None;
+    f.store.create_task(&unbound).await.expect("an unbound task");
+    assert_eq!(f.task(&on_b).await.opencode.as_deref(), Some("b"), "bound to its harness's server");
+    assert!(second.drives(&f.task(&on_b).await) && !second.drives(&unbound));
+    assert!(first.drives(&unbound) && !first.drives(&f.task(&on_b).await));
+
+    second.tick().await.expect("tick b");
+    first.tick().await.expect("tick a");
+    let started = |agent: &MemoryAgent| agent.sessions().len();
+    assert_eq!(started(&other_agent), 1, "b's server gets b's task only");
+    assert_eq!(started(&f.agent), 2, "a's server gets a's task and the unbound one");
+    for id in [&on_a, &on_b, &unbound.id] {
+        let task = f.task(id).await;
+        assert_eq!(task.status, TaskStatus::Running, "{id} started");
+        assert_eq!(task.session_ids.len(), 1, "{id} has one session");
+    }
+}
