@@ -85,6 +85,11 @@ pub async fn run(settings: &Settings, cwd: &Path) -> Result<u8> {
     if let Some(opencode) = opencode {
         opencode.shutdown().await;
     }
+    // The further servers `serve` drives (`--opencode a,b`): each must answer too.
+    for server in &settings.more_opencode {
+        let on = settings.on_opencode(&server.name, &server.url);
+        check_url(&on, &on, false, binary.is_some(), &mut findings).await;
+    }
     findings.push(check_database(&settings.database).await);
     findings.extend(check_roots(settings));
 

@@ -243,8 +243,9 @@ pub struct CreateTask {
     pub mode: Option<String>,
     /// Task name (prompt tasks).
     pub name: Option<String>,
-    /// The OpenCode server to run the task on, by name: this worker's own (the
-    /// default) or one of `opencode_servers`, for a worker connected to it.
+    /// The OpenCode server to run the task on, by name: this worker's first (the
+    /// default), another it is connected to, or one of `opencode_servers`, for a
+    /// worker connected to it.
     pub opencode: Option<String>,
 }
 
