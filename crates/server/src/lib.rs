@@ -135,13 +135,18 @@ impl Server {
         &self.state
     }
 
-    /// Runs the session monitor and serves until `shutdown` completes, then ends the
-    /// live streams, lets requests in flight finish, and stops the monitor.
+    /// Runs the session monitors (one per OpenCode server) and serves until
+    /// `shutdown` completes, then ends the live streams, lets requests in flight
+    /// finish, and stops the monitors.
     /// The harness is not run here: the caller runs [`openloom_core::Harness::run`].
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Server { listener, state } = self;
         let (stop, stopped) = watch::channel(false);
-        let monitor = tokio::spawn(Arc::clone(state.monitor()).run(stopped));
+        let monitors: Vec<_> = state
+            .monitors()
+            .iter()
+            .map(|monitor| tokio::spawn(Arc::clone(monitor).run(stopped.clone())))
+            .collect();
         let closing = state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -162,8 +167,10 @@ impl Server {
         };
         listen::serve(listener, router(state), limits, shutdown).await;
         stop.send_replace(true);
-        if let Err(error) = monitor.await {
-            tracing::warn!(%error, "session monitor task failed");
+        for monitor in monitors {
+            if let Err(error) = monitor.await {
+                tracing::warn!(%error, "session monitor task failed");
+            }
         }
         Ok(())
     }

@@ -139,6 +139,36 @@ impl MonitorSnapshot {
     pub fn find(&self, id: &str) -> Option<&Session> {
         self.sessions.iter().find(|s| s.id == id)
     }
+
+    /// What several monitors (one per OpenCode server of a worker) know, as one
+    /// snapshot: every server's sessions, newest first, and their statuses (session
+    /// ids are unique across servers). Health, token usage and the refresh time are
+    /// the first's; the error is the first one any of them has. One snapshot: itself.
+    pub fn merged(parts: &[Arc<MonitorSnapshot>]) -> Arc<MonitorSnapshot> {
+        match parts {
+            [] => Arc::new(MonitorSnapshot::default()),
+            [only] => Arc::clone(only),
+            [first, ..] => {
+                let mut sessions: Vec<Session> =
+                    parts.iter().flat_map(|part| part.sessions.iter().cloned()).collect();
+                // Stable: one server's own order stays among equal times.
+                sessions.sort_by_key(|session| std::cmp::Reverse(updated(session)));
+                let statuses = parts
+                    .iter()
+                    .flat_map(|part| part.statuses.iter())
+                    .map(|(id, activity)| (id.clone(), activity.clone()))
+                    .collect();
+                Arc::new(MonitorSnapshot {
+                    health: first.health.clone(),
+                    sessions,
+                    statuses,
+                    usage: first.usage.clone(),
+                    error: parts.iter().find_map(|part| part.error.clone()),
+                    refreshed_at: first.refreshed_at,
+                })
+            }
+        }
+    }
 }
 
 /// What the monitor remembers between refreshes.
@@ -462,6 +492,30 @@ mod tests {
             updated_at: Some(at),
             archived_at: None,
         }
+    }
+
+    #[test]
+    fn snapshots_of_several_servers_merge_newest_first_with_the_firsts_health() {
+        let first = Arc::new(MonitorSnapshot {
+            health: Some(Health::Reachable { version: Some("1.18.34".into()) }),
+            sessions: vec![session("ses_a_new", "/a", 1), session("ses_a_old", "/a", 9)],
+            statuses: HashMap::from([("ses_a_new".into(), SessionActivity::Busy)]),
+            ..MonitorSnapshot::default()
+        });
+        let second = Arc::new(MonitorSnapshot {
+            health: Some(Health::Unreachable { reason: "down".into() }),
+            sessions: vec![session("ses_b", "/b", 5)],
+            statuses: HashMap::from([("ses_b".into(), SessionActivity::Idle)]),
+            error: Some("down".into()),
+            ..MonitorSnapshot::default()
+        });
+        let merged = MonitorSnapshot::merged(&[Arc::clone(&first), second]);
+        let ids: Vec<&str> = merged.sessions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["ses_a_new", "ses_b", "ses_a_old"]);
+        assert_eq!(merged.statuses.len(), 2);
+        assert!(matches!(merged.health, Some(Health::Reachable { .. })), "the first's health");
+        assert_eq!(merged.error.as_deref(), Some("down"), "any server's error shows");
+        assert!(Arc::ptr_eq(&MonitorSnapshot::merged(std::slice::from_ref(&first)), &first));
     }
 
     #[test]

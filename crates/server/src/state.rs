@@ -74,7 +74,8 @@ struct Inner {
     recent: Arc<dyn RecentWorkspaces>,
     outbox: Arc<dyn Outbox>,
     metrics: Metrics,
-    monitor: Arc<SessionMonitor>,
+    /// One session monitor per connection, in the same order.
+    monitors: Vec<Arc<SessionMonitor>>,
     config: ServerConfig,
     /// Turns true when the server shuts down, so endless streams (SSE) end and the
     /// graceful shutdown does not wait for them for ever.
@@ -97,20 +98,31 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("config", &self.inner.config)
-            .field("monitor", &self.inner.monitor)
+            .field("monitors", &self.inner.monitors)
             .finish_non_exhaustive()
     }
 }
 
 impl AppState {
     /// State for a router serving `parts` under `config`, reading sessions from
-    /// `monitor` (which the caller runs, or [`crate::Server`] runs for it).
+    /// `monitor` (which the caller runs, or [`crate::Server`] runs for it). The
+    /// further connections (`parts.others`) get a monitor each, made here, telling
+    /// their harness what went idle; [`AppState::monitors`] lists them all.
     pub fn new(config: ServerConfig, parts: ServerParts, monitor: Arc<SessionMonitor>) -> Self {
         let store = Arc::clone(parts.harness.store());
         let event_streams = Arc::new(tokio::sync::Semaphore::new(config.max_event_streams));
         let closing = Arc::new(watch::channel(false).0);
         let github = github_intake(&config, &parts.harness, &closing);
         let first = Connection { harness: parts.harness, client: parts.client };
+        let monitors = std::iter::once(monitor)
+            .chain(parts.others.iter().map(|other| {
+                let monitor =
+                    Arc::new(SessionMonitor::new(other.client.clone(), config.monitor.clone()));
+                let harness = Arc::clone(&other.harness);
+                monitor.on_idle(move |session_id| harness.hint_idle(session_id));
+                monitor
+            }))
+            .collect();
         AppState {
             inner: Arc::new(Inner {
                 connections: std::iter::once(first).chain(parts.others).collect(),
@@ -118,7 +130,7 @@ impl AppState {
                 recent: parts.recent,
                 outbox: parts.outbox,
                 metrics: parts.metrics,
-                monitor,
+                monitors,
                 config,
                 closing,
                 pages: PageCache::default(),
@@ -182,9 +194,25 @@ impl AppState {
         &self.first().client
     }
 
-    /// The session monitor.
+    /// The session monitor of the first OpenCode server.
     pub fn monitor(&self) -> &Arc<SessionMonitor> {
-        &self.inner.monitor
+        &self.inner.monitors[0]
+    }
+
+    /// The session monitor of each connection, in [`AppState::connections`]' order.
+    pub fn monitors(&self) -> &[Arc<SessionMonitor>] {
+        &self.inner.monitors
+    }
+
+    /// What the monitors know, as one snapshot ([`crate::MonitorSnapshot::merged`]).
+    pub fn snapshot(&self) -> Arc<crate::MonitorSnapshot> {
+        let snapshots: Vec<_> = self.inner.monitors.iter().map(|m| m.snapshot()).collect();
+        crate::MonitorSnapshot::merged(&snapshots)
+    }
+
+    /// Asks every monitor to refresh now (after a change to some session).
+    pub fn poke_monitors(&self) {
+        self.inner.monitors.iter().for_each(|monitor| monitor.poke());
     }
 
     /// The configuration.

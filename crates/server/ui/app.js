@@ -324,15 +324,24 @@ function renderConn() {
   $('conn-text').textContent = labels[name] || name;
   $('conn-text').title = detail || '';
   const server = S.state && S.state.server;
-  $('oc-url').textContent = server ? `OpenCode ${server.url}` : 'OpenCode: —';
-  $('oc-health').title = (server && server.message) || '';
+  // A worker connected to several OpenCode servers names each; any one down shows.
+  const servers = (S.state && S.state.servers) || (server ? [server] : []);
+  const several = servers.length > 1;
+  const down = servers.filter((s) => !s.ok);
+  const said = (s) => (several ? `${s.name}: ${s.message}` : s.message);
+  $('oc-url').textContent = several
+    ? `OpenCode ${servers.map((s) => `${s.name} ${s.url}`).join(' · ')}`
+    : server ? `OpenCode ${server.url}` : 'OpenCode: —';
+  $('oc-url').title = $('oc-url').textContent;
+  $('oc-health').title = down.map(said).join('\n') || (server && server.message) || '';
   $('oc-health').textContent = name === 'retrying' && detail ? `Events: ${detail}` : server
-    ? (server.ok ? `Healthy${server.version ? ` · v${server.version}` : ''}` : server.message) : 'Waiting for the first state…';
+    ? (down.length ? said(down[0]) : `Healthy${server.version ? ` · v${server.version}` : ''}`) : 'Waiting for the first state…';
   const badgeEl = $('health-badge');
   if (server) {
-    badgeEl.className = `badge ${server.ok ? 'ok' : 'bad'}`;
-    badgeEl.textContent = server.ok ? 'Healthy' : 'OpenCode unreachable';
-    badgeEl.title = server.message || '';
+    badgeEl.className = `badge ${down.length ? 'bad' : 'ok'}`;
+    badgeEl.textContent = !down.length ? 'Healthy'
+      : several ? `OpenCode ${down.map((s) => s.name).join(', ')} unreachable` : 'OpenCode unreachable';
+    badgeEl.title = down.map(said).join('\n') || server.message || '';
   }
   fill($('updated-ago'), timeAgo(S.lastStateAt));
 }

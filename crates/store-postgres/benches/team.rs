@@ -14,6 +14,11 @@
 //!    session, measured in-process (no HTTP, no SSE parsing).
 //! 4. This process's resident memory (`/proc/self/status`) during figure 3.
 //!
+//! Figure 2 runs twice: with the simulated OpenCode answering at once (CPU-bound: the
+//! workers, PostgreSQL and the simulation share this machine's cores) and with every
+//! request answered after [`REMOTE_RTT`] (latency-bound, as with OpenCode across a
+//! network: a worker's checks wait, at most `max_concurrent_checks` at once).
+//!
 //! Run with `OPENLOOM_TEST_POSTGRES=postgres://… cargo bench -p openloom-store-postgres
 //! --bench team` (`cargo xtask bench` starts a throwaway server); without the variable
 //! it measures SQLite only. Prints Markdown tables.
@@ -48,6 +53,10 @@ const ROUNDS: usize = 4;
 /// Idle turns per session in the idle → prompt run, each 1–20 s long.
 const TURNS: usize = 3;
 const TURN_MS: (u64, u64) = (1_000, 20_000);
+
+/// The round trip of the latency-bound throughput figure: an OpenCode server on
+/// another machine of the team's network, answering at once.
+const REMOTE_RTT: Duration = Duration::from_millis(20);
 
 /// How long a throughput round may go without a check before it is given up.
 const STALLED: Duration = Duration::from_secs(10);
@@ -114,6 +123,9 @@ fn memory() -> (f64, f64) {
 /// busy until the driver ends its turn ([`Sim::finish_turn`]).
 struct Sim {
     instant: bool,
+    /// The round trip every request waits before it is answered, in microseconds:
+    /// an OpenCode across a network, for the latency-bound throughput figure.
+    rtt_micros: std::sync::atomic::AtomicU64,
     state: Mutex<SimState>,
     events: mpsc::UnboundedSender<AgentEvent>,
     receiver: Mutex<Option<mpsc::UnboundedReceiver<AgentEvent>>>,
@@ -141,6 +153,7 @@ impl Sim {
         let (events, receiver) = mpsc::unbounded_channel();
         Sim {
             instant,
+            rtt_micros: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(SimState::default()),
             events,
             receiver: Mutex::new(Some(receiver)),
@@ -150,6 +163,20 @@ impl Sim {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
         lock(&self.state)
+    }
+
+    /// Makes every request from now on wait `rtt` before it is answered.
+    fn set_rtt(&self, rtt: Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.rtt_micros.store(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Waits the round trip, if one is set.
+    async fn round_trip(&self) {
+        let micros = self.rtt_micros.load(std::sync::atomic::Ordering::Relaxed);
+        if micros > 0 {
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        }
     }
 
     /// Ends a session's turn as OpenCode would: the reply, idle, and an idle event.
@@ -200,6 +227,7 @@ impl AgentServer for Sim {
     }
 
     async fn create_session(&self, directory: &str, title: &str) -> openloom_core::Result<Session> {
+        self.round_trip().await;
         let mut state = self.lock();
         state.next_id += 1;
         let session = Session {
@@ -229,6 +257,7 @@ impl AgentServer for Sim {
         prompt: &str,
         _agent: Option<&str>,
     ) -> openloom_core::Result<()> {
+        self.round_trip().await;
         let now = Instant::now();
         {
             let mut state = self.lock();
@@ -252,6 +281,7 @@ impl AgentServer for Sim {
         &self,
         _directories: &[String],
     ) -> openloom_core::Result<HashMap<String, SessionActivity>> {
+        self.round_trip().await;
         Ok(self.lock().activity.clone())
     }
 
@@ -260,6 +290,7 @@ impl AgentServer for Sim {
         session: &SessionRef,
         limit: usize,
     ) -> openloom_core::Result<Vec<AgentMessage>> {
+        self.round_trip().await;
         let state = self.lock();
         let all = state.messages.get(&session.id).map(Vec::as_slice).unwrap_or_default();
         Ok(all[all.len().saturating_sub(limit)..].to_vec())
@@ -632,6 +663,7 @@ async fn workers(open: Opener<'_>, workers: usize) -> Result<Vec<Arc<dyn Store>>
 struct Report {
     claims: Vec<String>,
     throughput: Vec<String>,
+    remote: Vec<String>,
     idle: Vec<String>,
     notes: Vec<String>,
 }
@@ -710,6 +742,29 @@ async fn measure_team(
             shares.join(" + ")
         ));
     }
+    // The same rounds with OpenCode a network round trip away: a worker's checks
+    // then mostly wait (at most `max_concurrent_checks` at once), and a second
+    // worker adds check slots, not only CPU.
+    sim.set_rtt(REMOTE_RTT);
+    for count in 1..=max_workers {
+        eprintln!(
+            "team bench: {label}: checks with a {REMOTE_RTT:?} round trip, {count} worker(s)"
+        );
+        let figures = throughput(&stores[..count], sim.clone(), &ids).await?;
+        if count == 1 {
+            single = figures.checks_per_second;
+        }
+        let ratio = figures.checks_per_second / single;
+        let (shared, missed) = figures
+            .rounds
+            .iter()
+            .fold((0, 0), |(shared, missed), (_, s, m)| (shared + s, missed + m));
+        report.remote.push(format!(
+            "| {label} | {count} | {:.0} | {ratio:.2} | {shared} / {missed} |",
+            figures.checks_per_second
+        ));
+    }
+    sim.set_rtt(Duration::ZERO);
     Ok(())
 }
 
@@ -727,6 +782,16 @@ fn print(report: &Report) {
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     report.throughput.iter().for_each(|row| println!("{row}"));
+    println!(
+        "\n### Check throughput, every OpenCode request answered after {} ms ({TASKS} due tasks, {} timed rounds)\n",
+        REMOTE_RTT.as_millis(),
+        ROUNDS - 1
+    );
+    println!(
+        "| store | workers | checks/s | ratio to 1 worker | checked by >1 worker / not checked, all rounds |"
+    );
+    println!("| --- | --- | --- | --- | --- |");
+    report.remote.iter().for_each(|row| println!("{row}"));
     println!(
         "\n### Idle event → next prompt (one worker, {TASKS} running tasks, {TURNS} turns each of {}–{} s)\n",
         TURN_MS.0 / 1000,

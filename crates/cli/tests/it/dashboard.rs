@@ -548,3 +548,39 @@ async fn changes_made_by_another_process_show_without_a_reload_and_deletions_van
     let run = served.stop().await;
     assert_eq!(run.code, Some(0), "{run:?}");
 }
+
+#[tokio::test]
+async fn the_header_names_each_opencode_server_and_the_one_that_is_down() {
+    let launcher = require_opencode!();
+    let browser_launcher = require_browser!();
+    let env = E2e::start(&launcher, Script::new()).await.expect("OpenCode starts");
+    let mut sandbox = Sandbox::new();
+    sandbox.opencode_url = env.opencode.base_url();
+    std::fs::create_dir_all(sandbox.path().join(".openloom")).expect("mkdir");
+    // b: nothing listens there.
+    let config =
+        format!("opencode_servers:\n  a: {}\n  b: http://127.0.0.1:9\n", env.opencode.base_url());
+    std::fs::write(sandbox.path().join(".openloom/config.yaml"), config).expect("config");
+    let token = "dash-token-two-servers";
+    let served =
+        Served::start_with(&sandbox, &["--opencode", "a,b"], &[("OPENLOOM_API_TOKEN", token)])
+            .await;
+    let browser = browser_launcher.start(WIDTH, HEIGHT).await.expect("headless Chromium");
+    let client = browser.client();
+    client.goto(&format!("{}/#token={token}", served.base)).await.expect("open");
+    let badge = wait_for(
+        client,
+        "the badge naming the server that is down",
+        Duration::from_secs(20),
+        "const t = document.getElementById('health-badge').textContent; \
+         return t === 'OpenCode b unreachable' && t",
+    )
+    .await;
+    assert_eq!(badge, json!("OpenCode b unreachable"));
+    let url = text_of(client, "#oc-url").await;
+    assert!(url.contains("a http://") && url.contains("b http://127.0.0.1:9"), "{url}");
+    screenshot(client, "two-servers").await;
+    browser.close().await;
+    let run = served.stop().await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}

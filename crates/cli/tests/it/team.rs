@@ -306,6 +306,35 @@ async fn one_worker_on_two_opencode_servers_runs_each_task_in_its_own() {
         assert_eq!(messages.status(), 200, "{session}");
     }
     assert_eq!(prompts_containing(&env, BOOTSTRAP), 2, "each task started once");
+    // The dashboard's state: both servers healthy, both servers' sessions listed.
+    let mut state = serde_json::Value::Null;
+    for _ in 0..50 {
+        state = client
+            .get(format!("{}/api/state", worker.base))
+            .send()
+            .await
+            .expect("GET /api/state")
+            .json()
+            .await
+            .expect("JSON");
+        let listed = state["sessions"].as_array().map_or(0, Vec::len);
+        if state["servers"][1]["ok"] == true && listed >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state["servers"][0]["name"], "a", "{}", state["servers"]);
+    assert_eq!(state["servers"][1]["name"], "b", "{}", state["servers"]);
+    assert!(
+        state["servers"][0]["ok"] == true && state["servers"][1]["ok"] == true,
+        "{}",
+        state["servers"]
+    );
+    let listed: Vec<&str> = state["sessions"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|s| s["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 2, "the sessions of both servers: {listed:?}");
 
     let banner = worker.banner.join("\n");
     assert!(

@@ -35,9 +35,22 @@ pub fn without_credentials(url: &str) -> String {
     }
 }
 
+/// `ok`, `message` and `version` of an OpenCode server's health as last seen.
+fn health_fields(health: Option<&Health>) -> (bool, String, Option<String>) {
+    match health {
+        Some(Health::Reachable { version }) => {
+            (true, "OpenCode is reachable".to_owned(), version.clone())
+        }
+        Some(Health::Unreachable { reason } | Health::Unauthorized { reason }) => {
+            (false, reason.clone(), None)
+        }
+        None => (false, "not checked yet".to_owned(), None),
+    }
+}
+
 /// The composite state.
 pub async fn state(State(state): State<AppState>) -> Result<axum::response::Response> {
-    let snapshot = state.monitor().snapshot();
+    let snapshot = state.snapshot();
     let version = state.store().store_version().await?;
     // The first page, as `GET /api/tasks` gives it; older pages come from there.
     let limit = crate::routes::tasks::DEFAULT_PAGE;
@@ -48,18 +61,26 @@ pub async fn state(State(state): State<AppState>) -> Result<axum::response::Resp
     let workers =
         state.store().live_workers(Utc::now() - openloom_core::worker::LIVE_WITHIN).await?;
 
-    let settings = state.client().settings();
-    // The password is never part of this answer; the URL's credentials were moved
-    // out of it into the settings' username/password when the client was built.
-    let (ok, message, version_text) = match &snapshot.health {
-        Some(Health::Reachable { version }) => {
-            (true, "OpenCode is reachable".to_owned(), version.clone())
-        }
-        Some(Health::Unreachable { reason } | Health::Unauthorized { reason }) => {
-            (false, reason.clone(), None)
-        }
-        None => (false, "not checked yet".to_owned(), None),
-    };
+    // Every OpenCode server of this worker, the first (whose health `server` shows)
+    // first. The password is never part of this answer; the URL's credentials were
+    // moved out of it into the settings' username/password when the client was built.
+    let servers: Vec<Value> = state
+        .connections()
+        .iter()
+        .zip(state.monitors())
+        .map(|(connection, monitor)| {
+            let settings = connection.client.settings();
+            let (ok, message, version) = health_fields(monitor.snapshot().health.as_ref());
+            json!({
+                "name": connection.harness.opencode(),
+                "ok": ok,
+                "message": message,
+                "version": version,
+                "url": without_credentials(&settings.base_url),
+                "username": settings.username,
+            })
+        })
+        .collect();
 
     let statuses: HashMap<&str, &str> =
         snapshot.statuses.iter().map(|(id, a)| (id.as_str(), activity_name(a))).collect();
@@ -81,13 +102,14 @@ pub async fn state(State(state): State<AppState>) -> Result<axum::response::Resp
         .collect();
 
     let rest = json!({
-        "server": {
-            "ok": ok,
-            "message": message,
-            "version": version_text,
-            "url": without_credentials(&settings.base_url),
-            "username": settings.username,
-        },
+        "server": servers.first().map(|first| {
+            let mut first = first.clone();
+            if let Some(fields) = first.as_object_mut() {
+                fields.remove("name");
+            }
+            first
+        }),
+        "servers": servers,
         "recentWorkspaces": recent.iter().map(|w| w.path.as_str()).collect::<Vec<_>>(),
         "workers": workers,
         "nextCursor": next,

@@ -18,15 +18,16 @@ const DEFAULT_MESSAGES: usize = 50;
 const MAX_MESSAGES: usize = 1000;
 
 /// The session's reference and the client of the OpenCode server it is in: from the
-/// monitor's snapshot (the first server's), else asked of each server this worker is
-/// connected to in turn (session ids are unique across servers). Not found anywhere:
+/// monitors' snapshots, else asked of each server this worker is connected to in turn (session ids are unique across servers). Not found anywhere:
 /// the first server's answer.
 async fn session_ref<'a>(
     state: &'a AppState,
     id: &str,
 ) -> Result<(&'a OpencodeClient, SessionRef)> {
-    if let Some(session) = state.monitor().snapshot().find(id) {
-        return Ok((state.client(), session.as_ref()));
+    for (monitor, connection) in state.monitors().iter().zip(state.connections()) {
+        if let Some(session) = monitor.snapshot().find(id) {
+            return Ok((&connection.client, session.as_ref()));
+        }
     }
     let mut first_error = None;
     for connection in state.connections() {
@@ -45,7 +46,7 @@ async fn session_ref<'a>(
 
 /// Sessions from the monitor: visible ones, grouped by directory, and statuses.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let snapshot = state.monitor().snapshot();
+    let snapshot = state.snapshot();
     Json(json!({
         "sessions": snapshot.visible_sessions(),
         "byDirectory": snapshot.by_directory(),
@@ -108,7 +109,7 @@ pub async fn diff(
 async fn set_archived(state: &AppState, id: &str, archived: bool) -> Result<Json<Value>> {
     let (client, session) = session_ref(state, id).await?;
     client.set_archived(&session, archived).await?;
-    state.monitor().poke();
+    state.poke_monitors();
     Ok(Json(json!({ "ok": true, "sessionId": id, "archived": archived })))
 }
 
@@ -135,6 +136,6 @@ pub async fn delete(
 ) -> Result<Json<Value>> {
     let (client, session) = session_ref(&state, &id).await?;
     client.delete_session(&session).await?;
-    state.monitor().poke();
+    state.poke_monitors();
     Ok(Json(json!({ "ok": true, "sessionId": id, "deleted": true })))
 }

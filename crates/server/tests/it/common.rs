@@ -295,26 +295,7 @@ impl Fixture {
 
     /// Mounts OpenCode's health, project list, session list and statuses.
     pub async fn mount_opencode(&self, sessions: Value, statuses: Value) {
-        Mock::given(method("GET"))
-            .and(path("/global/health"))
-            .respond_with(json_reply(json!({"healthy": true, "version": "1.18.34"})))
-            .mount(&self.opencode)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/project"))
-            .respond_with(json_reply(json!([{"id": "global", "worktree": self.ws()}])))
-            .mount(&self.opencode)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/session"))
-            .respond_with(json_reply(sessions))
-            .mount(&self.opencode)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/session/status"))
-            .respond_with(json_reply(statuses))
-            .mount(&self.opencode)
-            .await;
+        mount_opencode_on(&self.opencode, &self.ws(), sessions, statuses).await;
     }
 
     /// Mounts `GET /session/{id}` answering a session in `directory`.
@@ -354,6 +335,36 @@ impl Reply {
         assert!(self.json["error"].is_string(), "no error code: {}", self.text);
         self.json["detail"].as_str().expect("detail").to_owned()
     }
+}
+
+/// Mounts on `server` OpenCode's health, a project of `workspace`, the session list
+/// and statuses.
+pub async fn mount_opencode_on(
+    server: &MockServer,
+    workspace: &str,
+    sessions: Value,
+    statuses: Value,
+) {
+    Mock::given(method("GET"))
+        .and(path("/global/health"))
+        .respond_with(json_reply(json!({"healthy": true, "version": "1.18.34"})))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/project"))
+        .respond_with(json_reply(json!([{"id": "global", "worktree": workspace}])))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session"))
+        .respond_with(json_reply(sessions))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session/status"))
+        .respond_with(json_reply(statuses))
+        .mount(server)
+        .await;
 }
 
 pub fn request(method: Method, uri: &str, body: Option<Value>) -> Request<Body> {

@@ -369,3 +369,48 @@ async fn the_monitor_tells_who_went_idle_once() {
     monitor.refresh().await;
     assert_eq!(*seen.lock().expect("lock"), vec!["ses_work".to_owned()], "told once");
 }
+
+#[tokio::test]
+async fn a_worker_on_two_opencode_servers_lists_both_servers_sessions_and_health() {
+    let (fx, second) = Fixture::new().await.with_another_opencode("b").await;
+    fx.mount_opencode(json!([session_json("ses_on_a", &fx.ws(), 5)]), json!({})).await;
+    let before = fx.get("/api/state").await;
+    let servers = before.json["servers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(servers.len(), 2, "{}", before.text);
+    assert_eq!(servers[1]["name"], "b");
+    assert_eq!(servers[1]["url"], second.uri(), "{}", before.text);
+
+    // b is down at first: the first's health is `server`, b's shows in `servers`.
+    for monitor in fx.state.monitors() {
+        monitor.refresh().await;
+    }
+    let state = fx.get("/api/state").await;
+    assert_eq!(state.json["server"]["ok"], true, "{}", state.text);
+    assert_eq!(state.json["servers"][0]["ok"], true, "{}", state.text);
+    assert_eq!(state.json["servers"][1]["ok"], false, "{}", state.text);
+
+    mount_opencode_on(
+        &second,
+        &fx.ws(),
+        json!([session_json("ses_on_b", &fx.ws(), 1)]),
+        json!({"ses_on_b": {"type": "busy"}}),
+    )
+    .await;
+    for monitor in fx.state.monitors() {
+        monitor.refresh().await;
+    }
+    let state = fx.get("/api/state").await;
+    assert_eq!(state.json["servers"][1]["ok"], true, "{}", state.text);
+    let listed = fx.get("/api/sessions").await;
+    let ids: Vec<&str> = listed.json["sessions"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|s| s["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        ids,
+        ["ses_on_b", "ses_on_a"],
+        "both servers' sessions, newest first: {}",
+        listed.text
+    );
+    assert_eq!(listed.json["status"]["ses_on_b"]["type"], "busy", "{}", listed.text);
+}
