@@ -65,6 +65,10 @@ pub struct Observed {
     pub unknown: BTreeMap<String, u64>,
     /// Events the SSE writers dropped because they fell behind.
     pub lagged: u64,
+    /// Per finished session: its time from the first prompt to its last turn's end
+    /// (every turn plus every idle → prompt wait) over the time of its turns alone,
+    /// which is what a client that prompts the instant a session goes idle takes.
+    pub task_ratios: Vec<f64>,
 }
 
 struct Sim {
@@ -79,6 +83,10 @@ struct Sim {
     turns_done: u32,
     /// When the last measured turn's idle status went on the stream, until prompted.
     idle_at: Option<Instant>,
+    /// The turns' lengths so far, summed.
+    worked: Duration,
+    /// The idle → next prompt waits so far, summed.
+    waited: Duration,
 }
 
 struct Shared {
@@ -245,6 +253,11 @@ impl FakeOpencode {
             requests: lock(&shared.requests).clone(),
             unknown: lock(&shared.unknown).clone(),
             lagged: shared.lagged.load(Ordering::Relaxed),
+            task_ratios: sessions
+                .values()
+                .filter(|s| s.turns_done > shared.plan.turns && !s.worked.is_zero())
+                .map(|s| (s.worked + s.waited).as_secs_f64() / s.worked.as_secs_f64())
+                .collect(),
         }
     }
 }
@@ -345,6 +358,8 @@ async fn create_session(
         busy: false,
         turns_done: 0,
         idle_at: None,
+        worked: Duration::ZERO,
+        waited: Duration::ZERO,
     };
     let answer = session_json(&sim);
     shared.emit(&sim.directory, "session.created", json!({"sessionID": sim.id, "info": answer}));
@@ -424,7 +439,9 @@ async fn prompt(
         return not_found(format!("Session not found: {id}"));
     };
     if let Some(idle_at) = sim.idle_at.take() {
-        lock(&shared.latencies).push(arrived.duration_since(idle_at));
+        let waited = arrived.duration_since(idle_at);
+        sim.waited += waited;
+        lock(&shared.latencies).push(waited);
     } else if sim.busy || sim.turns_done > shared.plan.turns {
         // Busy: OpenCode would queue it; after the end: the harness should be done.
         shared.unexpected.fetch_add(1, Ordering::Relaxed);
@@ -459,15 +476,17 @@ async fn prompt(
     let finisher = Arc::clone(&shared);
     tokio::spawn(async move {
         tokio::time::sleep(turn).await;
-        finish_turn(&finisher, &id);
+        finish_turn(&finisher, &id, turn);
     });
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Ends a session's turn: the reply, then idle on the event stream, stamped.
-fn finish_turn(shared: &Shared, id: &str) {
+/// Ends a session's turn of length `turn`: the reply, then idle on the event stream,
+/// stamped.
+fn finish_turn(shared: &Shared, id: &str, turn_length: Duration) {
     let mut sessions = lock(&shared.sessions);
     let Some(sim) = sessions.get_mut(id) else { return };
+    sim.worked += turn_length;
     let turn = sim.turns_done + 1;
     let text = if turn > shared.plan.turns {
         format!("I finished the last step. STEP DONE: {turn}\nTASK COMPLETE")
@@ -510,4 +529,65 @@ fn finish_turn(shared: &Shared, id: &str) {
     shared.emit(&directory, "message.updated", json!({"sessionID": id, "info": info}));
     shared.emit(&directory, "session.status", json!({"sessionID": id, "status": {"type": "idle"}}));
     shared.emit(&directory, "session.idle", json!({"sessionID": id}));
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use openloom_core::{AgentEvent, AgentServer, Role};
+
+    use super::*;
+
+    /// The next idle event for `session` on `events`, within 5 s.
+    async fn idle(events: &mut futures::stream::BoxStream<'static, AgentEvent>, session: &str) {
+        let wait = async {
+            while let Some(event) = events.next().await {
+                if matches!(&event, AgentEvent::SessionIdle { session_id } if session_id == session)
+                {
+                    return;
+                }
+            }
+            panic!("the event stream ended");
+        };
+        tokio::time::timeout(Duration::from_secs(5), wait).await.expect("an idle event in 5 s");
+    }
+
+    #[tokio::test]
+    async fn the_real_client_drives_a_simulated_session_to_its_end_and_the_waits_are_timed() {
+        let short = Duration::from_millis(50);
+        let plan = Plan { turns: 1, turn_min: short, turn_max: short, seed: 7 };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let directory = dir.path().to_string_lossy().into_owned();
+        let fake = FakeOpencode::start(plan, &directory).await.expect("the fake starts");
+        let settings = openloom_opencode::Settings::new(fake.url.clone());
+        let client = openloom_opencode::OpencodeClient::new(settings).expect("a client");
+        assert!(client.health().await.is_ok(), "the client reads the fake's health");
+        let mut events = client.events().expect("an event stream");
+
+        let session = client.create_session(&directory, "simulated").await.expect("created");
+        client.send_prompt(&session.as_ref(), "begin", None).await.expect("first prompt");
+        idle(&mut events, &session.id).await;
+        let last = |messages: Vec<openloom_core::AgentMessage>| {
+            messages.into_iter().rev().find(|m| m.role == Role::Assistant).map(|m| m.text())
+        };
+        let first = last(client.messages(&session.as_ref(), 10).await.expect("messages"));
+        assert_eq!(first.as_deref(), Some("I worked on it. STEP DONE: 1"));
+
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        client.send_prompt(&session.as_ref(), "next step", None).await.expect("second prompt");
+        idle(&mut events, &session.id).await;
+        let end = last(client.messages(&session.as_ref(), 10).await.expect("messages"));
+        assert!(end.is_some_and(|text| text.contains("TASK COMPLETE")));
+        client.send_prompt(&session.as_ref(), "are you done?", None).await.expect("a third");
+
+        let observed = fake.observed();
+        assert_eq!(observed.latencies.len(), 1, "one measured idle → prompt wait");
+        assert!(observed.latencies[0] >= Duration::from_millis(30), "{:?}", observed.latencies);
+        assert_eq!((observed.sessions, observed.finished, observed.prompts), (1, 1, 3));
+        assert_eq!(observed.unexpected_prompts, 1, "a prompt after the end is counted");
+        assert_eq!(observed.task_ratios.len(), 1);
+        // Two 50 ms turns and one wait of at least 30 ms: at least 1.3×.
+        assert!((1.3..3.0).contains(&observed.task_ratios[0]), "{:?}", observed.task_ratios);
+        assert!(observed.unknown.is_empty(), "the client asked for {:?}", observed.unknown);
+    }
 }

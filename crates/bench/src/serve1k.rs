@@ -283,6 +283,29 @@ pub fn table(all: &[Figures]) -> String {
             f.load,
         ));
     }
+    out.push_str(
+        "\nA task's time (first prompt to its last turn's end) over a client's that prompts the \
+         instant a session goes idle (the turns alone):\n\n| store | tasks | median | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n",
+    );
+    for f in all {
+        let mut ratios = f.observed.task_ratios.clone();
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| -> String {
+            if ratios.is_empty() {
+                return "—".to_owned();
+            }
+            let index = ((ratios.len() as f64 * q).ceil() as usize).clamp(1, ratios.len()) - 1;
+            format!("{:.4}×", ratios[index])
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            f.store,
+            ratios.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        ));
+    }
     for f in all {
         out.push_str(&format!(
             "\n{}: {} tasks created in {:.1} s; {} sessions, {} prompts; SSE events dropped: {}; requests to unknown routes: {:?}\n\nRequests to the fake: {}\n",
