@@ -61,10 +61,10 @@ async fn a_missing_database_says_to_create_it() {
 async fn reconnecting_migrates_nothing_and_a_newer_schema_is_refused_untouched() {
     let db = database!();
     let store = common::open(&db).await;
-    assert_eq!(store.schema_version().await.expect("version"), 6);
+    assert_eq!(store.schema_version().await.expect("version"), 7);
     store.close().await;
     let store = common::open(&db).await;
-    assert_eq!(store.schema_version().await.expect("version"), 6, "reopening is a no-op");
+    assert_eq!(store.schema_version().await.expect("version"), 7, "reopening is a no-op");
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (9999, 'from the future', true, '\\x00', 0)",
@@ -74,7 +74,7 @@ async fn reconnecting_migrates_nothing_and_a_newer_schema_is_refused_untouched()
     .expect("pretend a newer build migrated");
     store.close().await;
     let err = PostgresStore::connect(&db.url).await.expect_err("newer schema");
-    assert!(matches!(err, Error::NewerSchema { found: 9999, known: 6, .. }), "{err}");
+    assert!(matches!(err, Error::NewerSchema { found: 9999, known: 7, .. }), "{err}");
     assert!(err.to_string().contains("upgrade OpenLoom"), "{err}");
     db.drop_database().await;
 }

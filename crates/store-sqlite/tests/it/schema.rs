@@ -78,7 +78,7 @@ async fn reopening_a_current_database_applies_nothing_new() {
             .fetch_all(store.pool())
             .await
             .expect("migrations");
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let pragmas: (String, i64, i64) = sqlx::query_as(
         "SELECT (SELECT journal_mode FROM pragma_journal_mode), \
                 (SELECT foreign_keys FROM pragma_foreign_keys), \
@@ -151,6 +151,7 @@ async fn a_version_1_database_gains_claims_and_guarded_writes_and_keeps_its_task
         let id = openloom_core::TaskId::from("task_old");
         store.append_check_log(&id, &[entry]).await.expect("log");
         for undo in [
+            "DROP INDEX tasks_due_order",
             "ALTER TABLE tasks DROP COLUMN opencode",
             "DROP TABLE workers",
             "DROP TABLE origins",
