@@ -43,19 +43,17 @@ pub async fn run(settings: &Settings) -> Result<u8> {
         tokio::spawn(openloom_core::take_in(inbox, Arc::clone(&harness), stop_signal.clone()))
     });
     // One run loop per OpenCode server, all under this worker's name.
-    let drivers: Vec<_> = std::iter::once(Arc::clone(&harness))
+    let harnesses = std::iter::once(Arc::clone(&harness))
         .chain(others.iter().map(|other| Arc::clone(&other.harness)))
-        .map(|harness| tokio::spawn(harness.run(stop_signal.clone())))
         .collect();
+    let driver = tokio::spawn(Harness::run_together(harnesses, stop_signal));
     server.run(shutdown_signal()).await.context("the server failed")?;
     // Requests are done; let checks in flight write their results, then stop.
     let _ = stop.send(true);
     if let Some(intake) = intake {
         let _ = intake.await;
     }
-    for driver in drivers {
-        let _ = driver.await;
-    }
+    let _ = driver.await;
     println!("openloom: stopped; every task is in {}", settings.database);
     Ok(exit::OK)
 }

@@ -16,8 +16,33 @@ use crate::task::{TaskId, TaskStatus};
 
 impl Harness {
     /// Runs until `stop` turns true: checks due tasks every `poll_every`, and checks a
-    /// task as soon as the agent server says its session went idle.
-    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// task as soon as the agent server says its session went idle. Then lets the
+    /// checks in flight finish (for `shutdown_grace`), releases this harness's claims
+    /// and removes its heartbeat row.
+    pub async fn run(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        Arc::clone(&self).drive(stop).await;
+        self.leave().await;
+    }
+
+    /// [`Harness::run`] for the harnesses of one worker (one per OpenCode server,
+    /// under one worker name): each runs its loop, and only when every one has let
+    /// its checks finish are the claims released and the heartbeat row removed. A
+    /// harness releasing its owner's claims while another of the same owner still
+    /// writes a check's outcome would have that write refused.
+    pub async fn run_together(
+        harnesses: Vec<Arc<Harness>>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let loops = harnesses.iter().map(|harness| Arc::clone(harness).drive(stop.clone()));
+        futures::future::join_all(loops).await;
+        for harness in &harnesses {
+            harness.leave().await;
+        }
+    }
+
+    /// The loop of [`Harness::run`], up to and including the drain of the checks in
+    /// flight; the claims stay.
+    async fn drive(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         self.load_sessions().await;
         let mut events = self.agent.events();
         let mut ticker = tokio::time::interval(self.config.poll_every);
@@ -89,6 +114,10 @@ impl Harness {
         }
         // A later `run` takes the hints up again.
         *lock(&self.idle_hint_receiver) = hints;
+    }
+
+    /// Gives up this harness's claims and heartbeat row (its loop has stopped).
+    async fn leave(&self) {
         // Another harness sharing the store may take these tasks over at once.
         if let Err(error) = self.store.release_claims(&self.owner).await {
             tracing::warn!(%error, "could not release this harness's task claims");

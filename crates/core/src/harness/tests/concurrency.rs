@@ -278,3 +278,94 @@ async fn one_worker_on_two_opencode_servers_drives_each_task_on_its_own() {
         assert_eq!(task.session_ids.len(), 1, "{id} has one session");
     }
 }
+
+/// An agent that takes `delay` to create a session and is `inner` otherwise.
+struct SlowToStart {
+    inner: Arc<MemoryAgent>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl AgentServer for SlowToStart {
+    async fn health(&self) -> crate::agent::Health {
+        self.inner.health().await
+    }
+    async fn create_session(&self, directory: &str, title: &str) -> Result<crate::agent::Session> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.create_session(directory, title).await
+    }
+    async fn find_session(&self, session_id: &str) -> Result<Option<crate::agent::Session>> {
+        self.inner.find_session(session_id).await
+    }
+    async fn send_prompt(
+        &self,
+        session: &SessionRef,
+        prompt: &str,
+        agent: Option<&str>,
+    ) -> Result<()> {
+        self.inner.send_prompt(session, prompt, agent).await
+    }
+    async fn session_activity(
+        &self,
+        directories: &[String],
+    ) -> Result<std::collections::HashMap<String, SessionActivity>> {
+        self.inner.session_activity(directories).await
+    }
+    async fn messages(&self, session: &SessionRef, limit: usize) -> Result<Vec<AgentMessage>> {
+        self.inner.messages(session, limit).await
+    }
+    async fn abort(&self, session: &SessionRef) -> Result<()> {
+        self.inner.abort(session).await
+    }
+}
+
+#[tokio::test]
+async fn the_harnesses_of_one_worker_release_its_claims_only_once_all_have_stopped() {
+    // A stops at once; B is still starting a task (its OpenCode is slow to create
+    // the session) when told to stop. Had A released the worker's claims then, B's
+    // guarded write of the new session would be refused and the session lost.
+    let f = fixture(MemoryAgent::replying(&["working"]));
+    let config = |opencode: &str, unbound_tasks: bool| HarnessConfig {
+        worker_name: Some("w-one".into()),
+        opencode: Some(opencode.into()),
+        unbound_tasks,
+        poll_every: Duration::from_millis(20),
+        ..test_config()
+    };
+    let first = f.another_harness(WorkspacePolicy::any(), config("a", true));
+    let slow = Arc::new(SlowToStart {
+        inner: Arc::new(MemoryAgent::replying(&["working"])),
+        delay: Duration::from_millis(400),
+    });
+    let second = harness_over(
+        slow.clone(),
+        f.store.clone(),
+        Arc::new(Markers),
+        EventBus::new(),
+        WorkspacePolicy::any(),
+        config("b", false),
+    );
+    let id = second.add_task(three_steps(&f.workspace.path())).await.expect("b's task");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let both = vec![Arc::clone(&first), Arc::clone(&second)];
+    let runner = tokio::spawn(Harness::run_together(both, stop_rx));
+    // B has claimed the task and is creating its session.
+    wait_for(|| async {
+        let now = Utc::now();
+        let other = f.store.claim_task(&id, "someone else", now, now).await.ok().flatten();
+        other.is_none().then_some(())
+    })
+    .await;
+    stop.send(true).expect("stop");
+    tokio::time::timeout(Duration::from_secs(5), runner).await.expect("stops").expect("joins");
+
+    let task = f.task(&id).await;
+    assert_eq!(slow.inner.sessions().len(), 1, "one session was created");
+    assert_eq!(task.active_session_id.as_ref(), Some(&slow.inner.sessions()[0].id), "and kept");
+    assert_eq!(task.status, TaskStatus::Running);
+    let now = Utc::now();
+    let lease = f.store.claim_task(&id, "next", now, now + chrono::Duration::seconds(5)).await;
+    assert!(lease.expect("claim").is_some(), "the claims were released at the end");
+    let workers = f.store.live_workers(now - chrono::Duration::seconds(60)).await.expect("workers");
+    assert!(workers.is_empty(), "the heartbeat row is gone: {workers:?}");
+}

@@ -151,7 +151,7 @@ mod tempfile_dir {
 /// A harness over `agent` and `store` with the test wording, any workspace allowed,
 /// 1 s backoff, and `config` applied on top.
 fn harness_over(
-    agent: Arc<MemoryAgent>,
+    agent: Arc<dyn AgentServer>,
     store: Arc<MemoryStore>,
     checker: Arc<dyn Checker>,
     bus: EventBus,
