@@ -46,16 +46,57 @@ struct BuildLabels {
     worker: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// An OpenCode request's labels; `opencode` (the server's name) only when the
+/// client has one ([`Metrics::for_opencode`]), so a worker of one unnamed server
+/// shows no empty label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct RequestLabels {
     method: String,
     endpoint: String,
+    opencode: Option<Arc<str>>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct ErrorLabels {
     endpoint: String,
     kind: String,
+    opencode: Option<Arc<str>>,
+}
+
+/// Encodes `pairs`, then `opencode` when there is one.
+fn encode_labels(
+    encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    pairs: [(&str, &str); 2],
+    opencode: Option<&str>,
+) -> std::fmt::Result {
+    use prometheus_client::encoding::EncodeLabel;
+    for pair in pairs {
+        pair.encode(encoder.encode_label())?;
+    }
+    match opencode {
+        Some(name) => ("opencode", name).encode(encoder.encode_label()),
+        None => Ok(()),
+    }
+}
+
+impl EncodeLabelSet for RequestLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> std::fmt::Result {
+        let pairs = [("method", self.method.as_str()), ("endpoint", self.endpoint.as_str())];
+        encode_labels(encoder, pairs, self.opencode.as_deref())
+    }
+}
+
+impl EncodeLabelSet for ErrorLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> std::fmt::Result {
+        let pairs = [("endpoint", self.endpoint.as_str()), ("kind", self.kind.as_str())];
+        encode_labels(encoder, pairs, self.opencode.as_deref())
+    }
 }
 
 /// Seconds as an `f64` gauge.
@@ -234,13 +275,53 @@ impl Meter for Metrics {
     }
 
     fn agent_request(&self, call: &AgentCall<'_>) {
-        let labels =
-            RequestLabels { method: call.method.to_owned(), endpoint: call.endpoint.to_owned() };
+        self.observe_request(call, None);
+    }
+}
+
+impl Metrics {
+    /// A meter for the client of the OpenCode server named `name`: its requests are
+    /// counted with an `opencode` label (a worker connected to several servers tells
+    /// them apart); checks and takeovers are counted as by the metrics themselves.
+    pub fn for_opencode(&self, name: &str) -> Arc<dyn Meter> {
+        Arc::new(OpencodeMeter { metrics: self.clone(), opencode: Arc::from(name) })
+    }
+
+    fn observe_request(&self, call: &AgentCall<'_>, opencode: Option<&Arc<str>>) {
+        let labels = RequestLabels {
+            method: call.method.to_owned(),
+            endpoint: call.endpoint.to_owned(),
+            opencode: opencode.cloned(),
+        };
         self.inner.requests.get_or_create(&labels).observe(call.elapsed.as_secs_f64());
         if let Some(kind) = call.error {
-            let labels = ErrorLabels { endpoint: labels.endpoint, kind: kind.to_owned() };
+            let labels = ErrorLabels {
+                endpoint: labels.endpoint,
+                kind: kind.to_owned(),
+                opencode: labels.opencode,
+            };
             self.inner.request_errors.get_or_create(&labels).inc();
         }
+    }
+}
+
+/// [`Metrics`] for one named OpenCode server's client ([`Metrics::for_opencode`]).
+struct OpencodeMeter {
+    metrics: Metrics,
+    opencode: Arc<str>,
+}
+
+impl Meter for OpencodeMeter {
+    fn check_ran(&self, outcome: CheckRun) {
+        self.metrics.check_ran(outcome);
+    }
+
+    fn lease_taken_over(&self) {
+        self.metrics.lease_taken_over();
+    }
+
+    fn agent_request(&self, call: &AgentCall<'_>) {
+        self.metrics.observe_request(call, Some(&self.opencode));
     }
 }
 
@@ -311,5 +392,34 @@ mod tests {
         let version = env!("CARGO_PKG_VERSION");
         let build = format!(r#"openloom_build_info{{version="{version}",worker="w1"}}"#);
         assert_eq!(sample(&text, &build), Some(1.0), "{text}");
+        assert!(!text.contains("opencode=\""), "no server name, no label: {text}");
+    }
+
+    #[tokio::test]
+    async fn requests_of_a_named_opencode_server_carry_its_name() {
+        let store = MemoryStore::new();
+        let metrics = Metrics::new();
+        let call = AgentCall {
+            method: "POST",
+            endpoint: "/session/{id}/prompt_async",
+            elapsed: Duration::from_millis(5),
+            error: Some("timeout"),
+        };
+        metrics.for_opencode("build-2").agent_request(&call);
+        metrics.for_opencode("build-1").agent_request(&AgentCall { error: None, ..call });
+        metrics.for_opencode("build-1").check_ran(CheckRun::Done);
+        let text = metrics.render(&store, &store, "w1").await.expect("render");
+        let endpoint = r#"endpoint="/session/{id}/prompt_async""#;
+        for server in ["build-1", "build-2"] {
+            let count = format!(
+                r#"openloom_opencode_request_duration_seconds_count{{method="POST",{endpoint},opencode="{server}"}}"#
+            );
+            assert_eq!(sample(&text, &count), Some(1.0), "{server}: {text}");
+        }
+        let errors = format!(
+            r#"openloom_opencode_request_errors_total{{{endpoint},kind="timeout",opencode="build-2"}}"#
+        );
+        assert_eq!(sample(&text, &errors), Some(1.0), "{text}");
+        assert_eq!(sample(&text, r#"openloom_checks_total{outcome="done"}"#), Some(1.0));
     }
 }

@@ -170,23 +170,24 @@ pub fn harness(
 }
 
 /// One connection per further OpenCode server of the worker
-/// ([`Settings::more_opencode`]): its client (counting into `meter`, like the first
-/// server's) and a harness over the same store and bus, under the same worker name,
-/// driving only the tasks bound to that server (the first server's harness takes the
-/// unbound ones).
+/// ([`Settings::more_opencode`]): its client (counting into `client_meter(name)`) and
+/// a harness over the same store and bus, under the same worker name, counting into
+/// `meter`, driving only the tasks bound to that server (the first server's harness
+/// takes the unbound ones).
 pub fn more_connections(
     settings: &Settings,
     store: &Arc<dyn Store>,
     bus: &EventBus,
     worker_name: &str,
     meter: &Arc<dyn Meter>,
+    client_meter: impl Fn(&str) -> Arc<dyn Meter>,
 ) -> Result<Vec<openloom_server::Connection>> {
     settings
         .more_opencode
         .iter()
         .map(|server| {
             let on = settings.on_opencode(&server.name, &server.url);
-            let client = metered_client(&on, Arc::clone(meter))?;
+            let client = metered_client(&on, client_meter(&server.name))?;
             let harness = harness_taking(
                 &on,
                 Arc::clone(store),

@@ -17,14 +17,23 @@ use crate::exit::{self, coded};
 pub async fn run(settings: &Settings) -> Result<u8> {
     // One set of metrics, counted into by the client and the harness, shown at /metrics.
     let metrics = Metrics::new();
-    let client = parts::metered_client(settings, Arc::new(metrics.clone()))?;
+    // Requests to a named OpenCode server carry its name (`opencode` label).
+    let meter_for = |name: Option<&str>| -> Arc<dyn openloom_core::Meter> {
+        match name {
+            Some(name) => metrics.for_opencode(name),
+            None => Arc::new(metrics.clone()),
+        }
+    };
+    let client = parts::metered_client(settings, meter_for(settings.opencode.as_deref()))?;
     let store = parts::store(settings).await?;
     let webhooks = parts::webhooks(settings, store.outbox.clone()).await?;
     let worker = parts::worker_name(settings, store.tasks.as_ref()).await?;
     let bus = EventBus::new();
     let meter = Arc::new(metrics.clone());
     let meter: Arc<dyn openloom_core::Meter> = meter;
-    let others = parts::more_connections(settings, &store.tasks, &bus, &worker, &meter)?;
+    let others = parts::more_connections(settings, &store.tasks, &bus, &worker, &meter, |name| {
+        meter_for(Some(name))
+    })?;
     let harness =
         parts::harness(settings, store.tasks.clone(), client.clone(), bus.clone(), worker, meter);
     // Listed among the live workers before it answers anyone.

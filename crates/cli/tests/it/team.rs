@@ -335,6 +335,18 @@ async fn one_worker_on_two_opencode_servers_runs_each_task_in_its_own() {
         .map(|list| list.iter().filter_map(|s| s["id"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(listed.len(), 2, "the sessions of both servers: {listed:?}");
+    let metrics = client
+        .get(format!("{}/metrics", worker.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in ["a", "b"] {
+        let labelled = format!(r#"endpoint="/session/{{id}}/prompt_async",opencode="{name}"}}"#);
+        assert!(metrics.contains(&labelled), "{name}'s prompts counted apart: {metrics}");
+    }
 
     let banner = worker.banner.join("\n");
     assert!(
