@@ -27,6 +27,16 @@ async fn all_tasks(client: &reqwest::Client, base: &str) -> Vec<serde_json::Valu
     page["tasks"].as_array().cloned().unwrap_or_default()
 }
 
+/// `POST /api/tasks` with `body`; the answer.
+async fn create(
+    client: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let reply = client.post(format!("{base}/api/tasks")).json(body).send().await;
+    reply.expect("POST /api/tasks").json().await.expect("JSON")
+}
+
 async fn one_task(client: &reqwest::Client, base: &str, id: &str) -> serde_json::Value {
     let reply: serde_json::Value = client
         .get(format!("{base}/api/tasks/{id}"))
@@ -185,15 +195,8 @@ async fn a_task_bound_to_an_opencode_server_is_driven_only_by_its_worker() {
     assert!(said.contains("one") && said.contains("two"), "the known servers are named: {said}");
 
     let spec = "name: Bound task\ngoal: g\nsteps: [Do it]\n";
-    let created: serde_json::Value = client
-        .post(format!("{}/api/tasks", two.base))
-        .json(&serde_json::json!({"spec": spec, "workspace": env.workspace.directory(), "opencode": "one"}))
-        .send()
-        .await
-        .expect("POST /api/tasks")
-        .json()
-        .await
-        .expect("JSON");
+    let body = serde_json::json!({"spec": spec, "workspace": env.workspace.directory(), "opencode": "one"});
+    let created = create(&client, &two.base, &body).await;
     assert_eq!(created["opencode"], "one", "{created}");
     let id = created["taskId"].as_str().expect("task id").to_owned();
 
@@ -270,15 +273,7 @@ async fn one_worker_on_two_opencode_servers_runs_each_task_in_its_own() {
         if let Some(name) = opencode {
             body["opencode"] = name.into();
         }
-        let created: serde_json::Value = client
-            .post(format!("{}/api/tasks", worker.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST /api/tasks")
-            .json()
-            .await
-            .expect("JSON");
+        let created = create(&client, &worker.base, &body).await;
         assert_eq!(created["opencode"], opencode.unwrap_or("a"), "{created}");
         ids.push(created["taskId"].as_str().expect("task id").to_owned());
     }
