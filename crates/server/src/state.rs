@@ -148,7 +148,8 @@ impl AppState {
         &self.first().harness
     }
 
-    fn first(&self) -> &Connection {
+    /// The worker's first OpenCode server.
+    pub(crate) fn first(&self) -> &Connection {
         // Never empty: `new` puts the parts' own harness first.
         &self.inner.connections[0]
     }

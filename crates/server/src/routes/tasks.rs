@@ -435,7 +435,7 @@ enum Placement<'a> {
 /// request names another it is connected to, or another of `opencode_servers`.
 /// Unknown names are refused with the known ones.
 fn placement<'a>(state: &'a AppState, asked: Option<&str>) -> Result<Placement<'a>> {
-    let Some(asked) = asked else { return Ok(Placement::Connected(&state.connections()[0])) };
+    let Some(asked) = asked else { return Ok(Placement::Connected(state.first())) };
     if let Some(connection) = state.connection_named(asked) {
         return Ok(Placement::Connected(connection));
     }
