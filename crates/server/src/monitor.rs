@@ -141,9 +141,10 @@ impl MonitorSnapshot {
     }
 
     /// What several monitors (one per OpenCode server of a worker) know, as one
-    /// snapshot: every server's sessions, newest first, and their statuses (session
-    /// ids are unique across servers). Health, token usage and the refresh time are
-    /// the first's; the error is the first one any of them has. One snapshot: itself.
+    /// snapshot: every server's sessions, newest first, their statuses (session ids
+    /// are unique across servers) and their token usage summed.
+    /// Health and the refresh time are the first's; the error is the first one any
+    /// of them has. One snapshot: itself.
     pub fn merged(parts: &[Arc<MonitorSnapshot>]) -> Arc<MonitorSnapshot> {
         match parts {
             [] => Arc::new(MonitorSnapshot::default()),
@@ -162,7 +163,9 @@ impl MonitorSnapshot {
                     health: first.health.clone(),
                     sessions,
                     statuses,
-                    usage: first.usage.clone(),
+                    usage: UsageReport::merged(
+                        &parts.iter().map(|part| &part.usage).collect::<Vec<_>>(),
+                    ),
                     error: parts.iter().find_map(|part| part.error.clone()),
                     refreshed_at: first.refreshed_at,
                 })

@@ -304,19 +304,26 @@ pub fn period_usage(sessions: &[SessionUsage], since: Option<DateTime<Utc>>) -> 
             updated_at: updated,
         });
     }
+    finish(out, models.into_values().map(|(bucket, _)| bucket).collect(), rows)
+}
+
+/// A period's usage from its summed totals, models and session rows: the derived
+/// figures (rounded cost, token total, cache efficiency), models most expensive
+/// first and the top sessions.
+fn finish(
+    mut out: PeriodUsage,
+    mut by_model: Vec<ModelUsage>,
+    mut rows: Vec<SessionUsageRow>,
+) -> PeriodUsage {
     out.total_cost = round(out.total_cost, 6);
     out.token_total = out.total_tokens.total();
     let prompt = out.total_tokens.cache_read.saturating_add(out.total_tokens.input);
     out.cache_efficiency =
         if prompt > 0 { round(out.total_tokens.cache_read as f64 / prompt as f64, 4) } else { 0.0 };
-    let mut by_model: Vec<ModelUsage> = models
-        .into_values()
-        .map(|(mut bucket, _)| {
-            bucket.cost = round(bucket.cost, 6);
-            bucket.total_tokens = bucket.tokens.total();
-            bucket
-        })
-        .collect();
+    for bucket in &mut by_model {
+        bucket.cost = round(bucket.cost, 6);
+        bucket.total_tokens = bucket.tokens.total();
+    }
     by_model.sort_by(|a, b| {
         b.cost
             .total_cmp(&a.cost)
@@ -330,6 +337,51 @@ pub fn period_usage(sessions: &[SessionUsage], since: Option<DateTime<Utc>>) -> 
     out.by_model = by_model;
     out.top_sessions = rows;
     out
+}
+
+/// The usage of several OpenCode servers' sessions (no session in two of them) as
+/// one period: sums, models merged by name, the top sessions of them all.
+fn merge_periods<'a>(parts: impl Iterator<Item = &'a PeriodUsage>) -> PeriodUsage {
+    let mut out = PeriodUsage::default();
+    let mut models: Vec<ModelUsage> = Vec::new();
+    let mut rows = Vec::new();
+    for part in parts {
+        out.total_cost += part.total_cost;
+        out.total_tokens.add_totals(&part.total_tokens);
+        out.session_count = out.session_count.saturating_add(part.session_count);
+        out.sessions_with_usage = out.sessions_with_usage.saturating_add(part.sessions_with_usage);
+        for model in &part.by_model {
+            match models.iter_mut().find(|m| m.model == model.model) {
+                Some(bucket) => {
+                    bucket.cost += model.cost;
+                    bucket.session_count = bucket.session_count.saturating_add(model.session_count);
+                    bucket.tokens.add_totals(&model.tokens);
+                }
+                None => models.push(model.clone()),
+            }
+        }
+        rows.extend(part.top_sessions.iter().cloned());
+    }
+    finish(out, models, rows)
+}
+
+impl UsageReport {
+    /// Several servers' reports as one ([`crate::MonitorSnapshot::merged`]); `now`
+    /// is the first's.
+    pub fn merged(reports: &[&UsageReport]) -> UsageReport {
+        let period = |pick: fn(&UsagePeriods) -> &PeriodUsage| {
+            merge_periods(reports.iter().map(|report| pick(&report.periods)))
+        };
+        UsageReport {
+            periods: UsagePeriods {
+                today: period(|p| &p.today),
+                week: period(|p| &p.week),
+                month: period(|p| &p.month),
+                total: period(|p| &p.total),
+            },
+            now: reports.first().and_then(|report| report.now),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -518,5 +570,32 @@ mod tests {
             assert!(today.get(key).is_some(), "{key} missing in {today}");
         }
         assert!(today["totalTokens"].get("cacheRead").is_some());
+    }
+
+    #[test]
+    fn reports_of_disjoint_sessions_merge_into_the_report_of_them_all() {
+        let now = Utc::now();
+        let old = now - Duration::days(40);
+        let usage =
+            |id: &str, updated, items| SessionUsage { session: session(id, updated), items };
+        let first = vec![
+            usage(
+                "ses_a",
+                now,
+                vec![item(now, "p/m1", 100, 50, 0.5), item(old, "p/m2", 7, 0, 0.25)],
+            ),
+            usage("ses_b", old, vec![item(old, "p/m1", 300, 0, 1.0)]),
+            usage("ses_idle", now, vec![]),
+        ];
+        let second = vec![
+            usage("ses_c", now, vec![item(now, "p/m1", 40, 200, 0.125)]),
+            usage("ses_d", now, vec![item(now, "q/m3", 900, 10, 2.0)]),
+        ];
+        let all: Vec<SessionUsage> = first.iter().chain(&second).cloned().collect();
+        let merged =
+            UsageReport::merged(&[&usage_report(&first, now), &usage_report(&second, now)]);
+        assert_eq!(merged, usage_report(&all, now));
+        assert_eq!(merged.periods.total.session_count, 5);
+        assert_eq!(merged.periods.total.by_model.len(), 3);
     }
 }
