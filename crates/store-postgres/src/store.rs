@@ -256,6 +256,24 @@ fn due_sql() -> String {
     )
 }
 
+/// Releases owner `$1`'s claims that no other transaction has locked: the claims go,
+/// their epochs stay (`task_epochs`), so a claim taken later never repeats one. A
+/// claim another worker took over meanwhile has another owner by then and is not
+/// touched. Locked rows are skipped, never waited for: a batch claim
+/// ([`claim_batch_sql`]) may hold one of this owner's claim rows (its `ON CONFLICT`
+/// locks the row it meets, even when it leaves it alone) while waiting for a row this
+/// statement deletes, and waiting here would close the cycle (a deadlock PostgreSQL
+/// breaks by failing one of the two).
+const RELEASE_SQL: &str = "WITH mine AS (SELECT task_id FROM task_claims \
+       WHERE owner = $1 FOR UPDATE SKIP LOCKED), \
+     gone AS (DELETE FROM task_claims c USING mine \
+       WHERE c.task_id = mine.task_id AND c.owner = $1 RETURNING c.task_id, c.epoch) \
+     INSERT INTO task_epochs (task_id, epoch) SELECT task_id, epoch FROM gone \
+     ON CONFLICT (task_id) DO UPDATE SET epoch = GREATEST(task_epochs.epoch, EXCLUDED.epoch)";
+
+/// Rounds of [`RELEASE_SQL`] before the rest is left to run out (20 ms apart).
+const RELEASE_ROUNDS: usize = 50;
+
 /// Claims task `$1` for owner `$2` at `$3` until `$4`; returns the epoch, or no
 /// row when another owner's claim is valid. One statement decides and writes, under
 /// the claim row's lock: two workers claiming at once queue on it, and the second
@@ -663,14 +681,20 @@ impl Store for PostgresStore {
         let now = codec::timestamp(&Utc::now())?;
         let until = codec::timestamp(&until)?;
         // An expired claim stays expired: another worker may have checked its task
-        // meanwhile, and a new claim gets a new epoch.
-        sqlx::query("UPDATE task_claims SET until = $1 WHERE owner = $2 AND until > $3")
-            .bind(&until)
-            .bind(owner)
-            .bind(&now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.fail(e))?;
+        // meanwhile, and a new claim gets a new epoch. A claim row another worker's
+        // batch claim has locked this instant is skipped, not waited for (see
+        // `RELEASE_SQL`); the next beat renews it, well within the claim time.
+        sqlx::query(
+            "UPDATE task_claims SET until = $1 \
+             WHERE owner = $2 AND task_id IN (SELECT task_id FROM task_claims \
+               WHERE owner = $2 AND until > $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(&until)
+        .bind(owner)
+        .bind(&now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -740,19 +764,29 @@ impl Store for PostgresStore {
     }
 
     async fn release_claims(&self, owner: &str) -> Result<()> {
-        // One statement: the claims go, their epochs stay, so a claim taken later
-        // never repeats one. A claim another worker took over meanwhile has another
-        // owner by then and is not touched.
-        sqlx::query(
-            "WITH gone AS (DELETE FROM task_claims WHERE owner = $1 RETURNING task_id, epoch) \
-             INSERT INTO task_epochs (task_id, epoch) SELECT task_id, epoch FROM gone \
-             ON CONFLICT (task_id) DO UPDATE \
-               SET epoch = GREATEST(task_epochs.epoch, EXCLUDED.epoch)",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.fail(e))?;
+        // A few rounds at most: a row another worker's claim has locked this instant
+        // is left for the next round. Whatever is left after them runs out with its
+        // claim time, as a killed worker's claims do.
+        for round in 0..RELEASE_ROUNDS {
+            let mut conn = self.pool.acquire().await.map_err(|e| self.fail(e))?;
+            sqlx::query(RELEASE_SQL)
+                .bind(owner)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            let left: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM task_claims WHERE owner = $1)")
+                    .bind(owner)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| self.fail(e))?;
+            if !left {
+                return Ok(());
+            }
+            tracing::debug!(owner, round, "claims locked by another worker's claim; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tracing::warn!(owner, "some claims could not be released; they run out with their time");
         Ok(())
     }
 

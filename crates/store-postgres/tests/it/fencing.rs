@@ -130,3 +130,44 @@ async fn tasks_bound_to_opencode_servers_follow_the_conformance_scenario() {
     openloom_core::conformance::opencode_binding_scenario(store).await;
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn releasing_and_renewing_never_wait_on_a_claim_row_another_transaction_holds() {
+    // A batch claim's `ON CONFLICT` locks the claim rows it meets; a release or
+    // renewal waiting for one of them while holding others could deadlock with it.
+    // Here a transaction holds one of worker-a's claim rows: release and renewal
+    // carry on without it, and the held claim is released once it is free.
+    let db = database!();
+    let store = common::open(&db).await;
+    let now = Utc::now();
+    for id in ["task_r1", "task_r2", "task_r3"] {
+        store.create_task(&common::task(id, now)).await.expect("create");
+        let claimed = store.claim_task(&TaskId::from(id), "worker-a", now, after(now, 30)).await;
+        assert!(claimed.expect("claim").is_some());
+    }
+    let mut holder = store.pool().begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM task_claims WHERE task_id = 'task_r2' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .expect("hold a claim row");
+    let quick = std::time::Duration::from_secs(5);
+    tokio::time::timeout(quick, store.renew_claims("worker-a", after(now, 60)))
+        .await
+        .expect("renewal does not wait for the held row")
+        .expect("renew");
+    tokio::time::timeout(quick, store.release_claims("worker-a"))
+        .await
+        .expect("release does not wait for the held row")
+        .expect("release");
+    async fn owners(
+        store: &openloom_store_postgres::PostgresStore,
+    ) -> std::collections::HashMap<TaskId, String> {
+        let ids: Vec<TaskId> = ["task_r1", "task_r2", "task_r3"].map(TaskId::from).to_vec();
+        store.drivers(&ids, Utc::now()).await.expect("drivers")
+    }
+    let left = owners(&store).await;
+    assert_eq!(left.keys().map(TaskId::as_str).collect::<Vec<_>>(), ["task_r2"], "{left:?}");
+    holder.rollback().await.expect("let go");
+    store.release_claims("worker-a").await.expect("release the rest");
+    assert!(owners(&store).await.is_empty(), "every claim released");
+}
